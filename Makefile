@@ -1,0 +1,59 @@
+# tala: two commands do all the set-up.
+#   make demo   venv + pinned deps + ffmpeg, the whole workflow on the bundled demo, report.html
+#   make test   the same set-up, then the test suite (unit, workflow, lint)
+# Both are idempotent: a second run only re-checks the stamp and the Debian packages.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
+STAMP := $(VENV)/.tala-installed
+DEMO_CONFIG := config/demo.yaml
+# Jobs call `python -m tala.<step>`: the venv's interpreter must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: all demo test bench setup system-deps lint format demo-corpus lock clean
+
+all: demo
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(DEMO_CONFIG) --show-failed-logs
+	$(BIN)/snakemake --configfile $(DEMO_CONFIG) --report report.html
+	@echo "report: $(abspath report.html)"
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	@for b in tests/bench/bench_*.py; do echo "== $$b"; PYTHONPATH=scripts $(BIN)/python $$b || exit 1; done
+
+lint: setup
+	$(BIN)/snakemake --lint --configfile $(DEMO_CONFIG)
+	$(BIN)/snakefmt --check workflow
+
+format: setup
+	$(BIN)/snakefmt workflow
+
+# Regenerates resources/demo (needs espeak-ng; the outputs are committed).
+demo-corpus: setup
+	@command -v espeak-ng >/dev/null || { echo "demo-corpus needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
+	PYTHONPATH=scripts $(BIN)/python -m tala.demo_corpus --out resources/demo
+
+# Re-pins the whole dependency tree after a change to pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | sed -e 's/+cpu$$//' > requirements.lock
+
+clean:
+	rm -rf results logs benchmarks report.html .snakemake

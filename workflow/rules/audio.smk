@@ -1,0 +1,44 @@
+rule convert_audio:
+    input:
+        audio=raw_audio,
+    output:
+        wav="results/{lang}/audio/{rec}.wav",
+    log:
+        "logs/{lang}/convert_audio/{rec}.log",
+    benchmark:
+        "benchmarks/{lang}/convert_audio/{rec}.tsv"
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "python -m tala.convert {input.audio:q} {output.wav:q} > {log:q} 2>&1"
+
+
+rule segment_audio:
+    input:
+        wav="results/{lang}/audio/{rec}.wav",
+    output:
+        tsv="results/{lang}/segments/{rec}.tsv",
+    log:
+        "logs/{lang}/segment_audio/{rec}.log",
+    benchmark:
+        "benchmarks/{lang}/segment_audio/{rec}.tsv"
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=15,
+    params:
+        threshold_db=setting("segment", "threshold_db"),
+        min_silence_s=setting("segment", "min_silence_s"),
+        min_span_s=setting("segment", "min_span_s"),
+        max_span_s=setting("segment", "max_span_s"),
+    shell:
+        "python -m tala.segment {input.wav:q} {output.tsv:q}"
+        " --threshold-db {params.threshold_db} --min-silence-s {params.min_silence_s}"
+        " --min-span-s {params.min_span_s} --max-span-s {params.max_span_s}"
+        " > {log:q} 2>&1"
