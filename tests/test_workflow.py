@@ -1,0 +1,225 @@
+"""The workflow as users run it: dry run, lint, the demo end to end, damaged files under --keep-going."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from conftest import REPO, require
+
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # Jobs call `python`: the interpreter running the tests (the venv's) comes first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def demo_config(workdir: Path) -> Path:
+    """config/demo.yaml with absolute paths, so the run can live in a temporary folder."""
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    for lang in config["languages"].values():
+        for key in ("audio_dir", "text_dir"):
+            lang[key] = str(REPO / lang[key])
+    path = workdir / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    counts = {}
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def demo_recordings() -> dict[str, list[Path]]:
+    return {
+        lang: sorted((REPO / "resources/demo" / lang / "audio").iterdir())
+        for lang in yaml.safe_load((REPO / "config/demo.yaml").read_text())["run_languages"]
+    }
+
+
+def test_dry_run_plans_every_recording(tmp_path):
+    config = demo_config(tmp_path)
+    out = snakemake(tmp_path, "-n", "--configfile", str(config)).stdout
+    n = sum(len(v) for v in demo_recordings().values())
+    counts = job_counts(out)
+    assert counts["convert_audio"] == n
+    assert counts["segment_audio"] == n
+    assert counts["summarize_audio"] == len(demo_recordings())
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint", "--configfile", str(demo_config(tmp_path)), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_snakefmt_check_passes():
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "snakefmt"), "--check", str(REPO / "workflow")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_config_error_stops_before_any_job(tmp_path):
+    config = yaml.safe_load(demo_config(tmp_path).read_text())
+    config["segment"] = {"threshold_db": "loud"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "config error at segment.threshold_db: 'loud' is not of type 'number'" in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The whole demo workflow, then the report, in a temporary working directory."""
+    require("ffmpeg")
+    workdir = tmp_path_factory.mktemp("demo")
+    config = demo_config(workdir)
+    snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    snakemake(workdir, "--configfile", str(config), "--report", "report.html")
+    return workdir, config
+
+
+@pytest.mark.slow
+def test_demo_converts_every_recording_exactly(demo_run):
+    workdir, _ = demo_run
+    for lang, files in demo_recordings().items():
+        for src in files:
+            wav = workdir / "results" / lang / "audio" / f"{src.stem}.wav"
+            info = sf.info(str(wav))
+            assert (info.samplerate, info.channels, info.subtype, info.format) == (16000, 1, "PCM_16", "WAV")
+            truth = json.loads((REPO / "resources/demo" / lang / "truth" / f"{src.stem}.json").read_text())
+            assert info.frames / 16000 > truth["verses"][-1]["end"]
+            if src.suffix in (".wav", ".mp3"):
+                original = sf.info(str(src))
+                assert abs(info.frames - round(original.frames * 16000 / original.samplerate)) <= 1
+
+
+@pytest.mark.slow
+def test_demo_spans_never_cut_a_verse(demo_run):
+    """Span edges lie in the pauses between verses, and the spans cover heading to last verse."""
+    workdir, _ = demo_run
+    tolerance_s = 0.02
+    for lang, files in demo_recordings().items():
+        for src in files:
+            truth = json.loads((REPO / "resources/demo" / lang / "truth" / f"{src.stem}.json").read_text())
+            with open(workdir / "results" / lang / "segments" / f"{src.stem}.tsv", newline="") as f:
+                spans = [(float(r["start"]), float(r["end"])) for r in csv.DictReader(f, delimiter="\t")]
+            assert spans, f"{lang}/{src.stem}: no spans"
+            speech = [(truth["heading"]["start"], truth["heading"]["end"])]
+            speech += [(v["start"], v["end"]) for v in truth["verses"]]
+            for start, end in spans:
+                for edge in (start, end):
+                    inside = [s for s in speech if s[0] + tolerance_s < edge < s[1] - tolerance_s]
+                    assert not inside, f"{lang}/{src.stem}: span edge {edge:.3f} s cuts speech {inside[0]}"
+            assert abs(spans[0][0] - speech[0][0]) <= tolerance_s, (lang, src.stem, spans[0], speech[0])
+            assert abs(spans[-1][1] - speech[-1][1]) <= tolerance_s, (lang, src.stem, spans[-1], speech[-1])
+            assert all(2.0 - 1e-6 <= end - start <= 120.0 for start, end in spans)
+
+
+@pytest.mark.slow
+def test_demo_report_and_nothing_left_to_do(demo_run):
+    workdir, config = demo_run
+    report = (workdir / "report.html").read_text(encoding="utf-8")
+    assert "recordings" in report and "span durations" in report
+    for lang in demo_recordings():
+        table = (workdir / "results" / lang / "report" / "recordings.tsv").read_text()
+        assert len(table.strip().splitlines()) == 1 + len(demo_recordings()[lang])
+    proc = snakemake(workdir, "-n", "--configfile", str(config))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _tone_bursts(path: Path, rate: int = 22050) -> None:
+    rng = np.random.default_rng(0)
+    parts = []
+    for seconds in (1.2, 2.5, 1.8):
+        t = np.arange(int(seconds * rate)) / rate
+        parts += [0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(int(0.8 * rate))]
+    audio = np.concatenate([np.zeros(rate // 2)] + parts)
+    audio += rng.normal(0, 3e-4, audio.shape)
+    sf.write(str(path), audio.astype(np.float32), rate)
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+@pytest.mark.slow
+def test_damaged_files_fail_alone_under_keep_going(tmp_path):
+    require("ffmpeg")
+    audio, text = tmp_path / "raw" / "audio", tmp_path / "raw" / "text"
+    audio.mkdir(parents=True)
+    text.mkdir(parents=True)
+    _tone_bursts(audio / "good.wav")
+    weird = "it's $(touch PWNED) ch 2"
+    _tone_bursts(audio / f"{weird}.wav", rate=44100)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(audio / "good.wav"), "-ac", "2", "-ar", "44100", str(tmp_path / "full.mp3")],
+        check=True,
+    )
+    full = (tmp_path / "full.mp3").read_bytes()
+    (audio / "truncated.mp3").write_bytes(full[: len(full) // 2])
+    (audio / "empty.mp3").write_bytes(b"")
+    (audio / "notes.mp3").write_text("These are my notes, not audio.\n")
+    sf.write(str(audio / "silent.wav"), np.zeros(16000 * 3, dtype=np.int16), 16000, subtype="PCM_16")
+    before = {p.name: _digest(p) for p in audio.iterdir()}
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "run_languages": ["xx"],
+        "languages": {"xx": {"audio_dir": str(audio), "text_dir": str(text), "mms_lang": "smo"}},
+    }))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = snakemake(workdir, "--cores", "2", "--keep-going", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+
+    results = workdir / "results" / "xx"
+    for rec in ("good", weird, "silent"):
+        assert sf.info(str(results / "audio" / f"{rec}.wav")).samplerate == 16000
+        assert (results / "segments" / f"{rec}.tsv").is_file()
+    assert len((results / "segments" / "good.tsv").read_text().splitlines()) >= 2
+    assert (results / "segments" / "silent.tsv").read_text().splitlines() == ["start\tend\tlevel_db"]
+    silent_log = (workdir / "logs/xx/segment_audio/silent.log").read_text()
+    assert "warning" in silent_log.lower() and "silent.wav" in silent_log
+
+    for rec in ("truncated", "empty", "notes"):
+        assert not (results / "audio" / f"{rec}.wav").exists()
+        log = (workdir / "logs" / "xx" / "convert_audio" / f"{rec}.log").read_text()
+        errors = [line for line in log.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, log
+        assert f"{rec}.mp3" in errors[0], errors[0]
+        assert "Traceback" not in log
+    assert not list(results.rglob("*.part")), "half-written files left behind"
+    assert not list(tmp_path.rglob("PWNED"))
+    assert {p.name: _digest(p) for p in audio.iterdir()} == before, "raw inputs were modified"
