@@ -41,6 +41,9 @@ BLOCK_S = 20.0
 # formats (WAV, FLAC, MP3 via the frame scan) never come near it; AAC priming and padding is ~50 ms.
 TRUNCATION_TOLERANCE_S = 0.5
 
+# AAC's end padding is at most one frame (1024 or 2048 samples); Opus pads less.
+END_PADDING_MAX_S = 0.1
+
 # ffprobe estimates the duration of these containers from the bitrate, so it is no reference.
 _ESTIMATED_DURATION_FORMATS = {"aac", "mp3"}
 
@@ -484,6 +487,14 @@ def decode_blocks(path: str | Path, block_frames: int | None = None,
         block_frames = max(1, round(BLOCK_S * info.sample_rate))
     reader = _blocks_libsndfile if info.decoder == "libsndfile" else _blocks_ffmpeg
     decoded = 0
+    # AAC (and Opus) decoders emit the encoder's end padding, up to a frame past the duration the
+    # container declares; that tail is held back and dropped, so the output ends where the
+    # recording does. A declared duration that is plainly wrong (far more audio follows) is
+    # ignored and everything decoded is kept.
+    overhang: list[np.ndarray] = []
+    overhang_frames = 0
+    limit = info.frames if info.decoder == "ffmpeg" else None
+    max_padding = round(END_PADDING_MAX_S * info.sample_rate)
     blocks = reader(info, block_frames)
     try:
         while True:
@@ -492,6 +503,19 @@ def decode_blocks(path: str | Path, block_frames: int | None = None,
             except StopIteration as done:
                 messages = done.value
                 break
+            if limit is not None and decoded + len(block) > limit:
+                keep = max(0, limit - decoded)
+                if keep:
+                    yield block[:keep]
+                decoded += keep
+                overhang.append(block[keep:])
+                overhang_frames += len(block) - keep
+                if overhang_frames > max_padding:
+                    limit = None
+                    yield from overhang
+                    decoded += overhang_frames
+                    overhang, overhang_frames = [], 0
+                continue
             decoded += len(block)
             yield block
     finally:

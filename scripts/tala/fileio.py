@@ -16,8 +16,9 @@ from typing import Any
 def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the same folder as ``final``; rename it to ``final`` on success.
 
-    The temporary file keeps ``final``'s suffix (or ``suffix``) so that libraries choosing a
-    format by extension (soundfile, matplotlib) still do so. On any exception it is removed.
+    The temporary name ends in ``.part`` (after ``final``'s suffix, or ``suffix``) so that a crash
+    leftover is never mistaken for a result: callers whose library picks the format from the
+    extension (soundfile, matplotlib) pass the format explicitly. On any exception it is removed.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -26,15 +27,21 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
         dir=final.parent,
     )
     os.close(fd)
-    # Name ends in ".part" so a crash leftover is never mistaken for a result; libraries that pick
-    # the format from the extension are given it explicitly by the callers.
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file private (0600); results get the usual umask-based mode.
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
