@@ -232,6 +232,11 @@ def discover_recordings(config: Mapping[str, Any], base_dir: str | Path = ".") -
     return result
 
 
+def hub_folder_name(model_id: str) -> str:
+    """The folder under models_dir that download_models fills for a hub id ("org/name" -> "org__name")."""
+    return model_id.replace("/", "__")
+
+
 def load_workflow_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[dict[str, Any], dict[str, dict[str, Recording]]]:
     """Everything the Snakefile needs: the validated config and the recordings, or one ConfigError."""
     validated = validate_config(config)
