@@ -1,0 +1,301 @@
+"""Find and load a wav2vec2 CTC model (MMS style, with language adapters), with one-line errors.
+
+A model is named by a Hugging Face id (``facebook/mms-1b-all``) or a local folder. Compute nodes
+often have no internet, so ``python -m tala.download_models`` fetches hub models on the login node
+into ``<models_dir>/<id with "/" -> "__">``; :func:`resolve_model` prefers that copy over the hub.
+
+MMS models keep one small adapter per language: ``adapter.<lang>.safetensors`` holds the attention
+adapters and the output layer (its size is the language's alphabet), and ``vocab.json`` is nested,
+``{"<lang>": {"<token>": id, ...}, ...}``. Loading a language means loading the base model, then
+``model.load_adapter(lang)`` (which also resizes ``lm_head``) and
+``tokenizer.set_target_lang(lang)``. In transformers 5.x, ``from_pretrained(..., target_lang=lang)``
+works too, with or without ``ignore_mismatched_sizes=True`` (the adapter is loaded after the base
+weights, from ``tie_weights``); we call ``load_adapter`` ourselves to check the language first and
+give one clear error listing the languages there are, instead of transformers' "does not appear
+to have a file named adapter.xyz.bin".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tala.device import ensure_mps_fallback
+
+ensure_mps_fallback()
+
+import torch  # noqa: E402
+
+from tala.errors import InputError  # noqa: E402
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+ADAPTER_PREFIX = "adapter."
+ADAPTER_SUFFIXES = (".safetensors", ".bin")
+# One error line may list this many languages (mms-1b-all has 1,162 adapters).
+MAX_LISTED_LANGUAGES = 100
+
+
+class ModelError(InputError):
+    """A model that cannot be found or loaded: ``error: <model>: <reason>`` on one line."""
+
+
+def model_dir_name(model_id: str) -> str:
+    """The folder name download_models uses for a hub id: ``facebook/mms-1b-all`` -> ``facebook__mms-1b-all``."""
+    return model_id.strip().strip("/").replace("/", "__")
+
+
+def looks_like_path(model: str) -> bool:
+    """True for strings meant as a local folder rather than a hub id (``org/name``).
+
+    Absolute, ``./``, ``../`` and ``~`` paths, more than one ``/``, a trailing ``/``, a backslash,
+    or a first component that exists here (``mymodels/run3`` with ``mymodels/`` present).
+    """
+    if model.startswith(("/", "./", "../", "~", ".\\")) or model in (".", "..") or "\\" in model:
+        return True
+    if model.endswith("/") or model.count("/") > 1:
+        return True
+    head = model.split("/", 1)[0]
+    return "/" in model and Path(head).exists()
+
+
+def resolve_model(model: str, models_dir: str | Path | None = None) -> str:
+    """Where to load ``model`` from: a local folder, the download_models copy, or the hub id itself.
+
+    1. ``model`` is an existing path: that folder (checked to hold a config.json).
+    2. ``<models_dir>/<model with "/" -> "__">`` exists (written by download_models): that folder.
+    3. Otherwise the hub id, unchanged. Offline, it must be in the Hugging Face cache.
+
+    Raises ModelError for a path that does not exist (or anything that looks like one), for a
+    folder without config.json, and for a hub id that cannot be had offline.
+    """
+    model = model.strip()
+    if not model:
+        raise ModelError("--model", "empty model name")
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(_check_model_folder(path))
+    if looks_like_path(model):
+        raise ModelError(model, _missing_path_reason(path))
+    if models_dir is not None:
+        downloaded = Path(models_dir) / model_dir_name(model)
+        if downloaded.exists():
+            return str(_check_model_folder(downloaded))
+    if _hub_is_offline() and _cached_snapshot(model) is None:
+        where = f"neither {Path(models_dir) / model_dir_name(model)} nor " if models_dir is not None else ""
+        raise ModelError(model, f"model not downloaded: {where}the Hugging Face cache has it, and the hub is "
+                                "offline (HF_HUB_OFFLINE=1); run `snakemake download_models` on a machine "
+                                "with internet first")
+    return model
+
+
+def _missing_path_reason(path: Path) -> str:
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent != path and str(parent) not in ("", "."):
+        return f"model folder does not exist (the path exists only up to {parent}/)"
+    return "model folder does not exist"
+
+
+def _check_model_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise ModelError(path, "not a model folder: a file, expected a Hugging Face model folder with config.json")
+    if not (path / CONFIG_FILE).is_file():
+        raise ModelError(path, "not a Hugging Face model folder: no config.json")
+    return path
+
+
+def _hub_is_offline() -> bool:
+    import huggingface_hub
+
+    return huggingface_hub.is_offline_mode()
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot folder of ``repo_id`` if its config.json is cached."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = try_to_load_from_cache(repo_id, CONFIG_FILE)
+    except (HFValidationError, ValueError):
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Languages
+# ---------------------------------------------------------------------------------------------
+
+def adapter_files(folder: str | Path) -> dict[str, Path]:
+    """Language -> adapter weight file in ``folder`` (safetensors preferred over .bin)."""
+    found: dict[str, Path] = {}
+    for suffix in reversed(ADAPTER_SUFFIXES):  # safetensors last, so it wins
+        for path in Path(folder).glob(f"{ADAPTER_PREFIX}*{suffix}"):
+            found[path.name[len(ADAPTER_PREFIX):-len(suffix)]] = path
+    return dict(sorted(found.items()))
+
+
+def vocab_languages(folder: str | Path) -> list[str] | None:
+    """The languages of a nested (multilingual) vocab.json; None if the vocabulary is flat or absent."""
+    path = Path(folder) / VOCAB_FILE
+    if not path.is_file():
+        return None
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(path, f"unreadable vocabulary: {err}") from None
+    if vocab and all(isinstance(v, dict) for v in vocab.values()):
+        return sorted(vocab)
+    return None
+
+
+def _language_list(languages: list[str]) -> str:
+    if not languages:
+        return "none"
+    shown = ", ".join(languages[:MAX_LISTED_LANGUAGES])
+    more = len(languages) - MAX_LISTED_LANGUAGES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def check_adapter(folder: str | Path, adapter: str, label: str | None = None) -> None:
+    """Raise one ModelError listing the available languages unless ``adapter`` has weights and vocabulary."""
+    weights = sorted(adapter_files(folder))
+    vocab = vocab_languages(folder)
+    usable = [lang for lang in weights if vocab is None or lang in vocab]
+    if adapter in usable:
+        return
+    label = label or str(folder)
+    if vocab is not None and adapter in vocab:
+        detail = "the vocabulary has it, but there is no adapter.{0}.safetensors".format(adapter)
+    elif adapter in weights:
+        detail = "there is adapter.{0}.safetensors, but the nested vocab.json has no {0!r}".format(adapter)
+    else:
+        detail = "no such language"
+    listing = f"adapters available: {_language_list(usable)}"
+    if vocab is not None and set(vocab) != set(weights):
+        listing += (f" (adapter weights for: {_language_list(weights)}; "
+                    f"vocabulary for: {_language_list(vocab)})")
+    raise ModelError(label, f"no language adapter {adapter!r} ({detail}); {listing}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
+                   dtype: torch.dtype = torch.float32):
+    """Load ``(Wav2Vec2ForCTC, Wav2Vec2Processor)`` in eval mode on ``device``, language ``adapter`` set.
+
+    ``model`` is what :func:`resolve_model` returned: a local folder or a hub id (offline: taken
+    from the Hugging Face cache). With ``adapter``, the adapter weights and the nested vocabulary
+    must both have the language, else one ModelError lists the languages available. A model without
+    adapter layers and with a flat vocabulary (an ordinary fine-tuned wav2vec2) ignores ``adapter``
+    with a warning, so a workflow that always passes the language still works with it.
+    """
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    label = model
+    folder = Path(model).expanduser()
+    if folder.exists():
+        _check_model_folder(folder)
+    elif _hub_is_offline():
+        cached = _cached_snapshot(model)
+        if cached is None:
+            raise ModelError(model, "model not downloaded and the hub is offline (HF_HUB_OFFLINE=1); run "
+                                    "`snakemake download_models` on a machine with internet first")
+        folder = cached
+    else:
+        folder = None  # an online hub id: transformers downloads what it needs
+
+    source = str(folder) if folder is not None else model
+    try:
+        config = _load_config(source)
+    except OSError as err:
+        raise ModelError(label, f"cannot load the model config: {_first_line(err)}") from None
+    has_adapters = getattr(config, "adapter_attn_dim", None) is not None
+    nested = vocab_languages(folder) if folder is not None else None
+
+    if adapter and not has_adapters and nested is None:
+        print(f"warning: {label}: the model has no language adapters; --adapter {adapter} ignored",
+              file=sys.stderr)
+        adapter = None
+    if adapter and not has_adapters:
+        raise ModelError(label, f"the model has no language adapter layers (config.adapter_attn_dim is unset), "
+                                f"so adapter {adapter!r} cannot be loaded")
+    if adapter and folder is not None:
+        check_adapter(folder, adapter, label)
+
+    try:
+        processor = Wav2Vec2Processor.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(label, f"cannot load the processor (tokenizer + feature extractor): "
+                                f"{_first_line(err)}") from None
+    tokenizer = processor.tokenizer
+    vocab = getattr(tokenizer, "vocab", None)
+    nested_tokenizer = isinstance(vocab, dict) and bool(vocab) and all(isinstance(v, dict) for v in vocab.values())
+    if not adapter and nested_tokenizer and getattr(tokenizer, "target_lang", None) is None:
+        languages = sorted(vocab)
+        raise ModelError(label, f"multilingual model: choose a language with --adapter "
+                                f"(available: {_language_list(languages)})")
+
+    try:
+        ctc_model = Wav2Vec2ForCTC.from_pretrained(source, dtype=dtype)
+        if adapter:
+            ctc_model.load_adapter(adapter)
+    except (OSError, ValueError) as err:
+        reason = _first_line(err)
+        if adapter and ("adapter." in reason or "does not appear to have" in reason):
+            raise ModelError(label, f"no language adapter {adapter!r} on the hub for this model ({reason})") from None
+        raise ModelError(label, f"cannot load the model: {reason}") from None
+    if adapter and nested_tokenizer:
+        try:
+            tokenizer.set_target_lang(adapter)
+        except ValueError as err:
+            raise ModelError(label, f"no vocabulary for language {adapter!r}: {_first_line(err)}") from None
+
+    ctc_model.to(device)
+    ctc_model.eval()
+    return ctc_model, processor
+
+
+def _load_config(source: str):
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config.from_pretrained(source)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def weights_signature(folder: str | Path) -> list[tuple[str, int, int]]:
+    """(name, size, mtime_ns) of a model folder's files: cheap identity for a resume check."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith("."))
+
+
+def model_revision(folder: str | Path) -> str | None:
+    """The hub commit a folder was downloaded at, from download_models' marker or the cache path."""
+    folder = Path(folder)
+    marker = folder.parent / f"{folder.name}.complete"
+    if marker.is_file():
+        try:
+            return json.loads(marker.read_text(encoding="utf-8")).get("revision")
+        except ValueError:
+            return None
+    if folder.parent.name == "snapshots":
+        return folder.name
+    return None
+
+
+__all__ = [
+    "ModelError", "model_dir_name", "looks_like_path", "resolve_model", "adapter_files",
+    "vocab_languages", "check_adapter", "load_ctc_model", "weights_signature", "model_revision",
+]
