@@ -59,7 +59,7 @@ def test_allow_patterns_take_only_what_inference_needs():
 
 def test_names_and_marker_paths():
     assert dm.model_folder("facebook/mms-1b-all", "resources/models") == Path("resources/models/facebook__mms-1b-all")
-    assert dm.marker_path("facebook/mms-1b-all", "m") == Path("m/facebook__mms-1b-all.complete")
+    assert dm.marker_path("facebook/mms-1b-all", "m") == Path("m/facebook__mms-1b-all/.complete")
 
 
 def test_local_folder_needs_no_download(tmp_path, monkeypatch):

@@ -9,9 +9,10 @@ files, the main weights, and ``adapter.<lang>.safetensors`` for each language as
 mms-1b-all's 1,162 adapters would be 2.5 GB more. Safetensors are preferred; a repository with
 only pickled ``.bin`` weights gets those (transformers loads them with ``weights_only=True``).
 
-The marker ``<models_dir>/<name>.complete`` (JSON: model, adapters, revision, files) is written
+The marker ``<models_dir>/<name>/.complete`` (JSON: model, adapters, revision, files) is written
 last, so a Snakemake rule can declare it as its output and depend on it. A model given as an
-existing local folder needs no download: its adapters are checked and the marker says so.
+existing local folder needs no download: its adapters are checked and the marker (in
+``<models_dir>/<path with "/" -> "__">/``, never in the model's own folder) says so.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ def model_folder(model: str, models_dir: str | Path) -> Path:
     return Path(models_dir) / model_dir_name(model)
 
 
+MARKER_NAME = ".complete"
+
+
 def marker_path(model: str, models_dir: str | Path) -> Path:
-    """``<models_dir>/<name>.complete``: beside the model folder, so the folder holds only the model."""
-    return Path(models_dir) / f"{model_dir_name(model)}.complete"
+    """``<models_dir>/<name>/.complete``; hidden, so it is not mistaken for a model file."""
+    return model_folder(model, models_dir) / MARKER_NAME
 
 
 def _check_languages(adapters: list[str]) -> list[str]:
@@ -66,7 +70,7 @@ def _has_weights(folder: Path) -> bool:
 
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and ".cache" not in p.relative_to(folder).parts)
+                  if p.is_file() and p.name != MARKER_NAME and ".cache" not in p.relative_to(folder).parts)
 
 
 def _downloaded_revision(folder: Path, fallback: str | None) -> str | None:
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", default="resources/models", help="where models go (default: %(default)s)")
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     parser.add_argument("--marker", default=None,
-                        help="marker file to write last (default: <models-dir>/<name>.complete)")
+                        help="marker file to write last (default: <models-dir>/<name>/.complete)")
     args = parser.parse_args(argv)
 
     record = download_model(args.model, args.adapters, args.models_dir, revision=args.revision,

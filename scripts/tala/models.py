@@ -284,7 +284,7 @@ def weights_signature(folder: str | Path) -> list[tuple[str, int, int]]:
 def model_revision(folder: str | Path) -> str | None:
     """The hub commit a folder was downloaded at, from download_models' marker or the cache path."""
     folder = Path(folder)
-    marker = folder.parent / f"{folder.name}.complete"
+    marker = folder / ".complete"  # written by download_models
     if marker.is_file():
         try:
             return json.loads(marker.read_text(encoding="utf-8")).get("revision")
