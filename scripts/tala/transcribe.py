@@ -141,7 +141,10 @@ def output_frames(num_samples: int, kernels: list[int] | tuple[int, ...],
 
 @dataclass(frozen=True)
 class Window:
-    """One inference window, in frames of the whole recording: computes ``[start, end)``, keeps ``[keep_start, keep_end)``."""
+    """One inference window, in frames of the whole recording.
+
+    It computes frames ``[start, end)`` and keeps ``[keep_start, keep_end)``; the rest is context.
+    """
 
     index: int
     start: int
@@ -213,7 +216,8 @@ def greedy_labels(log_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, best
 
 
-def collapse_ctc(ids: np.ndarray, blank_id: int, ignore_ids: frozenset[int] | set[int] = frozenset()) -> list[TokenSpan]:
+def collapse_ctc(ids: np.ndarray, blank_id: int,
+                 ignore_ids: frozenset[int] | set[int] = frozenset()) -> list[TokenSpan]:
     """CTC's greedy rule on per-frame labels: merge runs of one token, drop blanks.
 
     A repeated letter needs a blank (or another token) between its runs, so "l l" with a blank
@@ -511,13 +515,65 @@ def _load_progress(record_path: Path, data_path: Path, settings_hash: str,
     return record
 
 
-def _vocabulary(tokenizer, size: int, label: str) -> list[str]:
+@dataclass(frozen=True)
+class CtcVocabulary:
+    """What decoding needs to know about the model's outputs."""
+
+    tokens: list[str]  # by output id
+    blank_id: int
+    word_delimiter: str | None
+    ignore_ids: frozenset[int]  # special tokens that produce no text (<s>, </s>, <unk>)
+
+
+def ctc_vocabulary(model, tokenizer, label: str) -> CtcVocabulary:
+    """The output vocabulary of a loaded model, with the tokenizer's names for its ids."""
+    size = int(model.lm_head.out_features)
     by_id = {index: token for token, index in tokenizer.get_vocab().items()}
     missing = [i for i in range(size) if i not in by_id]
     if missing:
         raise ModelError(label, f"the vocabulary has no token for output ids {missing[:5]} (the output layer "
                                 f"has {size}): adapter and vocab.json do not match")
-    return [by_id[i] for i in range(size)]
+    # CTC's blank is the pad token, as in transformers' CTC loss.
+    blank_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
+    ignore = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id} - {None, blank_id}
+    return CtcVocabulary([by_id[i] for i in range(size)], int(blank_id),
+                         getattr(tokenizer, "word_delimiter_token", None), frozenset(ignore))
+
+
+def decode_emissions_file(path: Path, vocabulary: CtcVocabulary, frame_s: float) -> tuple[str, list[Word]]:
+    """Greedy transcript and words of an emissions .npy, read in blocks.
+
+    Only the best id and its log-probability per frame are kept (8 bytes a frame: 3 MB for two hours).
+    """
+    ids_blocks, best_blocks = [np.zeros(0, np.int32)], [np.zeros(0, np.float32)]
+    for block in iter_npy_rows(path):
+        ids, best = greedy_labels(block.astype(np.float32))
+        ids_blocks.append(ids)
+        best_blocks.append(best)
+    ids, best = np.concatenate(ids_blocks), np.concatenate(best_blocks)
+    spans = collapse_ctc(ids, vocabulary.blank_id, vocabulary.ignore_ids)
+    return (spans_to_text(spans, vocabulary.tokens, vocabulary.word_delimiter),
+            words_from_spans(spans, vocabulary.tokens, vocabulary.word_delimiter, frame_s, best))
+
+
+def _start_or_resume(audio: Path, data_path: Path, record_path: Path, settings: dict, shape: tuple[int, int],
+                     num_windows: int, do_normalize: bool) -> dict:
+    """The progress record of a compatible partial run, or a fresh one (with new statistics and file)."""
+    settings_hash = _settings_hash(settings)
+    record = _load_progress(record_path, data_path, settings_hash, shape)
+    if record is not None:
+        if record["windows_done"]:
+            print(f"transcribe: {audio}: resuming after window {record['windows_done']} of {num_windows}",
+                  file=sys.stderr)
+        return record
+    data_path.unlink(missing_ok=True)
+    record_path.unlink(missing_ok=True)
+    mean, std = audio_stats(audio) if do_normalize else (0.0, 1.0)
+    offset = create_npy(data_path, shape)
+    record = {"settings_hash": settings_hash, "windows_done": 0, "windows_total": num_windows,
+              "data_offset": offset, "shape": list(shape), "mean": mean, "std": std, "settings": settings}
+    write_json_atomic(record_path, record)
+    return record
 
 
 def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str | Path, *, model: str,
@@ -534,7 +590,8 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
     audio, out_json, out_emissions = Path(audio), Path(out_json), Path(out_emissions)
     if chunk_s <= 0 or context_s < 0 or batch_size < 1:
         raise InputError("--chunk-s/--context-s/--batch-size",
-                         f"need chunk_s > 0, context_s >= 0, batch_size >= 1 (got {chunk_s}, {context_s}, {batch_size})")
+                         f"need chunk_s > 0, context_s >= 0, batch_size >= 1 (got {chunk_s}, {context_s}, "
+                         f"{batch_size})")
     if out_emissions.suffix != ".npy":
         raise InputError(out_emissions, "the emissions output must end in .npy")
     num_samples = check_audio(audio)
@@ -548,60 +605,38 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
         raise ModelError(model, "models with a downsampling adapter (config.add_adapter) are not supported")
     if ctc_model.target_lang is None:
         adapter = None  # load_ctc_model ignored it (a model without language adapters)
-
+    vocabulary = ctc_vocabulary(ctc_model, processor.tokenizer, model)
     geometry = conv_geometry(config.conv_kernel, config.conv_stride)
     num_frames = max(0, int(ctc_model._get_feat_extract_output_lengths(num_samples)))
-    vocab_size = int(ctc_model.lm_head.out_features)
-    tokenizer = processor.tokenizer
-    vocabulary = _vocabulary(tokenizer, vocab_size, model)
-    blank_id = config.pad_token_id if config.pad_token_id is not None else tokenizer.pad_token_id
-    word_delimiter = getattr(tokenizer, "word_delimiter_token", None)
-    ignore_ids = {i for i in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id)
-                  if i is not None and i != blank_id}
     local_encoder = getattr(config, "feat_extract_norm", "group") == "layer"
     do_normalize = bool(getattr(processor.feature_extractor, "do_normalize", True))
-
     chunk_frames = max(1, round(chunk_s * SAMPLE_RATE / geometry.stride))
     context_frames = max(0, round(context_s * SAMPLE_RATE / geometry.stride))
     windows = plan_windows(num_frames, chunk_frames, context_frames)
-    shape = (num_frames, vocab_size)
+    shape = (num_frames, len(vocabulary.tokens))
 
+    # Everything the emissions depend on; a partial run with other settings is not continued.
     audio_stat = audio.stat()
     settings = {
         "format": PARTIAL_FORMAT, "tala": tala.__version__, "torch": torch.__version__,
         "audio": [audio.name, audio_stat.st_size, audio_stat.st_mtime_ns, num_samples],
         "model": [resolved, weights_signature(resolved), adapter], "device": torch_device.type,
-        "dtype": str(torch_dtype), "frames": [chunk_frames, context_frames, batch_size, num_frames, vocab_size],
+        "dtype": str(torch_dtype), "frames": [chunk_frames, context_frames, batch_size, num_frames, shape[1]],
         "normalize": do_normalize,
     }
-    settings_hash = _settings_hash(settings)
     data_path, record_path = partial_paths(out_emissions)
     data_path.parent.mkdir(parents=True, exist_ok=True)
-
-    record = _load_progress(record_path, data_path, settings_hash, shape)
-    if record is None:
-        data_path.unlink(missing_ok=True)
-        record_path.unlink(missing_ok=True)
-        mean, std = audio_stats(audio) if do_normalize else (0.0, 1.0)
-        offset = create_npy(data_path, shape)
-        record = {"settings_hash": settings_hash, "windows_done": 0, "windows_total": len(windows),
-                  "data_offset": offset, "shape": list(shape), "mean": mean, "std": std,
-                  "audio": str(audio), "model": resolved, "adapter": adapter}
-        write_json_atomic(record_path, record)
-    elif record["windows_done"]:
-        print(f"transcribe: {audio}: resuming after window {record['windows_done']} of {len(windows)}",
-              file=sys.stderr)
+    record = _start_or_resume(audio, data_path, record_path, settings, shape, len(windows), do_normalize)
     norm = Normalization("recording", record["mean"], record["std"]) if do_normalize else Normalization("none")
 
     duration_s = num_samples / SAMPLE_RATE
-    if progress is None:
-        progress = duration_s >= PROGRESS_MIN_S
     done = record["windows_done"]
-    row_bytes = vocab_size * np.dtype(EMISSIONS_DTYPE).itemsize
+    row_bytes = shape[1] * np.dtype(EMISSIONS_DTYPE).itemsize
     # Counts seconds of audio, so the rate reads as audio seconds per second.
     bar = tqdm(total=round(num_frames * geometry.frame_s, 2), unit="s", desc=f"transcribe {audio.name}",
                initial=round(windows[done - 1].keep_end * geometry.frame_s, 2) if done else 0,
-               file=sys.stderr, disable=not progress, mininterval=5.0, leave=False)
+               file=sys.stderr, disable=not (progress if progress is not None else duration_s >= PROGRESS_MIN_S),
+               mininterval=5.0, leave=False)
     with bar, sf.SoundFile(str(audio)) as handle, data_path.open("r+b") as out, torch.inference_mode():
         for batch in plan_batches(windows, batch_size, done):
             emissions = batch_log_probs(ctc_model, batch, handle, geometry, norm, torch_device, torch_dtype,
@@ -619,17 +654,7 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
             if on_batch is not None:
                 on_batch(done, len(windows))
 
-    ids_blocks, best_blocks = [], []
-    for block in iter_npy_rows(data_path):
-        ids, best = greedy_labels(block.astype(np.float32))
-        ids_blocks.append(ids)
-        best_blocks.append(best)
-    ids = np.concatenate(ids_blocks) if ids_blocks else np.zeros(0, np.int32)
-    best = np.concatenate(best_blocks) if best_blocks else np.zeros(0, np.float32)
-    spans = collapse_ctc(ids, blank_id, ignore_ids)
-    text = spans_to_text(spans, vocabulary, word_delimiter)
-    words = words_from_spans(spans, vocabulary, word_delimiter, geometry.frame_s, best)
-
+    text, words = decode_emissions_file(data_path, vocabulary, geometry.frame_s)
     os.replace(data_path, out_emissions)
     import transformers
 
@@ -637,8 +662,8 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
         "audio": str(audio),
         "text": text,
         "words": [asdict(w) for w in words],
-        "model": {"given": model, "resolved": resolved, "revision": model_revision(resolved)
-                  if Path(resolved).is_dir() else None},
+        "model": {"given": model, "resolved": resolved,
+                  "revision": model_revision(resolved) if Path(resolved).is_dir() else None},
         "adapter": adapter,
         "device": describe_device(torch_device),
         "dtype": str(torch_dtype).removeprefix("torch."),
@@ -652,9 +677,9 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
         "num_samples": num_samples,
         "sample_rate": SAMPLE_RATE,
         "duration_s": duration_s,
-        "vocabulary": vocabulary,
-        "blank_id": blank_id,
-        "word_delimiter": word_delimiter,
+        "vocabulary": vocabulary.tokens,
+        "blank_id": vocabulary.blank_id,
+        "word_delimiter": vocabulary.word_delimiter,
         "emissions": {"file": out_emissions.name, "shape": list(shape), "dtype": "float16",
                       "values": "log_softmax over the vocabulary, one row per frame"},
         "normalization": norm.describe(),
