@@ -1,0 +1,837 @@
+"""Train a wav2vec2 CTC model (MMS style) on JSONL manifests; resumable, outputs written last.
+
+    python -m tala.train_ctc --train train.jsonl --valid valid.jsonl --model facebook/mms-1b-all \\
+        --lang smo --phase adapter --max-steps 2000 --out results/samoan/models/mms_adapter
+
+Manifests are Hugging Face "json" datasets: one object per line with ``audio`` (a 16 kHz mono WAV,
+path relative to the manifest), ``text`` (normalized as the model's vocabulary spells it; spaces
+are word breaks) and ``duration`` (seconds).
+
+Phases choose what trains:
+
+- ``all``: every parameter (``--freeze-feature-encoder`` keeps the CNN fixed);
+- ``adapter``: the attention adapters of every layer and ``lm_head``, the base frozen (MMS adapter
+  fine-tuning; ``--init-adapter`` starts them afresh as the MMS recipe does);
+- ``lm_head``: only the output layer (MMS recipes run it before ``adapter``).
+
+When the language's vocabulary differs from the starting model's output layer, a new ``lm_head``
+is made; rows of tokens the old vocabulary had are copied (``--head-init copy``, the default) so
+training starts from what the model knows. A language missing from a nested ``vocab.json`` gets a
+vocabulary of the characters of the training texts.
+
+Checkpoints go to ``<out>.checkpoints/step-NNNNNN/`` (outside the output, which a workflow manager
+deletes when a job fails): weights as safetensors, optimizer, scheduler, data position and RNG
+states via ``torch.save`` (loaded with ``weights_only=True``). A rerun resumes from the newest one;
+the data order is a pure function of the seed and the epoch, so a resumed run takes the same
+steps as an uninterrupted one. The output folder appears, complete, only at the end:
+``save_pretrained`` files (config, weights, processor), ``adapter.<lang>.safetensors`` for models
+with adapters (the keys ``load_adapter`` expects), ``training.json`` and ``training_log.jsonl``.
+"""
+
+# %%
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from tala.device import ensure_mps_fallback, pick_device
+
+ensure_mps_fallback()
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+import tala  # noqa: E402
+from tala.audio_io import SAMPLE_RATE  # noqa: E402
+from tala.errors import InputError, run_cli  # noqa: E402
+from tala.fileio import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
+
+PHASES = ("all", "adapter", "lm_head")
+SCHEDULES = ("linear", "cosine")
+HEAD_INITS = ("copy", "random")
+WORD_DELIMITER = "|"
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+CHECKPOINT_PREFIX = "step-"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.pt"
+LOG_FILE = "training_log.jsonl"
+INFO_FILE = "training.json"
+ADAPTER_FILE = "adapter.{}.safetensors"  # transformers' WAV2VEC2_ADAPTER_SAFE_FILE
+
+# Settings that decide which steps a run takes: a checkpoint made with other values is not resumed.
+RESUME_KEYS = ("phase", "max_steps", "learning_rate", "warmup_steps", "schedule", "min_lr_ratio",
+               "weight_decay", "max_grad_norm", "batch_seconds", "max_batch_size", "max_duration_s",
+               "seed", "init_adapter", "head_init", "freeze_feature_encoder")  # fmt: skip
+
+
+# %% [markdown]
+# ## Settings and data
+
+# %%
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    phase: str = "all"
+    max_steps: int = 1000
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # after warm-up, down to min_lr_ratio * learning_rate at max_steps
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    batch_seconds: float = 120.0  # padded audio per batch: batch size x longest utterance
+    max_batch_size: int = 16
+    max_duration_s: float = 35.0  # longer utterances are left out (and counted)
+    seed: int = 0
+    init_adapter: bool = False  # re-initialize adapter layers and lm_head (MMS recipe)
+    head_init: str = "copy"
+    freeze_feature_encoder: bool = False
+    eval_every: int = 500
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    eval_batch_seconds: float = 240.0
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, not {self.phase!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, not {self.head_init!r}")
+        if self.max_steps < 1 or self.warmup_steps < 0 or self.max_batch_size < 1:
+            raise ValueError("max_steps >= 1, warmup_steps >= 0 and max_batch_size >= 1 are required")
+        if self.batch_seconds <= 0 or self.max_duration_s <= 0 or self.learning_rate <= 0:
+            raise ValueError("batch_seconds, max_duration_s and learning_rate must be positive")
+
+
+@dataclass(frozen=True)
+class Example:
+    audio: Path
+    text: str
+    duration: float
+    where: str  # "manifest.jsonl:12", for error messages
+
+
+def read_manifest(path: str | Path) -> list[Example]:
+    """Read a JSONL manifest; every error names the file and line (InputError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "manifest not found" if not path.exists() else "manifest is not a file")
+    examples = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise InputError(where, f"not JSON: {err}") from None
+            if not isinstance(record, dict) or not isinstance(record.get("audio"), str):
+                raise InputError(where, 'expected an object with "audio" (a path) and "text"')
+            if not isinstance(record.get("text"), str):
+                raise InputError(where, 'no "text" string')
+            audio = (path.parent / record["audio"]).resolve()
+            if not audio.is_file():
+                raise InputError(where, f"audio file not found: {audio}")
+            duration = record.get("duration")
+            if not isinstance(duration, (int, float)) or duration <= 0:
+                try:
+                    duration = sf.info(audio).duration
+                except (RuntimeError, sf.LibsndfileError) as err:
+                    raise InputError(audio, f"unreadable audio ({where}): {err}") from None
+            examples.append(Example(audio, record["text"], float(duration), where))
+    if not examples:
+        raise InputError(path, "manifest has no examples")
+    return examples
+
+
+def encode_text(text: str, vocab: dict[str, int], where: str, lang: str) -> list[int]:
+    """Token ids of a normalized text: one per character, spaces as the word delimiter ``|``."""
+    words = text.split()
+    if not words:
+        raise InputError(where, "empty text")
+    ids = []
+    for i, word in enumerate(words):
+        if i:
+            ids.append(vocab[WORD_DELIMITER])
+        for ch in word:
+            if ch not in vocab or ch in SPECIAL_TOKENS:
+                raise InputError(where, f"character {ch!r} (U+{ord(ch):04X}) in {word!r} is not in the "
+                                        f"{lang!r} vocabulary (normalize the text or extend the vocabulary)")
+            ids.append(vocab[ch])
+    return ids
+
+
+def load_audio(example: Example) -> np.ndarray:
+    try:
+        samples, rate = sf.read(example.audio, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise InputError(example.audio, f"unreadable audio ({example.where}): {err}") from None
+    if rate != SAMPLE_RATE:
+        raise InputError(example.audio, f"{rate} Hz audio; training needs {SAMPLE_RATE} Hz mono ({example.where})")
+    return samples.mean(axis=1)
+
+
+def epoch_batches(durations: Sequence[float], settings: TrainSettings, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: a pure function of (durations, seed, epoch), so a resumed run
+    sees the same order. Shuffled, then sorted by length inside buckets of ~50 batches (little
+    padding), each batch at most ``batch_seconds`` of padded audio, and the batches shuffled."""
+    rng = np.random.default_rng([settings.seed, epoch])
+    order = [i for i in rng.permutation(len(durations)) if durations[i] <= settings.max_duration_s]
+    bucket = 50 * settings.max_batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), bucket):
+        chunk = sorted(order[start : start + bucket], key=lambda i: durations[i])
+        batch: list[int] = []
+        for i in chunk:
+            longest = max([durations[j] for j in batch] + [durations[i]])
+            if batch and (len(batch) + 1 > settings.max_batch_size or (len(batch) + 1) * longest > settings.batch_seconds):
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            batches.append(batch)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def lr_factor(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up to 1, then linear or cosine decay to ``min_lr_ratio`` at ``max_steps``."""
+    if step < settings.warmup_steps:
+        return (step + 1) / (settings.warmup_steps + 1)
+    span = max(1, settings.max_steps - settings.warmup_steps)
+    progress = min(1.0, (step - settings.warmup_steps) / span)
+    shape = 1.0 - progress if settings.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return settings.min_lr_ratio + (1.0 - settings.min_lr_ratio) * shape
+
+
+# %% [markdown]
+# ## Model, vocabulary and trainable parameters
+
+# %%
+
+
+def _is_nested(vocab: dict) -> bool:
+    return bool(vocab) and all(isinstance(v, dict) for v in vocab.values())
+
+
+def vocab_from_texts(texts: Sequence[str]) -> dict[str, int]:
+    """An MMS-style character vocabulary for a new language: specials, ``|``, then the characters."""
+    chars = sorted({ch for text in texts for ch in text if not ch.isspace()})
+    tokens = [*SPECIAL_TOKENS, WORD_DELIMITER, *chars]
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def build_tokenizer(vocab: dict, lang: str | None, folder: Path):
+    """A Wav2Vec2CTCTokenizer over ``vocab`` (nested, with ``lang`` as target, or flat)."""
+    from transformers import Wav2Vec2CTCTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder / "vocab.json"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Wav2Vec2CTCTokenizer(
+        str(vocab_file), unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        word_delimiter_token=WORD_DELIMITER, target_lang=lang if _is_nested(vocab) else None,
+    )  # fmt: skip
+
+
+def build_processor(vocab: dict, lang: str | None, folder: Path):
+    """Tokenizer plus the usual wav2vec2 feature extractor (16 kHz, normalized, attention mask)."""
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )
+    return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=build_tokenizer(vocab, lang, folder))
+
+
+def _new_head(model, old_vocab: dict[str, int] | None, new_vocab: dict[str, int]) -> None:
+    """Replace ``lm_head`` for ``new_vocab``; copy the rows of tokens the old head knew."""
+    old = model.lm_head
+    head = torch.nn.Linear(old.in_features, len(new_vocab), device=old.weight.device, dtype=old.weight.dtype)
+    model._init_weights(head)
+    if old_vocab is not None and len(old_vocab) == old.out_features:
+        with torch.no_grad():
+            for token, new_id in new_vocab.items():
+                if token in old_vocab:
+                    head.weight[new_id] = old.weight[old_vocab[token]]
+                    head.bias[new_id] = old.bias[old_vocab[token]]
+    model.lm_head = head
+    model.config.vocab_size = len(new_vocab)
+
+
+@dataclass
+class StartModel:
+    model: object  # Wav2Vec2ForCTC
+    processor: object  # Wav2Vec2Processor, tokenizer set to the language
+    vocab: dict[str, int]  # the language's token -> id
+    source: str
+    notes: list[str]
+
+
+def load_start_model(
+    lang: str,
+    settings: TrainSettings,
+    texts: Sequence[str],
+    scratch: Path,
+    model: str | None = None,
+    config: str | Path | None = None,
+    vocab_file: str | Path | None = None,
+) -> StartModel:
+    """The model to train, its processor and the language's vocabulary.
+
+    From ``model`` (a folder or hub id): the language's adapter if the model has one (unless
+    ``init_adapter``), else the default weights with a new ``lm_head`` for the language. From
+    ``config`` + ``vocab_file``: a randomly initialized model (seeded).
+    """
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    notes: list[str] = []
+    torch.manual_seed(settings.seed)
+    if config is not None:
+        if vocab_file is None:
+            raise InputError(config, "--config needs --vocab (a vocab.json, nested per language or flat)")
+        try:
+            vocab_all = json.loads(Path(vocab_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(vocab_file, f"unreadable vocabulary: {err}") from None
+        if _is_nested(vocab_all) and lang not in vocab_all:
+            vocab_all[lang] = vocab_from_texts(texts)
+            notes.append(f"vocabulary for {lang} made from the training texts")
+        vocab = vocab_all[lang] if _is_nested(vocab_all) else vocab_all
+        try:
+            cfg = Wav2Vec2Config.from_json_file(str(config))
+        except (OSError, ValueError) as err:
+            raise InputError(config, f"unreadable model config: {err}") from None
+        cfg.vocab_size = len(vocab)
+        cfg.pad_token_id = vocab["<pad>"]
+        net = Wav2Vec2ForCTC(cfg)
+        processor = build_processor(vocab_all, lang, scratch / "tokenizer")
+        return StartModel(net, processor, vocab, f"config:{Path(config).resolve()}", notes)
+
+    from tala.models import adapter_files, resolve_model
+
+    source = resolve_model(model)
+    processor = Wav2Vec2Processor.from_pretrained(source)
+    tokenizer = processor.tokenizer
+    vocab_all = tokenizer.vocab
+    default_lang = getattr(tokenizer, "target_lang", None)
+    old_vocab = dict(tokenizer.encoder)  # the vocabulary of the weights' default lm_head
+    net = Wav2Vec2ForCTC.from_pretrained(source)
+    has_adapters = getattr(net.config, "adapter_attn_dim", None) is not None
+    if settings.phase == "adapter" and not has_adapters:
+        raise InputError(source, "phase 'adapter' needs a model with adapter layers (config.adapter_attn_dim)")
+
+    if _is_nested(vocab_all):
+        if lang not in vocab_all:
+            vocab_all = {**vocab_all, lang: vocab_from_texts(texts)}
+            notes.append(f"vocabulary for {lang} made from the training texts")
+            processor = Wav2Vec2Processor(
+                feature_extractor=processor.feature_extractor,
+                tokenizer=build_tokenizer(vocab_all, lang, scratch / "tokenizer"),
+            )
+        else:
+            processor.tokenizer.set_target_lang(lang)
+        vocab = dict(vocab_all[lang])
+    else:
+        vocab = dict(vocab_all)
+
+    # The language whose output layer the loaded weights hold, and that layer's vocabulary.
+    head_lang = default_lang if _is_nested(vocab_all) else lang
+    head_vocab = old_vocab if len(old_vocab) == net.lm_head.out_features else None
+    if has_adapters and lang != head_lang and not settings.init_adapter:
+        folder = Path(source)
+        if not folder.is_dir() or lang in adapter_files(folder):
+            try:
+                net.load_adapter(lang)
+                head_lang, head_vocab = lang, vocab
+                notes.append(f"started from the model's {lang} adapter")
+            except OSError:
+                notes.append(f"the model has no {lang} adapter")
+    if settings.init_adapter:
+        net.init_adapter_layers()
+        head_vocab = None
+        notes.append("adapter layers and lm_head re-initialized")
+    if head_lang != lang or net.lm_head.out_features != len(vocab):
+        _new_head(net, head_vocab if settings.head_init == "copy" else None, vocab)
+        copied = head_vocab is not None and settings.head_init == "copy"
+        notes.append(f"new lm_head for {len(vocab)} {lang} tokens"
+                     + (f" (rows of shared tokens copied from the {head_lang} head)" if copied else ""))
+    net.config.vocab_size = len(vocab)
+    net.config.pad_token_id = vocab["<pad>"]
+    return StartModel(net, processor, vocab, str(model), notes)
+
+
+def set_trainable(model, settings: TrainSettings) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze what the phase keeps fixed; return the trained parameters (name, tensor), in order."""
+    for param in model.parameters():
+        param.requires_grad = settings.phase == "all"
+    if settings.phase == "all" and settings.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    elif settings.phase == "adapter":
+        for param in model._get_adapters().values():
+            param.requires_grad = True
+    elif settings.phase == "lm_head":
+        for param in model.lm_head.parameters():
+            param.requires_grad = True
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def adapter_state_dict(model) -> dict[str, torch.Tensor]:
+    """The tensors ``load_adapter`` reads from ``adapter.<lang>.safetensors``: attention adapters
+    of every layer and lm_head, under transformers' own names (``_get_adapters``)."""
+    return {name: param.detach().cpu().contiguous() for name, param in model._get_adapters().items()}
+
+
+# %% [markdown]
+# ## Batches, loss, greedy decoding, evaluation
+
+# %%
+
+
+def make_batch(examples: Sequence[Example], labels: Sequence[Sequence[int]], feature_extractor,
+               device: torch.device) -> dict[str, torch.Tensor]:
+    audio = [load_audio(e) for e in examples]
+    inputs = feature_extractor(audio, sampling_rate=SAMPLE_RATE, padding=True, return_attention_mask=True,
+                               return_tensors="pt")  # fmt: skip
+    width = max(len(ids) for ids in labels)
+    target = torch.full((len(labels), width), -100, dtype=torch.long)
+    for row, ids in enumerate(labels):
+        target[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return {
+        "input_values": inputs["input_values"].to(device),
+        "attention_mask": inputs["attention_mask"].to(device),
+        "labels": target.to(device),
+    }
+
+
+def greedy_decode(logits: torch.Tensor, lengths: Sequence[int], id_to_token: dict[int, str], blank_id: int) -> list[str]:
+    """Best path: argmax per frame, repeats merged, blanks and special tokens dropped, ``|`` -> space."""
+    best = logits.argmax(dim=-1).cpu().numpy()
+    texts = []
+    for row, length in zip(best, lengths):
+        path = row[: int(length)]
+        keep = np.ones(len(path), bool)
+        keep[1:] = path[1:] != path[:-1]
+        chars = []
+        for token_id in path[keep]:
+            token = id_to_token.get(int(token_id), "")
+            if token_id == blank_id or token in SPECIAL_TOKENS:
+                continue
+            chars.append(" " if token == WORD_DELIMITER else token)
+        texts.append(" ".join("".join(chars).split()))
+    return texts
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def evaluate(model, examples: Sequence[Example], labels: Sequence[Sequence[int]], feature_extractor,
+             vocab: dict[str, int], device: torch.device, batch_seconds: float = 240.0,
+             max_batch_size: int = 16) -> dict:
+    """CTC loss (mean over utterances) and greedy CER (jiwer, over all characters)."""
+    import jiwer
+
+    id_to_token = {i: t for t, i in vocab.items()}
+    order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
+    batches, batch = [], []
+    for i in order:
+        if batch and (len(batch) + 1 > max_batch_size or (len(batch) + 1) * examples[i].duration > batch_seconds):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    was_training = model.training
+    model.eval()
+    hyps: dict[int, str] = {}
+    loss_sum = 0.0
+    with torch.inference_mode():
+        for batch in batches:
+            inputs = make_batch([examples[i] for i in batch], [labels[i] for i in batch], feature_extractor, device)
+            with _autocast(device):
+                out = model(**inputs)
+            lengths = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
+            loss_sum += float(out.loss) * len(batch)
+            for i, text in zip(batch, greedy_decode(out.logits.float(), lengths, id_to_token, vocab["<pad>"])):
+                hyps[i] = text
+    model.train(was_training)
+    refs = [" ".join(e.text.split()) for e in examples]
+    predictions = [hyps[i] for i in range(len(examples))]
+    return {
+        "loss": loss_sum / len(examples),
+        "cer": float(jiwer.cer(refs, predictions)),
+        "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:3]],
+    }
+
+
+# %% [markdown]
+# ## Checkpoints
+
+# %%
+
+
+def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first (a checkpoint is renamed into place only when complete)."""
+    found = []
+    if root.is_dir():
+        for path in root.iterdir():
+            match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
+            if match and (path / WEIGHTS_FILE).is_file() and (path / STATE_FILE).is_file():
+                found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, position: dict, keep: int) -> Path:
+    """Write ``root/step-NNNNNN`` atomically (temporary folder, then rename); keep the newest ``keep``."""
+    from safetensors.torch import save_file
+
+    final = root / f"{CHECKPOINT_PREFIX}{step:06d}"
+    tmp = root / f".{final.name}.{os.getpid()}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "position": position,
+                "rng": rng}, tmp / STATE_FILE)  # fmt: skip
+    (tmp / "state.json").write_text(json.dumps(position, indent=2) + "\n", encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for _, old in checkpoint_dirs(root)[: -max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state["position"]
+
+
+def _read_log(path: Path, up_to_step: int) -> list[str]:
+    """Log lines up to a resumed step: what came after the checkpoint is done again."""
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+            and json.loads(line).get("step", 0) <= up_to_step]  # fmt: skip
+
+
+# %% [markdown]
+# ## The training loop
+
+# %%
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    resumed_from: int | None
+    final_eval: dict | None
+    elapsed_s: float
+
+
+def train(
+    train_manifests: Sequence[str | Path],
+    out: str | Path,
+    lang: str,
+    settings: TrainSettings,
+    valid_manifests: Sequence[str | Path] = (),
+    model: str | None = None,
+    config: str | Path | None = None,
+    vocab_file: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    progress: bool = True,
+    keep_checkpoint_dir: bool = False,
+) -> TrainResult:
+    """Train, checkpointing every ``settings.checkpoint_every`` steps, and write ``out`` at the end.
+
+    ``on_step(step, loss)`` is called after every optimizer step (after any checkpoint of that
+    step). The checkpoint folder is removed after success unless ``keep_checkpoint_dir``.
+    """
+    from tqdm import tqdm
+
+    settings.check()
+    out = Path(out)
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".checkpoints")
+    train_examples = [e for m in train_manifests for e in read_manifest(m)]
+    valid_examples = [e for m in valid_manifests for e in read_manifest(m)]
+    root.mkdir(parents=True, exist_ok=True)
+    start = load_start_model(lang, settings, [e.text for e in train_examples], root / "scratch", model, config,
+                             vocab_file)  # fmt: skip
+    net, processor, vocab = start.model, start.processor, start.vocab
+    train_labels = [encode_text(e.text, vocab, e.where, lang) for e in train_examples]
+    valid_labels = [encode_text(e.text, vocab, e.where, lang) for e in valid_examples]
+    durations = [e.duration for e in train_examples]
+    usable = sum(d <= settings.max_duration_s for d in durations)
+    if usable == 0:
+        raise InputError(train_manifests[0], f"no utterance is at most {settings.max_duration_s} s long")
+
+    device = pick_device(settings.device)
+    net.to(device)
+    net.train()
+    trainable = set_trainable(net, settings)
+    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay)  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+
+    resume_settings = {k: getattr(settings, k) for k in RESUME_KEYS}
+    data_signature = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
+                      "total_s": round(sum(durations), 3)}  # fmt: skip
+    position = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0, "audio_s": 0.0,
+                "settings": resume_settings, "data": data_signature}  # fmt: skip
+    resumed_from = None
+    found = checkpoint_dirs(root)
+    if found:
+        step, path = found[-1]
+        saved = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        if saved.get("settings") != resume_settings or saved.get("data") != data_signature:
+            raise InputError(path, "checkpoint made with other settings or data; delete "
+                                   f"{root} to start afresh")  # fmt: skip
+        position = load_checkpoint(path, net, optimizer, scheduler)
+        resumed_from = position["step"]
+    log_path = root / LOG_FILE
+    log_lines = _read_log(log_path, position["step"])
+    write_text_atomic(log_path, "".join(line + "\n" for line in log_lines))
+
+    def log(record: dict) -> None:
+        with log_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    if resumed_from is None:
+        log({"step": 0, "event": "start", "model": start.source, "lang": lang, "notes": start.notes,
+             "trainable_parameters": sum(p.numel() for _, p in trainable), "device": str(device)})  # fmt: skip
+    else:
+        log({"step": resumed_from, "event": "resume", "checkpoint": str(found[-1][1])})
+
+    def run_eval(step: int) -> dict | None:
+        if not valid_examples:
+            return None
+        result = evaluate(net, valid_examples, valid_labels, processor.feature_extractor, vocab, device,
+                          settings.eval_batch_seconds, settings.max_batch_size)  # fmt: skip
+        log({"step": step, "eval_loss": round(result["loss"], 5), "eval_cer": round(result["cer"], 5),
+             "elapsed_s": round(position["elapsed_s"], 1), "examples": result["examples"][:2]})  # fmt: skip
+        return result
+
+    bar = tqdm(total=settings.max_steps, initial=position["step"], desc=f"train {lang} ({settings.phase})",
+               unit="step", file=sys.stderr, disable=not progress, mininterval=2.0, dynamic_ncols=True)  # fmt: skip
+    window_loss, window_n, window_audio, window_t0 = 0.0, 0, 0.0, time.perf_counter()
+    final_eval = None
+    try:
+        while position["step"] < settings.max_steps:
+            batches = epoch_batches(durations, settings, position["epoch"])
+            while position["batch"] < len(batches) and position["step"] < settings.max_steps:
+                t0 = time.perf_counter()
+                index = batches[position["batch"]]
+                inputs = make_batch([train_examples[i] for i in index], [train_labels[i] for i in index],
+                                    processor.feature_extractor, device)  # fmt: skip
+                with _autocast(device):
+                    loss = net(**inputs).loss
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in trainable], settings.max_grad_norm)
+                if scaler.is_enabled() or torch.isfinite(grad_norm):
+                    scaler.step(optimizer)  # a GradScaler skips non-finite steps itself
+                else:
+                    position["skipped"] = position.get("skipped", 0) + 1
+                scaler.update()
+                scheduler.step()
+                position["step"] += 1
+                position["batch"] += 1
+                batch_audio = sum(durations[i] for i in index)
+                position["elapsed_s"] += time.perf_counter() - t0
+                position["audio_s"] += batch_audio
+                step, loss_value = position["step"], loss.detach().item()
+                window_loss += loss_value
+                window_n += 1
+                window_audio += batch_audio
+                lr = scheduler.get_last_lr()[0]
+                bar.update()
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
+                if step % settings.log_every == 0 or step == settings.max_steps:
+                    wall = time.perf_counter() - window_t0
+                    log({"step": step, "epoch": position["epoch"], "loss": round(window_loss / window_n, 5),
+                         "lr": lr, "grad_norm": round(float(grad_norm), 4),
+                         "steps_per_s": round(window_n / wall, 3), "audio_s_per_s": round(window_audio / wall, 2),
+                         "elapsed_s": round(position["elapsed_s"], 1)})  # fmt: skip
+                    window_loss, window_n, window_audio, window_t0 = 0.0, 0, 0.0, time.perf_counter()
+                if settings.eval_every and step % settings.eval_every == 0 and step < settings.max_steps:
+                    run_eval(step)
+                if step % settings.checkpoint_every == 0 or step == settings.max_steps:
+                    save_checkpoint(root, step, net, optimizer, scheduler, position, settings.keep_checkpoints)
+                if on_step is not None:
+                    on_step(step, loss_value)
+            if position["batch"] >= len(batches):
+                position["epoch"] += 1
+                position["batch"] = 0
+        final_eval = run_eval(position["step"])
+    finally:
+        bar.close()
+
+    write_outputs(out, net, processor, lang, settings, start, position, final_eval, log_path, train_manifests,
+                  valid_manifests)  # fmt: skip
+    if not keep_checkpoint_dir:
+        shutil.rmtree(root, ignore_errors=True)
+    return TrainResult(out, position["step"], resumed_from, final_eval, position["elapsed_s"])
+
+
+def write_outputs(out: Path, model, processor, lang: str, settings: TrainSettings, start: StartModel,
+                  position: dict, final_eval: dict | None, log_path: Path, train_manifests, valid_manifests) -> None:
+    """The output folder, assembled beside ``out`` and renamed into place in one step."""
+    from safetensors.torch import save_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = model.to("cpu")
+    model.target_lang = lang
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    if getattr(model.config, "adapter_attn_dim", None) is not None:
+        save_file(adapter_state_dict(model), str(tmp / ADAPTER_FILE.format(lang)), metadata={"format": "pt"})
+    shutil.copyfile(log_path, tmp / LOG_FILE)
+    write_json_atomic(tmp / INFO_FILE, {
+        "generator": "tala.train_ctc",
+        "tala_version": tala.__version__,
+        "start_model": start.source,
+        "start_notes": start.notes,
+        "lang": lang,
+        "settings": asdict(settings),
+        "train_manifests": [str(m) for m in train_manifests],
+        "valid_manifests": [str(m) for m in valid_manifests],
+        "steps": position["step"],
+        "epoch": position["epoch"],
+        "train_audio_s_seen": round(position["audio_s"], 1),
+        "elapsed_s": round(position["elapsed_s"], 1),
+        "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer")},
+        "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
+    })  # fmt: skip
+    if out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+# %% [markdown]
+# ## Command line
+
+# %%
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    defaults = TrainSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m tala.train_ctc",
+        description="Train a wav2vec2 CTC model (MMS style: all parameters, the language adapter, or the "
+        "output layer) on JSONL manifests; resumes from <out>.checkpoints and writes --out last.",
+    )
+    parser.add_argument("--train", nargs="+", required=True, metavar="JSONL", help="training manifest(s)")
+    parser.add_argument("--valid", nargs="*", default=[], metavar="JSONL", help="validation manifest(s) for CER")
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument("--model", help="start from this model folder or Hugging Face id")
+    start.add_argument("--config", type=Path, help="build from this Wav2Vec2Config JSON (random weights)")
+    parser.add_argument("--vocab", type=Path, help="vocab.json (nested per language or flat), with --config")
+    parser.add_argument("--lang", required=True, help="target language (adapter code, e.g. smo)")
+    parser.add_argument("--out", type=Path, required=True, help="output model folder (written at the end)")
+    parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
+    parser.add_argument("--keep-checkpoint-dir", action="store_true", help="keep checkpoints after success")
+    parser.add_argument("--phase", choices=PHASES, default=defaults.phase, help="what trains (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="default: %(default)s")
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="peak AdamW learning rate (default: %(default)s)")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps, help="default: %(default)s")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="decay after warm-up (default: %(default)s)")
+    parser.add_argument("--min-lr-ratio", type=float, default=defaults.min_lr_ratio, help="final lr / peak lr (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="default: %(default)s")
+    parser.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm, help="gradient clipping (default: %(default)s)")
+    parser.add_argument("--batch-seconds", type=float, default=defaults.batch_seconds,
+                        help="padded audio seconds per batch (default: %(default)s)")
+    parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size, help="default: %(default)s")
+    parser.add_argument("--max-duration", type=float, default=defaults.max_duration_s,
+                        help="leave out longer utterances, seconds (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
+    parser.add_argument("--init-adapter", action="store_true", help="re-initialize adapter layers and lm_head")
+    parser.add_argument("--head-init", choices=HEAD_INITS, default=defaults.head_init,
+                        help="a new lm_head: copy rows of shared tokens from the old head, or random (default: %(default)s)")
+    parser.add_argument("--freeze-feature-encoder", action="store_true", help="phase all: keep the CNN fixed")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps; 0: only at the end (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="default: %(default)s")
+    parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="default: %(default)s")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="default: %(default)s")
+    parser.add_argument("--device", default=defaults.device, help="auto (cuda, mps, cpu), cuda, mps or cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    return TrainSettings(
+        phase=args.phase, max_steps=args.max_steps, learning_rate=args.lr, warmup_steps=args.warmup_steps,
+        schedule=args.schedule, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm, batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size,
+        max_duration_s=args.max_duration, seed=args.seed, init_adapter=args.init_adapter, head_init=args.head_init,
+        freeze_feature_encoder=args.freeze_feature_encoder, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
+        device=args.device,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = settings_from_args(args)
+    try:
+        settings.check()
+    except ValueError as err:
+        raise InputError("settings", str(err)) from None
+    result = train(args.train, args.out, args.lang, settings, valid_manifests=args.valid, model=args.model,
+                   config=args.config, vocab_file=args.vocab, checkpoint_dir=args.checkpoint_dir,
+                   progress=not args.no_progress, keep_checkpoint_dir=args.keep_checkpoint_dir)  # fmt: skip
+    cer = None if result.final_eval is None else f"{100 * result.final_eval['cer']:.2f} %"
+    resumed = "" if result.resumed_from is None else f" (resumed at step {result.resumed_from})"
+    print(f"{result.out}: {result.steps} steps{resumed}, {result.elapsed_s:.0f} s, valid CER {cer}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
