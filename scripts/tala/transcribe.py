@@ -418,11 +418,15 @@ def _conv_features_channels_last(model, samples: torch.Tensor) -> torch.Tensor:
             out = hidden[0:span:stride] @ weight[:, :, 0].t()
             for offset in range(1, kernel):
                 out.addmm_(hidden[offset:offset + span:stride], weight[:, :, offset].t())
+        # Dropping each intermediate as soon as it is used keeps two layer outputs alive, not four.
+        del hidden
         if conv.bias is not None:
             out += conv.bias
         norm = layer.layer_norm
-        hidden = layer.activation(torch.nn.functional.layer_norm(out, norm.normalized_shape, norm.weight,
-                                                                 norm.bias, norm.eps))
+        normed = torch.nn.functional.layer_norm(out, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        del out
+        hidden = layer.activation(normed)
+        del normed
     return hidden
 
 
