@@ -359,15 +359,41 @@ def test_missing_adapter_lists_the_available_ones(tmp_path, tiny_model, wav20):
 
 
 def test_adapter_without_vocabulary_is_named(tmp_path, tiny_model):
-    model = tmp_path / "model"
-    model.mkdir()
-    for path in tiny_model.iterdir():
-        (model / path.name).write_bytes(path.read_bytes())
+    model = copy_model(tiny_model, tmp_path / "model")
     (model / "adapter.fra.safetensors").write_bytes((tiny_model / "adapter.smo.safetensors").read_bytes())
     assert sorted(adapter_files(model)) == ["fra", "por", "smo"] and vocab_languages(model) == ["por", "smo"]
     with pytest.raises(ModelError, match=r"vocab.json has no 'fra'.*adapters available: por, smo \(adapter "
                                          r"weights for: fra, por, smo; vocabulary for: por, smo\)"):
         load_ctc_model(str(model), "fra", "cpu")
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for path in source.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def test_model_without_preprocessor_config_uses_the_standard_one(tmp_path, tiny_model, wav20, capsys):
+    model = copy_model(tiny_model, tmp_path / "model")
+    (model / "processor_config.json").unlink()
+    result, _ = run(tmp_path, wav20, model, adapter="por")
+    assert result["normalization"]["method"] == "recording" and result["adapter"] == "por"
+    assert "no preprocessor_config.json" in capsys.readouterr().err
+
+
+def test_single_language_model_ignores_the_adapter(tmp_path, tiny_model, wav20, capsys):
+    model = copy_model(tiny_model, tmp_path / "model")
+    for path in model.glob("adapter.*"):
+        path.unlink()
+    vocab = json.loads((model / "vocab.json").read_text(encoding="utf-8"))["smo"]
+    (model / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    config = json.loads((model / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("target_lang")
+    (model / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    result, _ = run(tmp_path, wav20, model, adapter="smo")
+    assert result["adapter"] is None and result["vocabulary"][5:] == list(ALPHABETS["smo"])
+    assert "--adapter smo ignored" in capsys.readouterr().err
 
 
 def test_multilingual_model_needs_an_adapter_or_a_default(tmp_path, tiny_model, wav20):

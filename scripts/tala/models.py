@@ -218,8 +218,9 @@ def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
     has_adapters = getattr(config, "adapter_attn_dim", None) is not None
     nested = vocab_languages(folder) if folder is not None else None
 
-    if adapter and not has_adapters and nested is None:
-        print(f"warning: {label}: the model has no language adapters; --adapter {adapter} ignored",
+    if adapter and nested is None and (not has_adapters or (folder is not None and not adapter_files(folder))):
+        # A single-language model (flat vocabulary) whose weights already are its language.
+        print(f"warning: {label}: a single-language model without adapter files; --adapter {adapter} ignored",
               file=sys.stderr)
         adapter = None
     if adapter and not has_adapters:
@@ -228,11 +229,7 @@ def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
     if adapter and folder is not None:
         check_adapter(folder, adapter, label)
 
-    try:
-        processor = Wav2Vec2Processor.from_pretrained(source)
-    except (OSError, ValueError, TypeError) as err:
-        raise ModelError(label, f"cannot load the processor (tokenizer + feature extractor): "
-                                f"{_first_line(err)}") from None
+    processor = _load_processor(source, label)
     tokenizer = processor.tokenizer
     vocab = getattr(tokenizer, "vocab", None)
     nested_tokenizer = isinstance(vocab, dict) and bool(vocab) and all(isinstance(v, dict) for v in vocab.values())
@@ -259,6 +256,26 @@ def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
     ctc_model.to(device)
     ctc_model.eval()
     return ctc_model, processor
+
+
+def _load_processor(source: str, label: str):
+    """The model's processor; without a feature-extractor config, the standard wav2vec2 one."""
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    try:
+        return Wav2Vec2Processor.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        if "feature extractor" not in str(err):
+            raise ModelError(label, f"cannot load the processor (tokenizer + feature extractor): "
+                                    f"{_first_line(err)}") from None
+    try:
+        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(label, f"cannot load the tokenizer: {_first_line(err)}") from None
+    # Every wav2vec2 CTC checkpoint we know of uses these (16 kHz, zero mean / unit variance).
+    print(f"warning: {label}: no preprocessor_config.json; using the standard wav2vec2 feature extractor "
+          f"(16 kHz, do_normalize=true)", file=sys.stderr)
+    return Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(), tokenizer=tokenizer)
 
 
 def _load_config(source: str):
