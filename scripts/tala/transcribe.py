@@ -720,6 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help=f"progress bar on stderr (default: for inputs over {PROGRESS_MIN_S:.0f} s)")
     args = parser.parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars would only clutter the job log
 
     started = time.perf_counter()
     result = transcribe_file(args.input, args.output, args.emissions, model=args.model, adapter=args.adapter,
