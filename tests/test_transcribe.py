@@ -224,6 +224,25 @@ def test_greedy_labels_of_log_probs():
     assert np.allclose(np.exp(best), [0.7, 0.8], atol=1e-3)
 
 
+def test_npy_written_in_place_reads_back(tmp_path):
+    from tala.transcribe import create_npy, iter_npy_rows, npy_layout
+
+    rows = np.random.default_rng(0).standard_normal((1000, 7)).astype(np.float16)
+    path = tmp_path / "e.npy"
+    offset = create_npy(path, rows.shape)
+    assert npy_layout(path)[:2] == (offset, rows.shape)
+    with path.open("r+b") as out:  # out of order, as a resumed run may write
+        out.seek(offset + 600 * 7 * 2)
+        out.write(rows[600:].tobytes())
+        out.seek(offset)
+        out.write(rows[:600].tobytes())
+    assert np.array_equal(np.load(path), rows)
+    assert np.array_equal(np.concatenate(list(iter_npy_rows(path, block_rows=300))), rows)
+    create_npy(tmp_path / "empty.npy", (0, 7))
+    assert np.load(tmp_path / "empty.npy").shape == (0, 7)
+    assert list(iter_npy_rows(tmp_path / "empty.npy")) == []
+
+
 def test_audio_stats_stream_equals_numpy(wav20):
     audio, _ = sf.read(str(wav20), dtype="float64")
     mean, std = audio_stats(wav20, block_s=1.3)
