@@ -210,8 +210,12 @@ def test_words_times_and_scores():
     words = words_from_spans(spans, VOCAB, "|", FRAME_S, log_probs)
     assert spans_to_text(spans, VOCAB, "|") == "fal alo"
     assert [w.word for w in words] == ["fal", "alo"]
+    # A word ends where the delimiter after it starts ("fal": frame 6, "alo": frame 17, after two blanks).
     assert words[0].start == pytest.approx(2 * FRAME_S) and words[0].end == pytest.approx(6 * FRAME_S)
-    assert words[1].start == pytest.approx(9 * FRAME_S) and words[1].end == pytest.approx(15 * FRAME_S)
+    assert words[1].start == pytest.approx(9 * FRAME_S) and words[1].end == pytest.approx(17 * FRAME_S)
+    # Without a delimiter after it, at the end of its last token.
+    last = words_from_spans(collapse_ctc(ids_of("_fa__lo__"), 0), VOCAB, "|", FRAME_S, np.zeros(9, np.float32))
+    assert [(w.word, w.start, w.end) for w in last] == [("falo", pytest.approx(0.02), pytest.approx(0.14))]
     # Geometric mean over the word's token frames (f, a, l): exp((0 + 2 log .5) / 3).
     assert words[0].score == pytest.approx(0.5 ** (2 / 3), abs=1e-4)
     assert words[1].score == pytest.approx(0.5, abs=1e-4)

@@ -244,32 +244,36 @@ def words_from_spans(spans: list[TokenSpan], vocabulary: list[str], word_delimit
                      frame_s: float, frame_log_probs: np.ndarray) -> list[Word]:
     """Words with times and scores from the greedy token spans.
 
-    ``start`` is the first frame of the word's first token times ``frame_s``; ``end`` is the end
-    of its last token's last frame. ``score`` is the exponential of the mean greedy log-probability
-    over the frames of the word's tokens (blank frames between them do not count): the geometric
-    mean of the per-frame confidences, 1.0 for a word the model is sure of.
+    ``start`` is the first frame of the word's first token times ``frame_s``. ``end`` is where the
+    word delimiter that follows the word begins, or, without one, the end of the word's last token.
+    CTC models emit a letter as a spike near its onset, so the last token ends too early: on the
+    demo speech by 20-50 ms, and by ~220 ms after a long final vowel ("pō"); the delimiter ``|``
+    that the model emits once the word is over falls within 20 ms of the true end there.
+    ``score`` is the exponential of the mean greedy log-probability over the frames of the word's
+    tokens (blank frames between them do not count): the geometric mean of the per-frame
+    confidences, 1.0 for a word the model is sure of.
     """
     words: list[Word] = []
     current: list[TokenSpan] = []
 
-    def close() -> None:
+    def close(end_frame: int | None) -> None:
         if not current:
             return
         text = "".join(vocabulary[s.token_id] for s in current).strip()
         if text:
             frames = np.concatenate([frame_log_probs[s.start:s.end] for s in current])
             score = float(np.exp(np.mean(frames, dtype=np.float64))) if len(frames) else 0.0
-            words.append(Word(text, round(current[0].start * frame_s, 6), round(current[-1].end * frame_s, 6),
-                              round(score, 4)))
+            end = current[-1].end if end_frame is None else end_frame
+            words.append(Word(text, round(current[0].start * frame_s, 6), round(end * frame_s, 6), round(score, 4)))
         current.clear()
 
     for span in spans:
         token = vocabulary[span.token_id]
         if token == word_delimiter or token.isspace():
-            close()
+            close(span.start)
         else:
             current.append(span)
-    close()
+    close(None)
     return words
 
 
@@ -687,8 +691,9 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
         "emissions": {"file": out_emissions.name, "shape": list(shape), "dtype": "float16",
                       "values": "log_softmax over the vocabulary, one row per frame"},
         "normalization": norm.describe(),
-        "word_times": "start: first frame of the first token x frame_s; end: end of the last token's last "
-                      "frame; score: exp(mean greedy log-prob over the word's token frames)",
+        "word_times": "start: first frame of the word's first token x frame_s; end: first frame of the word "
+                      "delimiter after the word, else the end of its last token; score: exp(mean greedy "
+                      "log-prob over the word's token frames)",
         "tool": {"tala": tala.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
     }
     write_json_atomic(out_json, result)
