@@ -566,11 +566,25 @@ def test_demo_word_times_at_verse_edges(demo_results, lang, rec):
 
 @requires_demo_model
 @pytest.mark.slow
-def test_demo_chunked_equals_unchunked(tmp_path, demo_wavs):
+def test_demo_chunked_agrees_with_unchunked(tmp_path, demo_wavs):
+    """Chunking changes only what attention can see beyond the context, and the transcript barely.
+
+    Exact equality is not to be had from a transformer (its attention spans the whole input): on the
+    demo model the two differ only at near-ties of blank and word delimiter, i.e. in a few word
+    boundaries, never in the letters.
+    """
+    import difflib
+
     wav = demo_wavs["samoan", "PSA_121"]
     whole, _ = run(tmp_path, wav, DEMO_MODEL, "whole", chunk_s=600)
     chunked, _ = run(tmp_path, wav, DEMO_MODEL, "chunked", chunk_s=10, context_s=2, batch_size=3)
-    assert chunked["chunking"]["windows"] > 1
-    assert chunked["text"] == whole["text"]
-    for a, b in zip(chunked["words"], whole["words"], strict=True):
-        assert abs(a["start"] - b["start"]) <= FRAME_S + 1e-9 and abs(a["end"] - b["end"]) <= FRAME_S + 1e-9
+    assert chunked["chunking"]["windows"] == 5 and whole["chunking"]["windows"] == 1
+    assert chunked["text"].replace(" ", "") == whole["text"].replace(" ", "")
+    words_a, words_b = whole["words"], chunked["words"]
+    matcher = difflib.SequenceMatcher(a=[w["word"] for w in words_a], b=[w["word"] for w in words_b],
+                                      autojunk=False)
+    pairs = [(words_a[i + k], words_b[j + k]) for i, j, n in matcher.get_matching_blocks() for k in range(n)]
+    assert len(pairs) >= 0.95 * len(words_a)
+    drift = [max(abs(a["start"] - b["start"]), abs(a["end"] - b["end"])) for a, b in pairs]
+    assert sum(d <= FRAME_S + 1e-9 for d in drift) >= 0.98 * len(pairs)
+    assert max(drift) <= 3 * FRAME_S + 1e-9
