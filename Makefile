@@ -13,7 +13,7 @@ DEMO_CONFIG := config/demo.yaml
 # Jobs call `python -m tala.<step>`: the venv's interpreter must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all demo test bench setup system-deps lint format demo-corpus lock clean
+.PHONY: all demo test bench setup system-deps lint format demo-corpus demo-model lock clean
 
 all: demo
 
@@ -50,6 +50,12 @@ format: setup
 demo-corpus: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-corpus needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo_corpus --out resources/demo
+
+# Retrains the demo's tiny MMS-style model into resources/demo/model (needs espeak-ng; seeded;
+# ~30 min on 2 CPU cores; the result is committed). Checkpoints resume after a kill.
+demo-model: setup
+	@command -v espeak-ng >/dev/null || { echo "demo-model needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
+	PYTHONPATH=scripts $(BIN)/python -m tala.demo_model --out resources/demo/model
 
 # Re-pins the whole dependency tree after a change to pyproject.toml.
 lock: $(STAMP)

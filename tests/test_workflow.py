@@ -42,6 +42,7 @@ def demo_config(workdir: Path) -> Path:
     for lang in config["languages"].values():
         for key in ("audio_dir", "text_dir"):
             lang[key] = str(REPO / lang[key])
+    config["transcribe"]["model"] = str(REPO / config["transcribe"]["model"])
     path = workdir / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -70,6 +71,8 @@ def test_dry_run_plans_every_recording(tmp_path):
     counts = job_counts(out)
     assert counts["convert_audio"] == n
     assert counts["segment_audio"] == n
+    assert counts["transcribe_audio"] == n
+    assert "download_model" not in counts, "the demo's model is a local folder: nothing to download"
     assert counts["summarize_audio"] == len(demo_recordings())
 
 
@@ -123,6 +126,20 @@ def test_demo_converts_every_recording_exactly(demo_run):
             if src.suffix in (".wav", ".mp3"):
                 original = sf.info(str(src))
                 assert abs(info.frames - round(original.frames * 16000 / original.samplerate)) <= 1
+
+
+@pytest.mark.slow
+def test_demo_transcripts_and_emissions(demo_run):
+    workdir, _ = demo_run
+    for lang, files in demo_recordings().items():
+        for src in files:
+            asr = json.loads((workdir / "results" / lang / "asr" / f"{src.stem}.json").read_text())
+            emissions = np.load(workdir / "results" / lang / "asr" / f"{src.stem}.emissions.npy", mmap_mode="r")
+            assert emissions.dtype == np.float16
+            assert emissions.shape == (asr["num_frames"], len(asr["vocabulary"]))
+            assert asr["adapter"] == {"samoan": "smo", "portuguese": "por"}[lang]
+            assert len(asr["text"].split()) > 50, asr["text"][:200]
+            assert all(w["start"] < w["end"] for w in asr["words"])
 
 
 @pytest.mark.slow
@@ -198,6 +215,7 @@ def test_damaged_files_fail_alone_under_keep_going(tmp_path):
     config.write_text(yaml.safe_dump({
         "run_languages": ["xx"],
         "languages": {"xx": {"audio_dir": str(audio), "text_dir": str(text), "mms_lang": "smo"}},
+        "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
     }))
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -209,6 +227,9 @@ def test_damaged_files_fail_alone_under_keep_going(tmp_path):
         assert sf.info(str(results / "audio" / f"{rec}.wav")).samplerate == 16000
         assert (results / "segments" / f"{rec}.tsv").is_file()
     assert len((results / "segments" / "good.tsv").read_text().splitlines()) >= 2
+    for rec in ("good", weird, "silent"):
+        assert (results / "asr" / f"{rec}.emissions.npy").is_file()
+    assert json.loads((results / "asr" / "silent.json").read_text())["text"].strip() == ""
     assert (results / "segments" / "silent.tsv").read_text().splitlines() == ["start\tend\tlevel_db"]
     silent_log = (workdir / "logs/xx/segment_audio/silent.log").read_text()
     assert "warning" in silent_log.lower() and "silent.wav" in silent_log

@@ -18,7 +18,7 @@ shell.prefix(
     + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
-from tala.config import ConfigError, load_workflow_config, settings
+from tala.config import ConfigError, hub_folder_name, load_workflow_config, settings
 
 try:
     _validated, RECORDINGS = load_workflow_config(config)
@@ -55,6 +55,40 @@ def per_recording(pattern):
     )
 
 
+def asr_model(lang):
+    return settings(config, lang, "transcribe")["model"]
+
+
+def asr_adapter(wildcards):
+    return (
+        settings(config, wildcards.lang, "transcribe")["adapter"]
+        or config["languages"][wildcards.lang]["mms_lang"]
+    )
+
+
+def asr_model_input(wildcards):
+    """A local model folder is an input as it is; a hub id first goes through download_models,
+    so that compute nodes without internet find it in models_dir."""
+    model = asr_model(wildcards.lang)
+    if Path(model).is_dir():
+        return str(Path(model) / "config.json")
+    return f"{config['models_dir']}/{hub_folder_name(model)}/.complete"
+
+
+def hub_models():
+    """{folder name: (hub id, adapters)} for every hub model the selected languages use."""
+    models = {}
+    for lang in LANGUAGES:
+        model = asr_model(lang)
+        if not Path(model).is_dir():
+            adapter = (
+                settings(config, lang, "transcribe")["adapter"]
+                or config["languages"][lang]["mms_lang"]
+            )
+            models.setdefault(hub_folder_name(model), (model, set()))[1].add(adapter)
+    return models
+
+
 def all_targets():
     targets = []
     for lang, recordings in RECORDINGS.items():
@@ -63,6 +97,12 @@ def all_targets():
         )
         targets += expand(
             "results/{lang}/segments/{rec}.tsv", lang=lang, rec=list(recordings)
+        )
+        targets += expand(
+            "results/{lang}/asr/{rec}.{ext}",
+            lang=lang,
+            rec=list(recordings),
+            ext=["json", "emissions.npy"],
         )
         targets += expand(
             "results/{lang}/report/{name}",
