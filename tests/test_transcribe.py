@@ -457,6 +457,9 @@ def test_downloaded_copy_is_preferred_over_the_hub(tmp_path, tiny_model):
     models_dir.mkdir()
     (models_dir / "facebook__mms-1b-all").symlink_to(tiny_model)
     assert resolve_model("facebook/mms-1b-all", models_dir) == str(models_dir / "facebook__mms-1b-all")
+    (models_dir / "org__partial").mkdir()
+    with pytest.raises(ModelError, match="org__partial: incomplete download"):
+        resolve_model("org/partial", models_dir)
 
 
 @pytest.mark.parametrize("rate,channels", [(44_100, 1), (16_000, 2), (8_000, 1)])

@@ -81,7 +81,10 @@ def resolve_model(model: str, models_dir: str | Path | None = None) -> str:
     if models_dir is not None:
         downloaded = Path(models_dir) / model_dir_name(model)
         if downloaded.exists():
-            return str(_check_model_folder(downloaded))
+            if not (downloaded / CONFIG_FILE).is_file():
+                raise ModelError(downloaded, "incomplete download (no config.json): run `snakemake download_models` "
+                                             "again on a machine with internet")
+            return str(downloaded)
     if _hub_is_offline() and _cached_snapshot(model) is None:
         where = f"neither {Path(models_dir) / model_dir_name(model)} nor " if models_dir is not None else ""
         raise ModelError(model, f"model not downloaded: {where}the Hugging Face cache has it, and the hub is "
