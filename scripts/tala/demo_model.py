@@ -45,7 +45,7 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -754,8 +754,8 @@ class Recipe:
     # Portuguese also gets scripture-style prose ("E disse ..., e ..."): its commonest word, "e",
     # is read [i], and the base still writes it "i" or glues it to the next word.
     narrative_utterances: tuple[tuple[str, int], ...] = (("por", 2500),)
-    scripture_steps: int = 1000
-    scripture_lr: float = 7e-4
+    scripture_steps: int = 2200
+    scripture_lr: float = 8e-4
     scripture_warmup: int = 50
     adapter_steps: tuple[tuple[str, int], ...] = (("smo", 300), ("por", 600))
     adapter_lr: float = 1e-3
@@ -1316,7 +1316,6 @@ same bytes. Scratch data (~2 GB of clips, checkpoints) goes to `.cache/demo_mode
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    defaults = Recipe()
     parser = argparse.ArgumentParser(
         prog="python -m tala.demo_model",
         description="Synthesize training speech, train the demo's tiny MMS-style CTC model (base, then one adapter "
@@ -1328,7 +1327,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="default: %(default)s")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes (default: %(default)s)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--base-steps", type=int, default=defaults.base_steps, help="default: %(default)s")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --out on the demo chapters")
     return parser.parse_args(argv)
 
@@ -1343,7 +1341,11 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_demo(args.out, args.demo, args.work / "eval")
         print_eval(report)
         return 0
-    recipe = replace(Recipe(), base_steps=args.base_steps)
+    for tool in ("espeak-ng", "ffmpeg"):
+        if shutil.which(tool) is None:
+            raise InputError(tool, "not found on PATH: the demo model is trained on espeak-ng speech, stored as MP3/MP4 "
+                                   "with ffmpeg (Debian/Ubuntu: apt-get install espeak-ng ffmpeg)")
+    recipe = Recipe()
     command = "PYTHONPATH=scripts python -m tala.demo_model --out " + str(args.out)
     if args.seed != DEFAULT_SEED:
         command += f" --seed {args.seed}"
