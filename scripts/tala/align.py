@@ -1,0 +1,597 @@
+"""Align a chapter's verses to its recording: verse and word times, scores, and what the text lacks.
+
+    python -m tala.align ASR.json EMISSIONS.npy TEXT.json OUT.json [--method ctc|text]
+        [--star-penalty 1.0] [--max-chapter-cer 0.6] [--refine-edges | --no-refine-edges]
+        [--band-s 20]
+
+Inputs: the transcribe step's JSON and emissions (frames x vocabulary log-probabilities) and the
+read_text step's verses, whose ``normalized`` text uses only vocabulary characters, words
+separated by single spaces.
+
+Method ``ctc`` (default): CTC forced alignment of the whole chapter (:mod:`tala.ctc_align`). The
+token sequence is the verses' letters with the word delimiter between words, and an optional
+``<star>`` before the first verse, between verses and after the last, so a spoken heading, an
+intro or a gap goes to the star instead of stretching a verse. On long recordings the Viterbi runs
+in a band around the greedy transcript's words matched to the text (:mod:`tala.text_align`).
+Method ``text``: the matched words' times alone (the fallback, no forced alignment).
+
+Before anything is written the chapter's text is checked against the audio: the greedy
+transcript's character error rate against the text (text-to-text alignment; extra words before
+and after the text, such as a heading, do not count) and, after alignment, the verses' greedy
+text against theirs. Either above ``--max-chapter-cer`` rejects the recording with one line.
+
+Times
+-----
+A verse starts at its first letter's first frame and ends where its last letter's last frame
+ends (``frame_s`` = 20 ms). CTC models emit letters as short spikes that come late at word
+onsets and early at word ends, so with ``--refine-edges`` (default) each edge is moved to the
+speech onset/offset found in the WAV's short-time energy (10 ms frames) within the pause next to
+it (:func:`refine_edges`).
+
+Output (``OUT.json``): recording, audio, method, frame_s, duration_s, verses (number, label,
+start, end, text, normalized, score = mean log-probability per frame of the verse's letters and
+word delimiters on the path, cer and greedy = the argmax transcript of the verse's frames), words
+(word, verse, start, end, score), star (spans of 0.1 s or more given to ``<star>``, with the verse
+they follow), summary and settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tala import ctc_align, text_align
+from tala.errors import InputError, run_cli
+from tala.fileio import write_json_atomic
+
+METHODS = ("ctc", "text")
+MAX_CHAPTER_CER = 0.6
+STAR_MIN_S = 0.1
+# Band half-width around the matched transcript words: a chapter's reading never drifts that far
+# from the greedy transcript's own word times (tested on the demo and on an hour of synthesis).
+BAND_S = 20.0
+# Below this many Viterbi cells the full (exact) band is cheaper than building anchors.
+FULL_BAND_CELLS = 200_000_000
+# The band is widened when the path comes this close to an edge the anchors imposed.
+BAND_MARGIN_S = 2.0
+MAX_BAND_RETRIES = 4
+# Edge refinement (see refine_edges): energy frames, how far an edge may move, the threshold.
+ENERGY_FRAME_S = 0.01
+REFINE_MAX_S = 0.4
+SPEECH_ABOVE_FLOOR_DB = 12.0
+SPEECH_BELOW_PEAK_DB = 45.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verse:
+    number: int
+    label: str
+    text: str
+    normalized: str
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    tokens: list[str]
+    blank_id: int
+    delimiter_id: int
+
+    @property
+    def ids(self) -> dict[str, int]:
+        return {token: i for i, token in enumerate(self.tokens)}
+
+
+def read_json(path: str | Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(path, f"not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object")
+    return data
+
+
+def read_vocabulary(asr: dict, path: str | Path) -> Vocabulary:
+    try:
+        tokens = list(asr["vocabulary"])
+        blank_id = int(asr["blank_id"])
+        delimiter = asr["word_delimiter"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(path, f"not a transcribe result: missing or bad {err}") from None
+    if delimiter not in tokens:
+        raise InputError(path, f"the vocabulary has no word delimiter ({delimiter!r})")
+    return Vocabulary(tokens, blank_id, tokens.index(delimiter))
+
+
+def read_verses(path: str | Path) -> list[Verse]:
+    data = read_json(path)
+    try:
+        verses = [Verse(int(v["number"]), str(v.get("label", v["number"])), str(v.get("text", "")),
+                        " ".join(str(v["normalized"]).split())) for v in data["verses"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(path, f"not a read_text result: missing or bad {err}") from None
+    if not verses:
+        raise InputError(path, "no verses")
+    return verses
+
+
+def open_emissions(path: str | Path, asr: dict) -> np.ndarray:
+    """The emissions memory-mapped (float16, frames x vocabulary), checked against the transcript JSON."""
+    try:
+        emissions = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"not a readable .npy file ({err})") from None
+    expected = (int(asr.get("num_frames", -1)), len(asr["vocabulary"]))
+    if emissions.ndim != 2 or emissions.shape != expected:
+        raise InputError(path, f"shape {emissions.shape} does not match the transcript JSON "
+                               f"({expected[0]} frames x {expected[1]} tokens)")
+    return emissions
+
+
+# ---------------------------------------------------------------------------------------------
+# Token sequence
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Targets:
+    """The chapter as one token sequence, with where each token comes from."""
+
+    tokens: np.ndarray  # (L,) int32 emission column (the star: len(vocabulary))
+    optional: np.ndarray  # (L,) bool
+    verse: np.ndarray  # (L,) int64 verse index, -1 for stars
+    word: np.ndarray  # (L,) int64 global word index, -1 for stars and delimiters
+    is_star: np.ndarray  # (L,) bool
+    words: list[tuple[int, str]]  # (verse index, word) per global word index
+
+
+def build_targets(verses: list[Verse], vocabulary: Vocabulary, text_path: str | Path) -> Targets:
+    """``<star> verse1 <star> verse2 ... <star>``: letters, the delimiter between words, optional stars."""
+    ids = vocabulary.ids
+    star_id = len(vocabulary.tokens)
+    tokens, verse_of, word_of, stars = [star_id], [-1], [-1], [True]
+    words: list[tuple[int, str]] = []
+    for index, verse in enumerate(verses):
+        for position, word in enumerate(verse.normalized.split()):
+            if position:
+                tokens.append(vocabulary.delimiter_id)
+                verse_of.append(index)
+                word_of.append(-1)
+                stars.append(False)
+            for char in word:
+                if char not in ids:
+                    raise InputError(text_path, f"verse {verse.label}: {char!r} (U+{ord(char):04X}) is not in the "
+                                                f"model's vocabulary; normalize the text for this model")
+                tokens.append(ids[char])
+                verse_of.append(index)
+                word_of.append(len(words))
+                stars.append(False)
+            words.append((index, word))
+        if verse.normalized and not stars[-1]:
+            tokens.append(star_id)
+            verse_of.append(-1)
+            word_of.append(-1)
+            stars.append(True)
+    is_star = np.array(stars, bool)
+    return Targets(np.array(tokens, np.int32), is_star.copy(), np.array(verse_of, np.int64),
+                   np.array(word_of, np.int64), is_star, words)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment
+# ---------------------------------------------------------------------------------------------
+
+def check_frames(targets: Targets, num_frames: int, frame_s: float, emissions_path: str | Path) -> None:
+    needed = ctc_align.min_frames(targets.tokens, targets.optional)
+    if num_frames < needed:
+        required = int(np.count_nonzero(~targets.optional))
+        raise InputError(emissions_path, f"{num_frames} frames ({num_frames * frame_s:.2f} s) cannot hold the "
+                                         f"text's {required} tokens: a CTC path needs at least {needed} frames "
+                                         f"({needed * frame_s:.2f} s); wrong audio or text?")
+
+
+def token_anchors(targets: Targets, words: text_align.WordAlignment, frame_s: float,
+                  num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ranges of each token's word in the greedy transcript, for matched words (-1 elsewhere)."""
+    lo = np.full(len(targets.tokens), -1, np.int64)
+    hi = np.full(len(targets.tokens), -1, np.int64)
+    has_word = targets.word >= 0
+    matched = np.zeros(len(targets.tokens), bool)
+    matched[has_word] = words.matched[targets.word[has_word]]
+    index = targets.word[matched]
+    lo[matched] = np.clip(np.floor(words.start[index] / frame_s), 0, num_frames - 1).astype(np.int64)
+    hi[matched] = np.clip(np.ceil(words.end[index] / frame_s), 0, num_frames - 1).astype(np.int64)
+    return lo, hi
+
+
+def ctc_path(emissions: np.ndarray, targets: Targets, vocabulary: Vocabulary, star_penalty: float,
+             anchors: tuple[np.ndarray, np.ndarray] | None, band_s: float, frame_s: float,
+             full_band_cells: int = FULL_BAND_CELLS) -> tuple[ctc_align.Topology, np.ndarray, dict]:
+    """The Viterbi path, exact on the reachable band, or in a band around ``anchors`` on long inputs."""
+    topology = ctc_align.make_topology(targets.tokens, vocabulary.blank_id, targets.optional)
+    num_frames = emissions.shape[0]
+    full_lo, full_hi = ctc_align.reachable_band(topology, num_frames)
+    full_cells = int(np.sum(full_hi - full_lo + 1))
+    if anchors is None or full_cells <= full_band_cells or not np.any(anchors[0] >= 0):
+        result = ctc_align.viterbi(emissions, topology, star_penalty=star_penalty, band=(full_lo, full_hi))
+        return topology, result.path, {"band": "full", "cells": full_cells}
+    width = max(1, round(band_s / frame_s))
+    margin = max(1, round(BAND_MARGIN_S / frame_s))
+    for attempt in range(MAX_BAND_RETRIES + 1):
+        lo, hi = ctc_align.band_from_anchors(topology, num_frames, anchors[0], anchors[1], width)
+        cells = int(np.sum(np.maximum(hi - lo + 1, 0)))
+        if cells >= full_cells:
+            break
+        try:
+            result = ctc_align.viterbi(emissions, topology, star_penalty=star_penalty, band=(lo, hi))
+        except ctc_align.NoPathError:
+            width *= 2
+            continue
+        path = result.path
+        near_edge = ((path - lo < margin) & (lo > full_lo)) | ((hi - path < margin) & (hi < full_hi))
+        if not np.any(near_edge):
+            return topology, path, {"band": "anchored", "band_s": round(width * frame_s, 3), "cells": cells,
+                                    "widened": attempt}
+        width *= 2
+    result = ctc_align.viterbi(emissions, topology, star_penalty=star_penalty, band=(full_lo, full_hi))
+    return topology, result.path, {"band": "full", "cells": full_cells}
+
+
+def greedy_text(emissions: np.ndarray, start: int, end: int, vocabulary: Vocabulary) -> str:
+    """The argmax transcript of frames ``[start, end)``: runs merged, blanks dropped, delimiter as space."""
+    if end <= start:
+        return ""
+    ids = np.argmax(np.asarray(emissions[start:end], np.float32), axis=1)
+    keep = np.ones(len(ids), bool)
+    keep[1:] = ids[1:] != ids[:-1]
+    pieces = []
+    for token_id in ids[keep]:
+        if token_id == vocabulary.blank_id:
+            continue
+        token = vocabulary.tokens[token_id]
+        if token_id == vocabulary.delimiter_id or token.isspace():
+            pieces.append(" ")
+        elif not (token.startswith("<") and token.endswith(">") and len(token) > 2):
+            pieces.append(token)
+    return " ".join("".join(pieces).split())
+
+
+@dataclass(frozen=True)
+class Spans:
+    """Frame spans ``[start, end)`` per verse and per word (-1 where none), and star spans."""
+
+    verse_start: np.ndarray
+    verse_end: np.ndarray
+    verse_score: np.ndarray
+    word_start: np.ndarray
+    word_end: np.ndarray
+    word_score: np.ndarray
+    star: list[tuple[int, int, int]]  # (start, end, index of the verse before or -1)
+
+
+def spans_from_path(path: np.ndarray, frame_log_probs: np.ndarray, targets: Targets, num_verses: int) -> Spans:
+    num_tokens = len(targets.tokens)
+    tok_start, tok_end = ctc_align.token_spans(path, num_tokens)
+    on_token = path % 2 == 1
+    frame_token = np.where(on_token, (path - 1) // 2, -1)
+    verse_of_frame = np.where(on_token, targets.verse[np.maximum(frame_token, 0)], -1)
+    word_of_frame = np.where(on_token, targets.word[np.maximum(frame_token, 0)], -1)
+
+    def reduce(owner_of_token: np.ndarray, owner_of_frame: np.ndarray, count: int):
+        start = np.full(count, -1, np.int64)
+        end = np.full(count, -1, np.int64)
+        score = np.full(count, np.nan)
+        has = (owner_of_token >= 0) & (tok_start >= 0)
+        start[:] = np.iinfo(np.int64).max
+        np.minimum.at(start, owner_of_token[has], tok_start[has])
+        np.maximum.at(end, owner_of_token[has], tok_end[has])
+        start[start == np.iinfo(np.int64).max] = -1
+        frames = owner_of_frame >= 0
+        sums = np.bincount(owner_of_frame[frames], weights=frame_log_probs[frames], minlength=count)
+        counts = np.bincount(owner_of_frame[frames], minlength=count)
+        score[counts > 0] = sums[counts > 0] / counts[counts > 0]
+        return start, end, score
+
+    verse_start, verse_end, verse_score = reduce(targets.verse, verse_of_frame, num_verses)
+    word_start, word_end, word_score = reduce(targets.word, word_of_frame, len(targets.words))
+    # A word ends where the delimiter after it starts (CTC spikes end long vowels early).
+    delimiter = (targets.word < 0) & ~targets.is_star & (tok_start >= 0)
+    for j in np.flatnonzero(delimiter):
+        previous_word = targets.word[j - 1] if j > 0 else -1
+        if previous_word >= 0:
+            word_end[previous_word] = tok_start[j]
+    star = []
+    for j in np.flatnonzero(targets.is_star & (tok_start >= 0)):
+        before = targets.verse[:j][targets.verse[:j] >= 0]
+        star.append((int(tok_start[j]), int(tok_end[j]), int(before[-1]) if len(before) else -1))
+    return Spans(verse_start, verse_end, verse_score, word_start, word_end, word_score, star)
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge refinement on the WAV's energy
+# ---------------------------------------------------------------------------------------------
+
+def frame_energy_db(samples: np.ndarray, rate: int, frame_s: float = ENERGY_FRAME_S) -> np.ndarray:
+    """RMS level (dBFS) of consecutive ``frame_s`` frames."""
+    hop = max(1, round(frame_s * rate))
+    count = len(samples) // hop
+    if count == 0:
+        return np.zeros(0)
+    frames = np.asarray(samples[:count * hop], np.float64).reshape(count, hop)
+    return 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
+
+
+def speech_threshold_db(energy_db: np.ndarray) -> float:
+    """A level between the noise floor (5th percentile) and the speech peaks (99th percentile)."""
+    if len(energy_db) == 0:
+        return 0.0
+    floor = float(np.percentile(energy_db, 5))
+    peak = float(np.percentile(energy_db, 99))
+    return max(floor + SPEECH_ABOVE_FLOOR_DB, peak - SPEECH_BELOW_PEAK_DB) if peak > floor else peak
+
+
+def refine_edges(starts: np.ndarray, ends: np.ndarray, energy_db: np.ndarray, threshold_db: float,
+                 lower: np.ndarray, upper: np.ndarray, energy_frame_s: float = ENERGY_FRAME_S,
+                 max_shift_s: float = REFINE_MAX_S) -> tuple[np.ndarray, np.ndarray]:
+    """Move each verse's edges to the speech onset/offset next to them (seconds in, seconds out).
+
+    A start moves back over loud frames (speech the spike came late for) to the first frame of the
+    loud run it is in, or forward over quiet frames to the next loud one; an end likewise. Moves
+    are limited to ``max_shift_s`` and to ``[lower, upper]`` (the neighbouring verses' edges), and
+    an edge with no quiet frame within reach (continuous speech or music) stays where it is.
+    """
+    loud = energy_db > threshold_db
+    n = len(loud)
+    limit = max(1, round(max_shift_s / energy_frame_s))
+    new_starts = np.array(starts, np.float64)
+    new_ends = np.array(ends, np.float64)
+    for v in range(len(starts)):
+        if not (np.isfinite(starts[v]) and np.isfinite(ends[v])) or n == 0:
+            continue
+        low = max(0, math.ceil(lower[v] / energy_frame_s - 1e-9))
+        high = min(n, math.floor(upper[v] / energy_frame_s + 1e-9))
+        s = min(max(round(starts[v] / energy_frame_s), low), max(low, high - 1))
+        e = min(max(round(ends[v] / energy_frame_s), low + 1), high)
+        refined_s = _onset(loud, s, low, high, limit)
+        refined_e = _offset(loud, e, low, high, limit)
+        if refined_s is not None:
+            new_starts[v] = refined_s * energy_frame_s
+        if refined_e is not None:
+            new_ends[v] = refined_e * energy_frame_s
+        if new_ends[v] <= new_starts[v]:
+            new_starts[v], new_ends[v] = starts[v], ends[v]
+    return new_starts, new_ends
+
+
+def _onset(loud: np.ndarray, s: int, low: int, high: int, limit: int) -> int | None:
+    if s < high and loud[s]:
+        k = s
+        while k > low and k > s - limit and loud[k - 1]:
+            k -= 1
+        return k if (k == low or not loud[k - 1]) and k > s - limit else None
+    k = s
+    while k < high and k < s + limit and not loud[k]:
+        k += 1
+    return k if k < high and loud[k] else None
+
+
+def _offset(loud: np.ndarray, e: int, low: int, high: int, limit: int) -> int | None:
+    # Frame e - 1 is the verse's last frame.
+    if e - 1 >= low and loud[e - 1]:
+        k = e
+        while k < high and k < e + limit and loud[k]:
+            k += 1
+        return k if (k == high or not loud[k]) and k < e + limit else None
+    k = e
+    while k > low and k > e - limit and not loud[k - 1]:
+        k -= 1
+    return k if k > low and loud[k - 1] else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The step
+# ---------------------------------------------------------------------------------------------
+
+def cer_rejection(cer: float, limit: float, what: str) -> str:
+    return f"text does not match the audio: {what} CER {cer:.2f} > {limit:g} (another chapter's text?)"
+
+
+def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: str | Path, *,
+                  method: str = "ctc", star_penalty: float = ctc_align.DEFAULT_STAR_PENALTY,
+                  max_chapter_cer: float = MAX_CHAPTER_CER, refine: bool = True, band_s: float = BAND_S,
+                  full_band_cells: int = FULL_BAND_CELLS) -> dict:
+    """Align one recording; return the output JSON's content. InputError for bad or mismatched inputs."""
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
+    asr = read_json(asr_path)
+    vocabulary = read_vocabulary(asr, asr_path)
+    frame_s = float(asr.get("frame_s", 0.02))
+    emissions = open_emissions(emissions_path, asr)
+    num_frames = emissions.shape[0]
+    duration_s = float(asr.get("duration_s", num_frames * frame_s))
+    verses = read_verses(text_path)
+    targets = build_targets(verses, vocabulary, text_path)
+    check_frames(targets, num_frames, frame_s, emissions_path)
+
+    # Text-to-text: the chapter check, anchors for the band, and the whole of method "text".
+    greedy_words = asr.get("words") or []
+    hyp = [str(w["word"]) for w in greedy_words]
+    ref = [word for _, word in targets.words]
+    words = text_align.align_words(ref, hyp, [w["start"] for w in greedy_words], [w["end"] for w in greedy_words],
+                                   start_s=0.0, end_s=duration_s)
+    transcript_cer = text_align.text_cer(ref, hyp, words)
+    if transcript_cer > max_chapter_cer:
+        raise InputError(text_path, cer_rejection(transcript_cer, max_chapter_cer, "chapter"))
+
+    settings = {"method": method, "star_penalty": star_penalty, "max_chapter_cer": max_chapter_cer,
+                "refine_edges": refine, "band_s": band_s}
+    if method == "ctc":
+        anchors = token_anchors(targets, words, frame_s, num_frames)
+        topology, path, band = ctc_path(emissions, targets, vocabulary, star_penalty, anchors, band_s, frame_s,
+                                        full_band_cells)
+        settings["band"] = band
+        log_probs = ctc_align.path_log_probs(emissions, topology, path, star_penalty=star_penalty)
+        spans = spans_from_path(path, log_probs, targets, len(verses))
+        verse_start = np.where(spans.verse_start >= 0, spans.verse_start * frame_s, np.nan)
+        verse_end = np.where(spans.verse_end >= 0, spans.verse_end * frame_s, np.nan)
+        word_start, word_end = spans.word_start * frame_s, spans.word_end * frame_s
+        word_score = spans.word_score
+        verse_score = spans.verse_score
+        star = [(a * frame_s, b * frame_s, v) for a, b, v in spans.star if (b - a) * frame_s >= STAR_MIN_S - 1e-9]
+    else:
+        word_verse = np.array([v for v, _ in targets.words], np.int64)
+        verse_start = np.full(len(verses), np.nan)
+        verse_end = np.full(len(verses), np.nan)
+        for v in range(len(verses)):
+            mine = np.flatnonzero(word_verse == v)
+            if len(mine):
+                verse_start[v], verse_end[v] = words.start[mine[0]], words.end[mine[-1]]
+        word_start, word_end = words.start, words.end
+        word_score = np.where(words.partner >= 0, np.log(np.maximum(words.similarity, 1e-6)), np.nan)
+        verse_score = np.array([_forced_score(emissions, targets, vocabulary, v, verse_start[v], verse_end[v],
+                                              frame_s, star_penalty) for v in range(len(verses))])
+        star = []
+
+    # Empty verses (no letters) sit at the end of the verse before them.
+    previous_end = 0.0
+    for v in range(len(verses)):
+        if not np.isfinite(verse_start[v]):
+            verse_start[v] = verse_end[v] = previous_end
+        previous_end = verse_end[v]
+
+    if refine:
+        verse_start, verse_end = _refine(asr, asr_path, verse_start, verse_end, duration_s)
+        # The verse's first and last words share its refined edges.
+        word_start, word_end = np.array(word_start, np.float64), np.array(word_end, np.float64)
+        word_verse = np.array([v for v, _ in targets.words], np.int64)
+        for v in range(len(verses)):
+            mine = np.flatnonzero(word_verse == v)
+            if len(mine):
+                word_start[mine[0]] = verse_start[v]
+                word_end[mine[-1]] = verse_end[v]
+
+    verses_out, total_errors, total_chars = [], 0, 0
+    for v, verse in enumerate(verses):
+        first = int(math.floor(verse_start[v] / frame_s + 1e-6))
+        last = int(math.ceil(verse_end[v] / frame_s - 1e-6))
+        greedy = greedy_text(emissions, first, last, vocabulary)
+        errors = text_align.char_errors(verse.normalized, greedy)
+        total_errors += errors
+        total_chars += len(verse.normalized)
+        verses_out.append({
+            "number": verse.number, "label": verse.label,
+            "start": round(float(verse_start[v]), 3), "end": round(float(verse_end[v]), 3),
+            "text": verse.text, "normalized": verse.normalized,
+            "score": None if not np.isfinite(verse_score[v]) else round(float(verse_score[v]), 4),
+            "cer": round(errors / len(verse.normalized), 4) if verse.normalized else 0.0,
+            "greedy": greedy,
+        })
+    chapter_cer = total_errors / total_chars if total_chars else 0.0
+    if chapter_cer > max_chapter_cer:
+        raise InputError(text_path, cer_rejection(chapter_cer, max_chapter_cer, "chapter"))
+
+    words_out = [{"word": word, "verse": verses[v].number,
+                  "start": round(float(word_start[i]), 3), "end": round(float(word_end[i]), 3),
+                  "score": None if not np.isfinite(word_score[i]) else round(float(word_score[i]), 4)}
+                 for i, (v, word) in enumerate(targets.words)]
+    star_out = [{"start": round(a, 3), "end": round(b, 3), "after_verse": verses[v].number if v >= 0 else None}
+                for a, b, v in star]
+    scores = [v["score"] for v in verses_out if v["score"] is not None]
+    return {
+        "recording": read_json(text_path).get("recording") or Path(text_path).stem,
+        "audio": asr.get("audio"),
+        "method": method,
+        "frame_s": frame_s,
+        "duration_s": duration_s,
+        "verses": verses_out,
+        "words": words_out,
+        "star": star_out,
+        "summary": {"verses": len(verses_out), "mean_score": round(float(np.mean(scores)), 4) if scores else None,
+                    "chapter_cer": round(chapter_cer, 4), "transcript_cer": round(transcript_cer, 4),
+                    "star_s": round(sum(b - a for a, b, _ in star), 3),
+                    "seconds": round(time.perf_counter() - started, 3)},
+        "settings": settings,
+    }
+
+
+def _forced_score(emissions, targets: Targets, vocabulary: Vocabulary, verse: int, start_s: float, end_s: float,
+                  frame_s: float, star_penalty: float) -> float:
+    """Mean log-probability of the verse's tokens forced into its span (method "text")."""
+    mine = targets.verse == verse
+    if not np.isfinite(start_s) or not np.any(mine):
+        return math.nan
+    first, last = int(start_s / frame_s), int(math.ceil(end_s / frame_s))
+    tokens = targets.tokens[mine]
+    if last - first < ctc_align.min_frames(tokens):
+        return math.nan
+    topology = ctc_align.make_topology(tokens, vocabulary.blank_id)
+    block = emissions[first:last]
+    result = ctc_align.viterbi(block, topology, star_penalty=star_penalty)
+    probs = ctc_align.path_log_probs(block, topology, result.path, star_penalty=star_penalty)
+    return float(np.mean(probs[result.path % 2 == 1]))
+
+
+def _refine(asr: dict, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float):
+    import soundfile as sf
+
+    audio = asr.get("audio")
+    if not audio:
+        raise InputError(asr_path, "no audio path to refine the edges with (use --no-refine-edges)")
+    try:
+        samples, rate = sf.read(str(audio), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, sf.LibsndfileError) as err:
+        raise InputError(audio, f"cannot read the audio to refine the edges ({err}); --no-refine-edges skips it") \
+            from None
+    energy = frame_energy_db(samples.mean(axis=1), rate)
+    threshold = speech_threshold_db(energy)
+    lower = np.concatenate([[0.0], verse_end[:-1]])
+    upper = np.concatenate([verse_start[1:], [duration_s]])
+    return refine_edges(verse_start, verse_end, energy, threshold, lower, upper)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tala.align",
+        description="Verse and word times of a chapter: CTC forced alignment with a <star> token for audio "
+                    "the text lacks (or text-to-text with --method text).")
+    parser.add_argument("asr", help="the transcribe step's JSON")
+    parser.add_argument("emissions", help="the transcribe step's emissions .npy")
+    parser.add_argument("text", help="the read_text step's JSON (verses with normalized text)")
+    parser.add_argument("output", help="aligned JSON to write")
+    parser.add_argument("--method", choices=METHODS, default="ctc", help="(default: %(default)s)")
+    parser.add_argument("--star-penalty", type=float, default=ctc_align.DEFAULT_STAR_PENALTY,
+                        help="log-probability per frame that audio given to <star> costs (default: %(default)s)")
+    parser.add_argument("--max-chapter-cer", type=float, default=MAX_CHAPTER_CER,
+                        help="reject the text above this character error rate (default: %(default)s)")
+    parser.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=True,
+                        help="move verse edges to the speech onset/offset in the WAV (default: on)")
+    parser.add_argument("--band-s", type=float, default=BAND_S,
+                        help="long recordings: Viterbi band half-width around matched words (default: %(default)s)")
+    args = parser.parse_args(argv)
+    result = align_chapter(args.asr, args.emissions, args.text, method=args.method, star_penalty=args.star_penalty,
+                           max_chapter_cer=args.max_chapter_cer, refine=args.refine_edges, band_s=args.band_s)
+    write_json_atomic(args.output, result)
+    summary = result["summary"]
+    print(f"align: {args.text}: {summary['verses']} verses, method {result['method']}, chapter CER "
+          f"{summary['chapter_cer']:.3f}, mean score {summary['mean_score']}, star {summary['star_s']:.2f} s, "
+          f"{summary['seconds']:.2f} s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
