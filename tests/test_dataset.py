@@ -106,11 +106,12 @@ def test_clips_hold_whole_verses_cut_in_true_pauses(demo, tmp_path):
                 assert one["end"] <= two["start"]
 
 
-def test_no_clip_contains_the_spoken_heading(demo, tmp_path):
+@pytest.mark.parametrize("pad_s", [PAD_S, 3.0])
+def test_no_clip_contains_the_spoken_heading(demo, tmp_path, pad_s):
     for lang, recs in demo.items():
         for rec, aligned in recs.items():
             heading = truth_of(lang, rec)["heading"]
-            records = write_clips(aligned, tmp_path / f"{lang}_{rec}.jsonl", tmp_path / lang / rec)
+            records = write_clips(aligned, tmp_path / f"{lang}_{rec}.jsonl", tmp_path / lang / rec, pad_s=pad_s)
             for r in records:
                 assert r["end"] <= heading["start"] or r["start"] >= heading["end"], (rec, r["id"])
                 # ... nor the first half of the pause after it.

@@ -108,8 +108,16 @@ def test_proofing_ranks_a_misread_verse_first(tmp_path):
     assert {("RUT_001", 5), ("RUT_001", 6)} <= listed
     assert all("heading" not in r["why"] for r in rows)
     assert [float(r["badness"]) for r in rows] == sorted((float(r["badness"]) for r in rows), reverse=True)
-    # The heading before verse 1 is expected; verses with cer 0.02 and ordinary scores are not listed.
-    assert ("GEN_001", 3) not in listed
+    # The heading before verse 1 is expected; verses with cer 0.02 and ordinary scores are not listed:
+    # the misread verse, the 2 lowest scores (5 % of 36, rounded up), the 2 verses by the star span.
+    assert ("GEN_001", 3) not in listed and len(rows) == 5
+
+
+def test_equal_scores_list_no_more_than_the_bottom_fraction():
+    aligned = aligned_from_truth("samoan", "JHN_001")  # 10 verses
+    for verse in aligned["verses"]:
+        verse["score"] = -0.2
+    assert [r["verse"] for r in proofing_rows([aligned])] == [1]
 
 
 def test_proofing_lists_unaligned_verses():

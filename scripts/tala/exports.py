@@ -39,8 +39,8 @@ STAR_PENALTY = 0.25
 UNALIGNED_BADNESS = 2.0
 
 PROOFING_RULE = (
-    f"listed: every verse with cer > {PROOF_MAX_CER}, or a score in the bottom "
-    f"{PROOF_SCORE_QUANTILE:.0%} of all verses' scores, or next to a star span (audio the text lacks) of "
+    f"listed: every verse with cer > {PROOF_MAX_CER}, or a score among the lowest "
+    f"{PROOF_SCORE_QUANTILE:.0%} of all verses' scores (rounded up to whole verses), or next to a star span (audio the text lacks) of "
     f">= {LONG_STAR_S} s after a verse (extra words, or text the reader skipped), or not aligned. "
     f"badness = cer + {LOW_SCORE_PENALTY} if the score is in the bottom {PROOF_SCORE_QUANTILE:.0%} "
     f"+ {STAR_PENALTY} if next to such a star span ({UNALIGNED_BADNESS} if not aligned); sorted worst first."
@@ -133,12 +133,13 @@ def timings_labels(aligned: dict, words: int = LABEL_WORDS) -> str:
 # Proofing
 # ---------------------------------------------------------------------------------------------
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def lowest_scores(aligned_list: list[dict], fraction: float = PROOF_SCORE_QUANTILE) -> dict[tuple[int, int], float]:
+    """The ``ceil(fraction * n)`` verses with the lowest scores, as (recording index, verse index) ->
+    score; ties go to the earlier verse, so equal scores never list more than the fraction."""
+    scored = [(score, a, v) for a, aligned in enumerate(aligned_list) for v, verse in enumerate(aligned["verses"])
+              if (score := _time(verse.get("score"))) is not None]
+    scored.sort()
+    return {(a, v): score for score, a, v in scored[:math.ceil(fraction * len(scored))]}
 
 
 def _star_neighbours(aligned: dict) -> dict[int, float]:
@@ -162,10 +163,10 @@ def _star_neighbours(aligned: dict) -> dict[int, float]:
 
 def proofing_rows(aligned_list: list[dict]) -> list[dict]:
     """The verses to listen to, worst first (see PROOFING_RULE)."""
-    scores = [s for a in aligned_list for v in a["verses"] if (s := _time(v.get("score"))) is not None]
-    low_score = _quantile(scores, PROOF_SCORE_QUANTILE) if scores else None
+    lowest = lowest_scores(aligned_list)
+    worst_listed = max(lowest.values(), default=None)
     rows = []
-    for aligned in aligned_list:
+    for a, aligned in enumerate(aligned_list):
         near_star = _star_neighbours(aligned)
         for position, verse in enumerate(aligned["verses"]):
             cer, score = _time(verse.get("cer")), _time(verse.get("score"))
@@ -176,8 +177,8 @@ def proofing_rows(aligned_list: list[dict]) -> list[dict]:
                 badness = UNALIGNED_BADNESS
             if cer is not None and cer > PROOF_MAX_CER:
                 why.append(f"cer {cer:.2f} > {PROOF_MAX_CER}")
-            if score is not None and low_score is not None and score <= low_score:
-                why.append(f"score {score:.2f} in bottom {PROOF_SCORE_QUANTILE:.0%} (<= {low_score:.2f})")
+            if (a, position) in lowest:
+                why.append(f"score {score:.2f} in the bottom {PROOF_SCORE_QUANTILE:.0%} (<= {worst_listed:.2f})")
                 badness += LOW_SCORE_PENALTY
             if position in near_star:
                 why.append(f"next to {near_star[position]:.1f} s of unread audio")
