@@ -40,7 +40,7 @@ def demo_config(workdir: Path) -> Path:
     """config/demo.yaml with absolute paths, so the run can live in a temporary folder."""
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     for lang in config["languages"].values():
-        for key in ("audio_dir", "text_dir"):
+        for key in ("audio_dir", "text_dir", "truth_dir"):
             lang[key] = str(REPO / lang[key])
     config["transcribe"]["model"] = str(REPO / config["transcribe"]["model"])
     path = workdir / "demo.yaml"
@@ -169,11 +169,81 @@ def test_demo_report_and_nothing_left_to_do(demo_run):
     workdir, config = demo_run
     report = (workdir / "report.html").read_text(encoding="utf-8")
     assert "recordings" in report and "span durations" in report
+    assert "boundary errors" in report and "dataset card" in report and "proofing" in report
     for lang in demo_recordings():
         table = (workdir / "results" / lang / "report" / "recordings.tsv").read_text()
         assert len(table.strip().splitlines()) == 1 + len(demo_recordings()[lang])
     proc = snakemake(workdir, "-n", "--configfile", str(config))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _truth(lang: str, rec: str) -> dict:
+    return json.loads((REPO / "resources/demo" / lang / "truth" / f"{rec}.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_demo_alignment_meets_the_accuracy_goals(demo_run):
+    """Every verse of every demo chapter aligned; verse edges within 40 ms (median) and
+    120 ms (95th percentile) of the exact truth; the spoken heading is never inside a verse."""
+    workdir, _ = demo_run
+    errors_ms = []
+    for lang, files in demo_recordings().items():
+        for src in files:
+            truth = _truth(lang, src.stem)
+            aligned = json.loads((workdir / "results" / lang / "aligned" / f"{src.stem}.json").read_text())
+            assert [v["number"] for v in aligned["verses"]] == [v["number"] for v in truth["verses"]]
+            for verse, ref in zip(aligned["verses"], truth["verses"]):
+                assert verse["start"] < verse["end"]
+                errors_ms += [1000 * abs(verse["start"] - ref["start"]), 1000 * abs(verse["end"] - ref["end"])]
+            assert aligned["verses"][0]["start"] >= truth["heading"]["end"] - 0.02, (lang, src.stem)
+    median, p95 = np.median(errors_ms), np.percentile(errors_ms, 95)
+    assert median <= 40 and p95 <= 120, f"boundary error median {median:.0f} ms, p95 {p95:.0f} ms"
+
+
+@pytest.mark.slow
+def test_demo_dataset_splits_clips_and_card(demo_run):
+    workdir, _ = demo_run
+    for lang, files in demo_recordings().items():
+        root = workdir / "results" / lang / "dataset"
+        seen: dict[str, str] = {}
+        rows = 0
+        for split in ("train", "valid", "test"):
+            for line in (root / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                rows += 1
+                assert seen.setdefault(row["recording"], split) == split, f"{row['recording']} in two splits"
+                info = sf.info(str(root / row["audio"]))
+                assert info.samplerate == 16000 and info.channels == 1
+                assert abs(info.frames / 16000 - row["duration"]) < 0.002
+                assert 0 < row["duration"] <= 20.0 + 1e-6 and row["text"].strip()
+                heading = _truth(lang, row["recording"])["heading"]
+                assert row["start"] >= heading["end"] or row["end"] <= heading["start"], (lang, row)
+        assert rows and set(seen) == {src.stem for src in files}
+        assert len(set(seen.values())) == 3, f"{lang}: expected train, valid and test recordings: {seen}"
+        card = (root / "README.md").read_text(encoding="utf-8")
+        assert "load_dataset" in card and "train" in card
+        for src in files:
+            vtt = (workdir / "results" / lang / "timing" / f"{src.stem}.vtt").read_text(encoding="utf-8")
+            assert vtt.startswith("WEBVTT")
+            assert len(list(csv.DictReader(open(workdir / "results" / lang / "timing" / f"{src.stem}.csv")))) == len(
+                _truth(lang, src.stem)["verses"]
+            )
+
+
+@pytest.mark.slow
+def test_demo_dataset_loads_in_hugging_face_datasets(demo_run, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    workdir, _ = demo_run
+    root = workdir / "results" / "samoan" / "dataset"
+    monkeypatch.chdir(root)  # datasets resolves relative audio paths against the working directory
+    data = datasets.load_dataset(
+        "json",
+        data_files={split: f"{split}.jsonl" for split in ("train", "valid", "test")},
+        cache_dir=str(workdir / "hf-cache"),
+    ).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    example = data["train"][0]
+    assert example["audio"]["sampling_rate"] == 16000
+    assert abs(len(example["audio"]["array"]) / 16000 - example["duration"]) < 0.002
 
 
 def _tone_bursts(path: Path, rate: int = 22050) -> None:
@@ -244,3 +314,39 @@ def test_damaged_files_fail_alone_under_keep_going(tmp_path):
     assert not list(results.rglob("*.part")), "half-written files left behind"
     assert not list(tmp_path.rglob("PWNED"))
     assert {p.name: _digest(p) for p in audio.iterdir()} == before, "raw inputs were modified"
+
+
+@pytest.mark.slow
+def test_missing_and_wrong_texts_under_keep_going(tmp_path):
+    """A recording without its DOCX is transcribed but not aligned (a warning names it); the DOCX
+    of another chapter is rejected by the aligner with one line; the good chapter is aligned."""
+    require("ffmpeg")
+    demo = REPO / "resources" / "demo" / "samoan"
+    audio, text = tmp_path / "raw" / "audio", tmp_path / "raw" / "text"
+    audio.mkdir(parents=True)
+    text.mkdir(parents=True)
+    for name in ("GEN_001.mp4", "JHN_001.mp3", "PSA_121.wav"):
+        (audio / name).write_bytes((demo / "audio" / name).read_bytes())
+    (text / "GEN_001.docx").write_bytes((demo / "text" / "GEN_001.docx").read_bytes())
+    (text / "JHN_001.docx").write_bytes((demo / "text" / "RUT_001.docx").read_bytes())  # the wrong chapter
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "run_languages": ["samoan"],
+        "languages": {"samoan": {"audio_dir": str(audio), "text_dir": str(text), "mms_lang": "smo"}},
+        "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
+    }))  # fmt: skip
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = snakemake(workdir, "--cores", "2", "--keep-going", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    assert "PSA_121.docx: no official text for recording 'PSA_121'" in proc.stderr
+    results = workdir / "results" / "samoan"
+    assert (results / "asr" / "PSA_121.json").is_file()
+    assert not (results / "text" / "PSA_121.json").exists()
+    assert len(json.loads((results / "aligned" / "GEN_001.json").read_text())["verses"]) == 9
+    assert not (results / "aligned" / "JHN_001.json").exists()
+    log = (workdir / "logs" / "samoan" / "align_transcript" / "JHN_001.log").read_text()
+    errors = [line for line in log.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "does not match" in errors[0], log
+    assert "Traceback" not in log
+    assert not list(results.rglob("*.part")), "half-written files left behind"

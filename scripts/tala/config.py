@@ -139,6 +139,9 @@ def check_folders(config: Mapping[str, Any], base_dir: str | Path = ".") -> None
             if not folder.is_dir():
                 what = "is not a folder" if folder.exists() else "does not exist"
                 raise ConfigError(f"config error at languages.{lang}.{key}: folder '{lang_cfg[key]}' {what}")
+        truth = lang_cfg.get("truth_dir")
+        if truth and not (base / truth).is_dir():
+            raise ConfigError(f"config error at languages.{lang}.truth_dir: folder '{truth}' does not exist")
         sheet = lang_cfg.get("recordings")
         if sheet and not (base / sheet).is_file():
             raise ConfigError(f"config error at languages.{lang}.recordings: sheet '{sheet}' does not exist")

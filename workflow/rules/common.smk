@@ -1,3 +1,4 @@
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -89,6 +90,65 @@ def hub_models():
     return models
 
 
+def with_text(lang):
+    """The language's recordings that have their official text (DOCX); the others are
+    transcribed but left out of alignment and the dataset (and listed in its summary).
+    """
+    return [rec for rec, r in RECORDINGS[lang].items() if r.text.is_file()]
+
+
+def without_text(lang):
+    return [rec for rec, r in RECORDINGS[lang].items() if not r.text.is_file()]
+
+
+def warn_missing_texts():
+    for lang in LANGUAGES:
+        for rec in without_text(lang):
+            print(
+                f"warning: {RECORDINGS[lang][rec].text}: no official text for recording"
+                f" '{rec}': it is transcribed but not aligned nor in the dataset",
+                file=sys.stderr,
+            )
+
+
+def official_text(wildcards):
+    recording = RECORDINGS[wildcards.lang].get(wildcards.rec)
+    if recording is None or not recording.text.is_file():
+        raise WorkflowError(
+            f"no official text for recording '{wildcards.rec}' of language '{wildcards.lang}'"
+        )
+    return str(recording.text)
+
+
+def per_text_recording(pattern):
+    """An input function expanding ``pattern`` over the job language's recordings with a text."""
+    return lambda wildcards: expand(
+        pattern, lang=wildcards.lang, rec=with_text(wildcards.lang)
+    )
+
+
+def text_options(wildcards):
+    """read_text's flags from the text settings (already shell-quoted)."""
+    cfg = settings(config, wildcards.lang, "text")
+    args = []
+    for style in cfg["skip_styles"]:
+        args += ["--skip-style", style]
+    for pattern in cfg["skip_patterns"]:
+        args += ["--skip-pattern", pattern]
+    if cfg["char_map"]:
+        args += ["--char-map", json.dumps(cfg["char_map"], ensure_ascii=False)]
+    if cfg["okina"]:
+        args += ["--okina", cfg["okina"]]
+    args += ["--macrons", cfg["macrons"]]
+    if cfg["keep_case"]:
+        args.append("--keep-case")
+    return shlex.join(args)
+
+
+def truth_dir(lang):
+    return config["languages"][lang].get("truth_dir")
+
+
 def all_targets():
     targets = []
     for lang, recordings in RECORDINGS.items():
@@ -109,4 +169,32 @@ def all_targets():
             lang=lang,
             name=["recordings.html", "recordings.tsv", "span_durations.svg"],
         )
+        texted = with_text(lang)
+        if not texted:
+            continue
+        targets += expand("results/{lang}/aligned/{rec}.json", lang=lang, rec=texted)
+        targets += expand(
+            "results/{lang}/timing/{rec}.{ext}",
+            lang=lang,
+            rec=texted,
+            ext=["csv", "vtt", "labels.txt"],
+        )
+        targets += expand(
+            "results/{lang}/dataset/{name}",
+            lang=lang,
+            name=[
+                "train.jsonl",
+                "valid.jsonl",
+                "test.jsonl",
+                "README.md",
+                "summary.json",
+            ],
+        )
+        targets += expand(
+            "results/{lang}/report/{name}",
+            lang=lang,
+            name=["alignment.html", "alignment.tsv", "proofing.tsv"],
+        )
+        if truth_dir(lang):
+            targets.append(f"results/{lang}/report/boundary_errors.svg")
     return targets

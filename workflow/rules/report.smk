@@ -31,3 +31,84 @@ rule summarize_audio:
         " --wavs {input.wavs:q} --spans {input.spans:q}"
         " --tsv {output.tsv:q} --html {output.table:q} --svg {output.histogram:q}"
         " > {log:q} 2>&1"
+
+
+rule summarize_alignment:
+    input:
+        aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
+    output:
+        table=report(
+            "results/{lang}/report/alignment.html",
+            caption="../report/alignment.rst",
+            category="2. Alignment",
+            subcategory="{lang}",
+            labels={"language": "{lang}", "figure": "alignment"},
+        ),
+        tsv="results/{lang}/report/alignment.tsv",
+    log:
+        "logs/{lang}/summarize_alignment.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        truth=lambda wildcards: (
+            f"--truth-dir {shlex.quote(truth_dir(wildcards.lang))}"
+            if truth_dir(wildcards.lang)
+            else ""
+        ),
+    shell:
+        "python -m tala.align_report --language {wildcards.lang:q} --aligned {input.aligned:q}"
+        " --tsv {output.tsv:q} --html {output.table:q} {params.truth} > {log:q} 2>&1"
+
+
+rule plot_boundary_errors:
+    """Only for languages with ground-truth verse times (`truth_dir`, as the demo has)."""
+    input:
+        aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
+        truth=lambda wildcards: truth_dir(wildcards.lang) or [],
+    output:
+        svg=report(
+            "results/{lang}/report/boundary_errors.svg",
+            caption="../report/boundary_errors.rst",
+            category="2. Alignment",
+            subcategory="{lang}",
+            labels={"language": "{lang}", "figure": "boundary errors"},
+        ),
+    log:
+        "logs/{lang}/plot_boundary_errors.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m tala.align_report --language {wildcards.lang:q} --aligned {input.aligned:q}"
+        " --truth-dir {input.truth:q} --svg {output.svg:q}"
+        " > {log:q} 2>&1"
+
+
+rule proof_verses:
+    input:
+        aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
+    output:
+        tsv=report(
+            "results/{lang}/report/proofing.tsv",
+            caption="../report/proofing.rst",
+            category="2. Alignment",
+            subcategory="{lang}",
+            labels={"language": "{lang}", "figure": "proofing"},
+        ),
+    log:
+        "logs/{lang}/proof_verses.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m tala.exports --proofing {output.tsv:q} {input.aligned:q} > {log:q} 2>&1"

@@ -1,0 +1,73 @@
+rule read_text:
+    input:
+        docx=official_text,
+        asr="results/{lang}/asr/{rec}.json",
+    output:
+        json="results/{lang}/text/{rec}.json",
+    log:
+        "logs/{lang}/read_text/{rec}.log",
+    conda:
+        "../../envs/text.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        options=text_options,
+    shell:
+        "python -m tala.text {input.docx:q} {input.asr:q} {output.json:q} {params.options}"
+        " > {log:q} 2>&1"
+
+
+rule align_transcript:
+    input:
+        asr="results/{lang}/asr/{rec}.json",
+        emissions="results/{lang}/asr/{rec}.emissions.npy",
+        wav="results/{lang}/audio/{rec}.wav",
+        text="results/{lang}/text/{rec}.json",
+    output:
+        json="results/{lang}/aligned/{rec}.json",
+    log:
+        "logs/{lang}/align_transcript/{rec}.log",
+    benchmark:
+        "benchmarks/{lang}/align_transcript/{rec}.tsv"
+    conda:
+        "../../envs/align.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        method=setting("align", "method"),
+        star_penalty=setting("align", "star_penalty"),
+        max_chapter_cer=setting("align", "max_chapter_cer"),
+        refine=lambda wildcards: (
+            "--refine-edges"
+            if settings(config, wildcards.lang, "align")["refine_edges"]
+            else "--no-refine-edges"
+        ),
+    shell:
+        "python -m tala.align {input.asr:q} {input.emissions:q} {input.text:q} {output.json:q}"
+        " --method {params.method} --star-penalty {params.star_penalty}"
+        " --max-chapter-cer {params.max_chapter_cer} {params.refine}"
+        " > {log:q} 2>&1"
+
+
+rule export_timings:
+    input:
+        json="results/{lang}/aligned/{rec}.json",
+    output:
+        csv="results/{lang}/timing/{rec}.csv",
+        vtt="results/{lang}/timing/{rec}.vtt",
+        labels="results/{lang}/timing/{rec}.labels.txt",
+    log:
+        "logs/{lang}/export_timings/{rec}.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python -m tala.exports {input.json:q} --csv {output.csv:q} --vtt {output.vtt:q}"
+        " --labels {output.labels:q} > {log:q} 2>&1"

@@ -1,0 +1,68 @@
+rule cut_clips:
+    input:
+        json="results/{lang}/aligned/{rec}.json",
+        wav="results/{lang}/audio/{rec}.wav",
+    output:
+        segments="results/{lang}/dataset/segments/{rec}.jsonl",
+        clips=directory("results/{lang}/dataset/clips/{rec}"),
+    log:
+        "logs/{lang}/cut_clips/{rec}.log",
+    benchmark:
+        "benchmarks/{lang}/cut_clips/{rec}.tsv"
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=15,
+    params:
+        min_s=setting("dataset", "min_s"),
+        max_s=setting("dataset", "max_s"),
+        pad_s=setting("dataset", "pad_s"),
+        min_pause_s=setting("dataset", "min_pause_s"),
+        max_cer=setting("dataset", "max_cer"),
+        text=setting("dataset", "text"),
+    shell:
+        "python -m tala.clips {input.json:q} {output.segments:q} {output.clips:q}"
+        " --audio {input.wav:q} --min-s {params.min_s} --max-s {params.max_s} --pad-s {params.pad_s}"
+        " --min-pause-s {params.min_pause_s} --max-cer {params.max_cer} --text {params.text}"
+        " > {log:q} 2>&1"
+
+
+rule build_dataset:
+    input:
+        segments=per_text_recording("results/{lang}/dataset/segments/{rec}.jsonl"),
+        clips=per_text_recording("results/{lang}/dataset/clips/{rec}"),
+    output:
+        train="results/{lang}/dataset/train.jsonl",
+        valid="results/{lang}/dataset/valid.jsonl",
+        test="results/{lang}/dataset/test.jsonl",
+        card=report(
+            "results/{lang}/dataset/README.md",
+            caption="../report/dataset.rst",
+            category="3. Dataset",
+            subcategory="{lang}",
+            labels={"language": "{lang}", "file": "dataset card"},
+        ),
+        summary="results/{lang}/dataset/summary.json",
+    log:
+        "logs/{lang}/build_dataset.log",
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        out_dir=lambda wildcards, output: Path(output.train).parent,
+        ratios=setting("dataset", "ratios"),
+        seed=setting("dataset", "seed"),
+        missing=lambda wildcards: (
+            shlex.join(["--missing-text", *without_text(wildcards.lang)])
+            if without_text(wildcards.lang)
+            else ""
+        ),
+    shell:
+        "python -m tala.dataset --language {wildcards.lang:q} --segments {input.segments:q}"
+        " --out-dir {params.out_dir:q} --ratios {params.ratios} --seed {params.seed}"
+        " {params.missing} > {log:q} 2>&1"
