@@ -433,7 +433,7 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     hyp = [str(w["word"]) for w in greedy_words]
     ref = [word for _, word in targets.words]
     words = text_align.align_words(ref, hyp, [w["start"] for w in greedy_words], [w["end"] for w in greedy_words],
-                                   start_s=0.0, end_s=duration_s)
+                                   start_s=0.0, end_s=duration_s, groups=[v for v, _ in targets.words])
     transcript_cer = text_align.text_cer(ref, hyp, words)
     if transcript_cer > max_chapter_cer:
         raise InputError(text_path, cer_rejection(transcript_cer, max_chapter_cer, "chapter"))

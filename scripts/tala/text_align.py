@@ -24,6 +24,9 @@ import numpy as np
 from numba import njit
 
 MATCH_SIMILARITY = 0.5
+# Speaking time per letter (with its share of the space) for text words the transcript lacks:
+# read scripture runs at ~12-15 letters per second.
+CHAR_S = 0.075
 FULL_DP_CELLS = 16_000_000
 MIN_BAND_WORDS = 200
 BAND_FRACTION = 0.1
@@ -156,11 +159,12 @@ def diagonal_band(num_ref: int, num_hyp: int, band_words: int | None = None) -> 
 
 def align_words(ref_words: Sequence[str], hyp_words: Sequence[str], hyp_start: Sequence[float],
                 hyp_end: Sequence[float], *, band_words: int | None = None, start_s: float = 0.0,
-                end_s: float | None = None) -> WordAlignment:
+                end_s: float | None = None, groups: Sequence[int] | None = None) -> WordAlignment:
     """Align text words to timed transcript words; times for every text word (see module docstring).
 
     ``start_s``/``end_s`` bound the interpolation of text words before the first / after the last
-    transcript partner (default: the transcript's first start / last end).
+    transcript partner (default: the transcript's first start / last end). ``groups`` (e.g. the
+    verse of each text word): see :func:`_interpolate`.
     """
     ids: dict[str, int] = {}
     ref_ids, ref_sigs = _encode(ref_words, ids)
@@ -184,12 +188,19 @@ def align_words(ref_words: Sequence[str], hyp_words: Sequence[str], hyp_start: S
     start[paired] = hyp_start[partner[paired]]
     end[paired] = hyp_end[partner[paired]]
     lengths = np.array([len(w) + 1 for w in ref_words], np.float64)
-    _interpolate(start, end, lengths, start_s, end_s)
+    _interpolate(start, end, lengths, start_s, end_s, None if groups is None else np.asarray(groups))
     return WordAlignment(partner, similarity, start, end, similarity >= MATCH_SIMILARITY)
 
 
-def _interpolate(start: np.ndarray, end: np.ndarray, lengths: np.ndarray, start_s: float, end_s: float) -> None:
-    """Fill NaN runs in place: the gap between the neighbours' times, shared in proportion to length."""
+def _interpolate(start: np.ndarray, end: np.ndarray, lengths: np.ndarray, start_s: float, end_s: float,
+                 groups: np.ndarray | None = None, char_s: float = CHAR_S) -> None:
+    """Fill NaN runs in place from the neighbours' times.
+
+    Without ``groups`` a run shares the gap between its neighbours in proportion to its words'
+    lengths. With ``groups`` (e.g. the verse of each word) the words of a run that belong to the
+    left (right) neighbour's group get ``char_s`` per letter right after (before) it, so a verse's
+    unrecognised last word is not stretched over the pause after it; the rest shares what is left.
+    """
     n = len(start)
     i = 0
     while i < n:
@@ -202,11 +213,32 @@ def _interpolate(start: np.ndarray, end: np.ndarray, lengths: np.ndarray, start_
         gap_start = end[i - 1] if i > 0 else min(start_s, start[j] if j < n else start_s)
         gap_end = start[j] if j < n else max(end_s, gap_start)
         gap_end = max(gap_end, gap_start)
-        edges = gap_start + (gap_end - gap_start) * np.concatenate([[0.0], np.cumsum(lengths[i:j])]) \
-            / lengths[i:j].sum()
-        start[i:j] = edges[:-1]
-        end[i:j] = edges[1:]
+        left, right = i, j  # words [i, left) hang on the left neighbour, [right, j) on the right one
+        if groups is not None:
+            if i > 0:
+                while left < j and groups[left] == groups[i - 1]:
+                    left += 1
+            if j < n:
+                while right > left and groups[right - 1] == groups[j]:
+                    right -= 1
+        need = char_s * (lengths[i:left].sum() + lengths[right:j].sum())
+        if left == i and right == j or need >= gap_end - gap_start:
+            _share(start, end, lengths, i, j, gap_start, gap_end)
+        else:
+            head_end = gap_start + char_s * lengths[i:left].sum()
+            tail_start = gap_end - char_s * lengths[right:j].sum()
+            _share(start, end, lengths, i, left, gap_start, head_end)
+            _share(start, end, lengths, right, j, tail_start, gap_end)
+            _share(start, end, lengths, left, right, head_end, tail_start)
         i = j
+
+
+def _share(start: np.ndarray, end: np.ndarray, lengths: np.ndarray, i: int, j: int, t0: float, t1: float) -> None:
+    if j <= i:
+        return
+    edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(lengths[i:j])]) / lengths[i:j].sum()
+    start[i:j] = edges[:-1]
+    end[i:j] = edges[1:]
 
 
 @njit(cache=True)
