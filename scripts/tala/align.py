@@ -547,21 +547,30 @@ def _forced_score(emissions, targets: Targets, vocabulary: Vocabulary, verse: in
 
 
 def _refine(asr: dict, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float):
-    import soundfile as sf
-
     audio = asr.get("audio")
     if not audio:
         raise InputError(asr_path, "no audio path to refine the edges with (use --no-refine-edges)")
-    try:
-        samples, rate = sf.read(str(audio), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError, sf.LibsndfileError) as err:
-        raise InputError(audio, f"cannot read the audio to refine the edges ({err}); --no-refine-edges skips it") \
-            from None
-    energy = frame_energy_db(samples.mean(axis=1), rate)
+    energy = wav_energy_db(audio)
     threshold = speech_threshold_db(energy)
     lower = np.concatenate([[0.0], verse_end[:-1]])
     upper = np.concatenate([verse_start[1:], [duration_s]])
     return refine_edges(verse_start, verse_end, energy, threshold, lower, upper)
+
+
+def wav_energy_db(path: str | Path, frame_s: float = ENERGY_FRAME_S, block_s: float = 60.0) -> np.ndarray:
+    """:func:`frame_energy_db` of a WAV read in blocks (an hour never sits in memory as floats)."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            hop = max(1, round(frame_s * handle.samplerate))
+            block = hop * max(1, round(block_s / frame_s))
+            pieces = [frame_energy_db(samples.mean(axis=1), handle.samplerate, frame_s)
+                      for samples in handle.blocks(blocksize=block, dtype="float32", always_2d=True)]
+    except (OSError, RuntimeError, sf.LibsndfileError) as err:
+        raise InputError(path, f"cannot read the audio to refine the edges ({err}); --no-refine-edges skips it") \
+            from None
+    return np.concatenate(pieces) if pieces else np.zeros(0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,8 @@ A full backpointer matrix is T x S bytes (180,000 x 100,000 = 18 GB for an hour)
    Recomputation repeats the forward arithmetic operation for operation, so the path is exactly
    the one a single pass with a full backpointer matrix gives (tests check it). Time: two
    forward passes; memory: (T / K) saved columns + K backpointer rows, with K ~ sqrt(8 T).
+   While the whole band's backpointers fit in MAX_BACKPOINTER_BYTES (128 MB) a single pass keeps
+   them all instead (half the time).
 2. *A band.* At frame t only states ``lo[t]..hi[t]`` are computed (both non-decreasing in t).
    The default band is reachability (states a path can be in at frame t and still finish), with
    which the result is the exact full Viterbi. For long recordings the caller narrows it around
@@ -66,6 +68,8 @@ MAX_JUMP = 4
 LOG_PROB_FLOOR = -1.0e4
 DEFAULT_STAR_PENALTY = 1.0
 BLOCK_FRAMES = 1 << 14
+# Up to this many cells the backpointers are kept whole (one forward pass instead of two).
+MAX_BACKPOINTER_BYTES = 128 << 20
 
 
 class NoPathError(ValueError):
@@ -296,13 +300,14 @@ class ViterbiResult:
 
 def viterbi(emissions: np.ndarray, topology: Topology, *, star_penalty: float = DEFAULT_STAR_PENALTY,
             band: tuple[np.ndarray, np.ndarray] | None = None, segment_frames: int | None = None,
-            block_frames: int = BLOCK_FRAMES) -> ViterbiResult:
+            block_frames: int = BLOCK_FRAMES, max_backpointer_bytes: int | None = None) -> ViterbiResult:
     """The best path of ``topology`` through ``emissions`` (frames x vocabulary log-probabilities).
 
     ``emissions`` may be a memory-mapped float16 array: it is read in blocks, converted to float32
     with the star column (``frame_scores``). ``band``: per-frame (lo, hi) states, default
-    :func:`reachable_band`. ``segment_frames``: checkpoint spacing (``num_frames`` = one segment,
-    i.e. a plain Viterbi with a full backpointer matrix). Raises NoPathError when no path fits.
+    :func:`reachable_band`. ``segment_frames``: checkpoint spacing; ``num_frames`` is one segment,
+    the plain Viterbi with all backpointers in memory, which is also the default while those fit in
+    ``max_backpointer_bytes`` (default MAX_BACKPOINTER_BYTES). Raises NoPathError when no path fits.
     """
     num_frames = int(emissions.shape[0])
     num_states = topology.num_states
@@ -313,7 +318,14 @@ def viterbi(emissions: np.ndarray, topology: Topology, *, star_penalty: float = 
     hi = np.ascontiguousarray(hi, np.int64)
     if np.any(hi < lo) or np.any(np.diff(lo) < 0) or np.any(np.diff(hi) < 0):
         raise NoPathError("the band is empty at some frame or not monotone")
-    segment = default_segment_frames(num_frames) if segment_frames is None else max(1, int(segment_frames))
+    widths = hi - lo + 1
+    if segment_frames is None:
+        # Backpointers for the whole band if they fit the budget: one pass instead of two.
+        budget = MAX_BACKPOINTER_BYTES if max_backpointer_bytes is None else max_backpointer_bytes
+        single = int(widths.sum()) <= budget
+        segment = num_frames if single else default_segment_frames(num_frames)
+    else:
+        segment = max(1, int(segment_frames))
     bounds = list(range(0, num_frames, segment)) + [num_frames]
     labels, jumps, starts = topology.labels, topology.jumps, topology.starts
 
@@ -325,22 +337,16 @@ def viterbi(emissions: np.ndarray, topology: Topology, *, star_penalty: float = 
     empty_bp = np.zeros(0, np.uint8)
     empty_offsets = np.zeros(1, np.int64)
     checkpoints: list[np.ndarray] = []
+    if len(bounds) == 2:
+        return _single_pass(read, topology, lo, hi, widths, num_frames, block_frames)
     for c in range(len(bounds) - 1):
         t0, t1 = bounds[c], bounds[c + 1]
         checkpoints.append(prev[lo[t0 - 1]:hi[t0 - 1] + 1].copy() if t0 > 0 else np.zeros(0))
         for b0 in range(t0, t1, block_frames):
             b1 = min(t1, b0 + block_frames)
             prev, cur = _advance(read(b0, b1), labels, jumps, starts, lo, hi, b0, prev, cur, empty_bp, empty_offsets)
-    last = np.full(num_states, NEG_INF)
-    last[lo[-1]:hi[-1] + 1] = prev[lo[-1]:hi[-1] + 1]
-    last[~topology.ends] = NEG_INF
-    state = int(np.argmax(last))
-    score = float(last[state])
-    if not np.isfinite(score):
-        raise NoPathError("no path fits the frames within the band")
-
+    state, score = _best_end(prev, topology, lo[-1], hi[-1])
     path = np.empty(num_frames, np.int32)
-    widths = hi - lo + 1
     for c in range(len(bounds) - 2, -1, -1):
         t0, t1 = bounds[c], bounds[c + 1]
         prev = np.full(num_states, NEG_INF)
@@ -356,6 +362,34 @@ def viterbi(emissions: np.ndarray, topology: Topology, *, star_penalty: float = 
             prev, cur = _advance(read(b0, b1), labels, jumps, starts, lo, hi, b0, prev, cur, bp,
                                  offsets[b0 - t0:])
         state = int(_backtrack(bp, offsets, lo, t0, t1 - t0, state, path))
+    return ViterbiResult(path, score)
+
+
+def _best_end(alpha: np.ndarray, topology: Topology, first: int, last: int) -> tuple[int, float]:
+    final = np.full(topology.num_states, NEG_INF)
+    final[first:last + 1] = alpha[first:last + 1]
+    final[~topology.ends] = NEG_INF
+    state = int(np.argmax(final))
+    if not np.isfinite(final[state]):
+        raise NoPathError("no path fits the frames within the band")
+    return state, float(final[state])
+
+
+def _single_pass(read, topology: Topology, lo: np.ndarray, hi: np.ndarray, widths: np.ndarray, num_frames: int,
+                 block_frames: int) -> ViterbiResult:
+    """Forward with every backpointer kept, then backtrack: the plain Viterbi, when it fits in memory."""
+    prev = np.full(topology.num_states, NEG_INF)
+    cur = np.full(topology.num_states, NEG_INF)
+    offsets = np.zeros(num_frames + 1, np.int64)
+    np.cumsum(widths, out=offsets[1:])
+    bp = np.empty(int(offsets[-1]), np.uint8)
+    for b0 in range(0, num_frames, block_frames):
+        b1 = min(num_frames, b0 + block_frames)
+        prev, cur = _advance(read(b0, b1), topology.labels, topology.jumps, topology.starts, lo, hi, b0, prev, cur,
+                             bp, offsets[b0:])
+    state, score = _best_end(prev, topology, lo[-1], hi[-1])
+    path = np.empty(num_frames, np.int32)
+    _backtrack(bp, offsets, lo, 0, num_frames, state, path)
     return ViterbiResult(path, score)
 
 
