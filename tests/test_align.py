@@ -278,8 +278,8 @@ def test_too_few_frames_for_the_text_is_one_clear_error(tmp_path, capsys):
     assert run_cli(main, [str(asr), str(emissions), str(text), str(tmp_path / "out.json"),
                           "--no-refine-edges"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {emissions}: 10 frames (0.20 s) cannot hold the text's 12 tokens: "
-                          "a CTC path needs at least 12 frames (0.24 s)")
+    assert err.startswith(f"error: {emissions}: 10 frames (0.20 s) cannot hold the text's 14 tokens: "
+                          "a CTC path needs at least 14 frames (0.28 s)")
     assert "\n" not in err and not (tmp_path / "out.json").exists()
 
 
@@ -301,13 +301,13 @@ def test_emissions_that_do_not_match_the_transcript_are_named(tmp_path):
 def test_word_and_verse_spans_from_a_path():
     vocabulary = Vocabulary(["<pad>", "|", "a", "b"], 0, 1)
     targets = build_targets([Verse(1, "1", "Ab.", "ab"), Verse(2, "2", "B a", "b a")], vocabulary, "t.json")
-    assert targets.tokens.tolist() == [4, 2, 3, 4, 3, 1, 2, 4]
-    # frames:   star a a b blank star b | blank a
-    states = [1, 3, 3, 5, 6, 7, 9, 11, 12, 13]
+    assert targets.tokens.tolist() == [4, 2, 3, 1, 4, 3, 1, 2, 1, 4]
+    # frames: star a a b | blank star b | a |
+    states = [1, 3, 3, 5, 7, 8, 9, 11, 13, 15, 17]
     spans = spans_from_path(np.array(states), np.zeros(len(states), np.float32), targets, 2)
-    assert spans.verse_start.tolist() == [1, 6] and spans.verse_end.tolist() == [4, 10]
-    assert spans.word_start.tolist() == [1, 6, 9] and spans.word_end.tolist() == [4, 7, 10]
-    assert [s[:2] for s in spans.star] == [(0, 1), (5, 6)] and [s[2] for s in spans.star] == [-1, 0]
+    assert spans.verse_start.tolist() == [1, 7] and spans.verse_end.tolist() == [4, 10]  # ends at the delimiter
+    assert spans.word_start.tolist() == [1, 7, 9] and spans.word_end.tolist() == [4, 8, 10]
+    assert [s[:2] for s in spans.star] == [(0, 1), (6, 7)] and [s[2] for s in spans.star] == [-1, 0]
 
 
 # --- the demo corpus --------------------------------------------------------------------------
