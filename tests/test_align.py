@@ -19,8 +19,7 @@ import pytest
 
 from conftest import REPO
 from tala import ctc_align, text_align
-from tala.align import (Verse, Vocabulary, align_chapter, build_targets, ctc_path, main, refine_edges,
-                        spans_from_path)
+from tala.align import Verse, Vocabulary, align_chapter, build_targets, main, refine_edges, spans_from_path
 from tala.errors import InputError, run_cli
 
 DEMO = REPO / "resources" / "demo"
@@ -297,6 +296,22 @@ def test_emissions_that_do_not_match_the_transcript_are_named(tmp_path):
     with pytest.raises(InputError, match="does not match the transcript JSON") as err:
         align_chapter(asr, emissions, text, refine=False)
     assert err.value.path == str(emissions)
+
+
+def test_a_verse_without_letters_sits_at_the_end_of_the_one_before(tmp_path):
+    asr, emissions, text = fake_chapter(tmp_path, 200, ["lama sala", "", "noa"])
+    result = align_chapter(asr, emissions, text, refine=False, max_chapter_cer=10)
+    first, empty, last = result["verses"]
+    assert empty["start"] == empty["end"] == first["end"] <= last["start"]
+    assert empty["score"] is None and empty["cer"] == 0.0
+    assert [w["verse"] for w in result["words"]] == [1, 1, 3]
+
+
+def test_silence_is_not_taken_for_the_text(tmp_path, capsys):
+    asr, emissions, text = fake_chapter(tmp_path, 200, ["lama sala", "noa"])  # a transcript without words
+    assert run_cli(main, [str(asr), str(emissions), str(text), str(tmp_path / "out.json"), "--no-refine-edges"]) == 1
+    assert capsys.readouterr().err == (f"error: {text}: text does not match the audio: chapter CER 1.00 > 0.6 "
+                                       "(another chapter's text?)\n")
 
 
 def test_word_and_verse_spans_from_a_path():
