@@ -469,7 +469,8 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
         word_start, word_end = spans.word_start * frame_s, spans.word_end * frame_s
         word_score = spans.word_score
         verse_score = spans.verse_score
-        star = [(a * frame_s, b * frame_s, v) for a, b, v in spans.star if (b - a) * frame_s >= STAR_MIN_S - 1e-9]
+        star_all = [(a * frame_s, b * frame_s, v) for a, b, v in spans.star]
+        star = [(a, b, v) for a, b, v in star_all if b - a >= STAR_MIN_S - 1e-9]
     else:
         word_verse = np.array([v for v, _ in targets.words], np.int64)
         verse_start = np.full(len(verses), np.nan)
@@ -482,7 +483,7 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
         word_score = np.where(words.partner >= 0, np.log(np.maximum(words.similarity, 1e-6)), np.nan)
         verse_score = np.array([_forced_score(emissions, targets, vocabulary, v, verse_start[v], verse_end[v],
                                               frame_s, star_penalty) for v in range(len(verses))])
-        star = []
+        star = star_all = []
 
     # Empty verses (no letters) sit at the end of the verse before them.
     previous_end = 0.0
@@ -492,7 +493,7 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
         previous_end = verse_end[v]
 
     if refine:
-        verse_start, verse_end = _refine(asr, asr_path, verse_start, verse_end, duration_s)
+        verse_start, verse_end = _refine(asr, asr_path, verse_start, verse_end, duration_s, star_all)
         # The verse's first and last words share its refined edges.
         word_start, word_end = np.array(word_start, np.float64), np.array(word_end, np.float64)
         word_verse = np.array([v for v, _ in targets.words], np.int64)
@@ -561,7 +562,10 @@ def _forced_score(emissions, targets: Targets, vocabulary: Vocabulary, verse: in
     return float(np.mean(probs[result.path % 2 == 1]))
 
 
-def _refine(asr: dict, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float):
+def _refine(asr: dict, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float,
+            star: list[tuple[float, float, int]]):
+    """Edges moved within their neighbours' edges, and never into audio given to ``<star>``
+    (a heading read without a pause before verse 1 stays out of it)."""
     audio = asr.get("audio")
     if not audio:
         raise InputError(asr_path, "no audio path to refine the edges with (use --no-refine-edges)")
@@ -569,6 +573,11 @@ def _refine(asr: dict, asr_path, verse_start: np.ndarray, verse_end: np.ndarray,
     threshold = speech_threshold_db(energy)
     lower = np.concatenate([[0.0], verse_end[:-1]])
     upper = np.concatenate([verse_start[1:], [duration_s]])
+    for start, end, before in star:
+        if before + 1 < len(lower):
+            lower[before + 1] = max(lower[before + 1], end)
+        if before >= 0:
+            upper[before] = min(upper[before], start)
     return refine_edges(verse_start, verse_end, energy, threshold, lower, upper)
 
 
