@@ -25,7 +25,10 @@ lacks (a spoken heading, an intro, music) is not forced onto the text. Its emiss
 extra column: the frame's best log-probability over the whole vocabulary minus ``star_penalty``.
 With a penalty > 0 the star never beats the token or blank the model actually hears, so real
 verse speech stays with its verse; over audio the text lacks it costs ``penalty`` per frame,
-far less than forcing letters there.
+far less than forcing letters there. (MMS gives the star log-probability 0, i.e. penalty 0.)
+Measured on the demo corpus (raw edges, no refinement): penalties 0-2 give the same verse edges
+(median 20 ms, p95 47 ms), 4-8 slightly worse (p95 51-56 ms), 16 pushes headings into verse 1
+(p95 1.9 s). Stars are optional tokens, so verses read back to back need none.
 
 Bounded memory: checkpointed, banded Viterbi
 --------------------------------------------
