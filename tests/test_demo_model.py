@@ -89,13 +89,8 @@ def test_adapters_differ_only_in_adapter_weights():
             assert torch.equal(param, por.state_dict()[name]), name
 
 
-# The Portuguese adapter misses the goal on some chapters (see eval.json; issue 3 stays open):
-# strict xfail, so the marker must go once it reads them within the goal.
-POR_MISS = pytest.mark.xfail(strict=True, reason="por adapter: CER above 5 % without context windows")
-
-
-@pytest.mark.parametrize(("lang", "rec"), [("smo", "PSA_121"), pytest.param("por", "PSA_121", marks=POR_MISS),
-                                          ("smo", "JHN_001"), ("por", "JHN_001")])  # fmt: skip
+@pytest.mark.parametrize(("lang", "rec"), [("smo", "PSA_121"), ("por", "PSA_121"), ("smo", "JHN_001"),
+                                          ("por", "JHN_001")])  # fmt: skip
 def test_reads_demo_chapters_within_the_goal(lang, rec, tmp_path):
     """Whole chapters (WAV and MP3: no ffmpeg needed), converted as the workflow converts them."""
     from tala.convert import convert_file
@@ -109,7 +104,7 @@ def test_reads_demo_chapters_within_the_goal(lang, rec, tmp_path):
         assert scored["cer"] <= GOAL_CER, (context_s, [v for v in scored["verses"] if v["cer"] > 0])
 
 
-@pytest.mark.xfail(strict=True, reason="por adapter: GEN_001 10.4 %, RUT_001 6.9 % CER (goal 5 %)")
+@pytest.mark.xfail(strict=True, reason="por adapter: GEN_001 6.9 % CER (goal 5 %)")
 def test_recorded_evaluation_meets_the_goal_on_every_chapter():
     report = json.loads((MODEL / "eval.json").read_text(encoding="utf-8"))
     assert len(report["chapters"]) == 8
