@@ -125,6 +125,32 @@ def test_kernel_matches_brute_force_on_random_small_cases():
         checked += 1
 
 
+def _torchaudio_functional():
+    """torchaudio where it loads (the PyPI wheels are CUDA builds that fail with CPU torch)."""
+    try:
+        import torchaudio.functional as F
+    except Exception as err:  # ImportError, OSError from a missing CUDA library, RuntimeError
+        pytest.skip(f"torchaudio does not load here ({type(err).__name__})")
+    return F
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_agrees_with_torchaudio_forced_align(seed):
+    """Same best path score and labelling as torchaudio.functional.forced_align (no star)."""
+    F = _torchaudio_functional()
+    import torch
+
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, 20, 300)
+    emissions, _ = planted(rng, (1, 6), tokens, 21, noise=1.0)
+    topology = ctc_align.make_topology(tokens, 0)
+    ours = ctc_align.viterbi(emissions, topology, segment_frames=97)
+    aligned, scores = F.forced_align(torch.from_numpy(emissions)[None], torch.from_numpy(tokens)[None].int(), blank=0)
+    theirs = aligned[0].numpy()
+    assert ours.score == pytest.approx(float(scores[0].sum()), abs=1e-3)
+    assert np.array_equal(topology.labels[ours.path], theirs)
+
+
 def test_repeated_letters_need_a_blank_between():
     emissions = np.log(np.full((3, 3), 1 / 3, np.float32))
     topology = ctc_align.make_topology([1, 1], blank_id=0)
