@@ -6,6 +6,8 @@ import csv
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +172,7 @@ def test_demo_report_and_nothing_left_to_do(demo_run):
     report = (workdir / "report.html").read_text(encoding="utf-8")
     assert "recordings" in report and "span durations" in report
     assert "boundary errors" in report and "dataset card" in report and "proofing" in report
+    assert "listen to clips" in report
     for lang in demo_recordings():
         table = (workdir / "results" / lang / "report" / "recordings.tsv").read_text()
         assert len(table.strip().splitlines()) == 1 + len(demo_recordings()[lang])
@@ -244,6 +247,40 @@ def test_demo_dataset_loads_in_hugging_face_datasets(demo_run, monkeypatch):
     example = data["train"][0]
     assert example["audio"]["sampling_rate"] == 16000
     assert abs(len(example["audio"]["array"]) / 16000 - example["duration"]) < 0.002
+
+
+def _chromium(url: str, tmp_path: Path) -> tuple[str, list[str]]:
+    """(rendered DOM, console messages) of a page loaded in headless Chromium."""
+    chromium = next((c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+    if chromium is None:
+        pytest.skip("chromium is not installed")
+    proc = subprocess.run(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+
+
+# Console messages that mean the page is broken (Snakemake's own template logs a Tailwind notice).
+CONSOLE_ERRORS = re.compile(r"Uncaught|Error|Failed|Refused|Not allowed|404")
+
+
+@pytest.mark.slow
+def test_report_and_listening_page_load_in_chromium(demo_run, tmp_path):
+    workdir, _ = demo_run
+    dom, console = _chromium((workdir / "report.html").as_uri(), tmp_path)
+    assert not [line for line in console if CONSOLE_ERRORS.search(line)], console
+    for category in ("Audio", "Alignment", "Dataset"):
+        assert category in dom
+    page = workdir / "results" / "samoan" / "report" / "listen.html"
+    dom, console = _chromium(page.as_uri(), tmp_path)
+    assert not [line for line in console if CONSOLE_ERRORS.search(line)], console
+    assert dom.count("<audio") == len(
+        [line for split in ("train", "valid", "test")
+         for line in (workdir / "results" / "samoan" / "dataset" / f"{split}.jsonl").read_text().splitlines()]
+    )  # fmt: skip
 
 
 def _tone_bursts(path: Path, rate: int = 22050) -> None:

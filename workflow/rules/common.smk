@@ -193,7 +193,7 @@ def all_targets():
         targets += expand(
             "results/{lang}/report/{name}",
             lang=lang,
-            name=["alignment.html", "alignment.tsv", "proofing.tsv"],
+            name=["alignment.html", "alignment.tsv", "proofing.tsv", "listen.html"],
         )
         if truth_dir(lang):
             targets.append(f"results/{lang}/report/boundary_errors.svg")

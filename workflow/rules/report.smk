@@ -112,3 +112,32 @@ rule proof_verses:
         runtime=10,
     shell:
         "python -m tala.exports --proofing {output.tsv:q} {input.aligned:q} > {log:q} 2>&1"
+
+
+rule listen_clips:
+    input:
+        splits=expand(
+            "results/{{lang}}/dataset/{split}.jsonl", split=["train", "valid", "test"]
+        ),
+        clips=per_text_recording("results/{lang}/dataset/clips/{rec}"),
+    output:
+        html=report(
+            "results/{lang}/report/listen.html",
+            caption="../report/listen.rst",
+            category="3. Dataset",
+            subcategory="{lang}",
+            labels={"language": "{lang}", "file": "listen to clips"},
+        ),
+    log:
+        "logs/{lang}/listen_clips.log",
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        dataset=lambda wildcards, input: Path(input.splits[0]).parent,
+    shell:
+        "python -m tala.listen --language {wildcards.lang:q} --dataset {params.dataset:q}"
+        " --html {output.html:q} > {log:q} 2>&1"
