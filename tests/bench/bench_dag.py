@@ -1,0 +1,141 @@
+"""Benchmark of the workflow's DAG at the scale of a whole Bible: `snakemake -n` on 1,189 chapters x 2 languages.
+
+    PYTHONPATH=scripts .venv/bin/python tests/bench/bench_dag.py [--languages 2] [--keep]
+
+A temporary corpus of placeholder files: one empty `<BOOK>_<chapter>.mp3` per chapter of the
+66-book canon (1,189) and its empty `.docx` text, per language (a dry run reads neither; a
+recording with a text gets the alignment and dataset jobs, as in common.smk). The demo's local
+model stands in for the hub model, so there is no download job. Timed, each in its own
+`snakemake` process (interpreter start included): the dry run of the full DAG with the default
+settings, then with `--profile profiles/slurm-gpu` (the Slurm executor's settings and its groups).
+Goal: < 20 s. Prints a table; exits 0 always.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+GOAL_S = 20.0
+
+# The 66 books of the Protestant canon and their chapter counts (USFM codes): 929 + 260 = 1,189.
+BOOKS = {
+    "GEN": 50, "EXO": 40, "LEV": 27, "NUM": 36, "DEU": 34, "JOS": 24, "JDG": 21, "RUT": 4,
+    "1SA": 31, "2SA": 24, "1KI": 22, "2KI": 25, "1CH": 29, "2CH": 36, "EZR": 10, "NEH": 13,
+    "EST": 10, "JOB": 42, "PSA": 150, "PRO": 31, "ECC": 12, "SNG": 8, "ISA": 66, "JER": 52,
+    "LAM": 5, "EZK": 48, "DAN": 12, "HOS": 14, "JOL": 3, "AMO": 9, "OBA": 1, "JON": 4,
+    "MIC": 7, "NAM": 3, "HAB": 3, "ZEP": 3, "HAG": 2, "ZEC": 14, "MAL": 4,
+    "MAT": 28, "MRK": 16, "LUK": 24, "JHN": 21, "ACT": 28, "ROM": 16, "1CO": 16, "2CO": 13,
+    "GAL": 6, "EPH": 6, "PHP": 4, "COL": 4, "1TH": 5, "2TH": 3, "1TI": 6, "2TI": 4, "TIT": 3,
+    "PHM": 1, "HEB": 13, "JAS": 5, "1PE": 5, "2PE": 3, "1JN": 5, "2JN": 1, "3JN": 1, "JUD": 1,
+    "REV": 22,
+}  # fmt: skip
+CHAPTERS = [f"{book}_{chapter:03d}" for book, count in BOOKS.items() for chapter in range(1, count + 1)]
+LANGUAGES = {"samoan": "smo", "portuguese": "por", "tongan": "ton", "fijian": "fij"}
+
+
+def make_corpus(root: Path, n_languages: int) -> Path:
+    languages = {}
+    for lang, mms in list(LANGUAGES.items())[:n_languages]:
+        audio, text = root / lang / "audio", root / lang / "text"
+        audio.mkdir(parents=True)
+        text.mkdir(parents=True)
+        for rec in CHAPTERS:
+            (audio / f"{rec}.mp3").touch()
+            (text / f"{rec}.docx").touch()
+        languages[lang] = {"audio_dir": str(audio), "text_dir": str(text), "mms_lang": mms}
+    config = {
+        "run_languages": list(languages),
+        "languages": languages,
+        "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
+    }
+    path = root / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def dry_run(workdir: Path, config: Path, *extra: str) -> tuple[float, dict[str, int], str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.pop("PYTHONPATH", None)
+    args = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(config), "-n", "--quiet", "rules", *extra]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    wall_s = time.perf_counter() - started
+    out = proc.stdout + proc.stderr
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    if proc.returncode != 0 or "total" not in counts:
+        return wall_s, {}, out[-2000:]
+    return wall_s, counts, ""
+
+
+def slurm_submissions(counts: dict[str, int]) -> int:
+    """Slurm jobs the slurm-gpu profile submits for this DAG: its groups pack `group-components`
+    per-recording chains into one job; other rules (GPU, per-language) are one job each."""
+    profile = yaml.safe_load((REPO / "profiles" / "slurm-gpu" / "config.v8+.yaml").read_text())
+    groups, sizes = profile.get("groups", {}), profile.get("group-components", {})
+    grouped = {}
+    for rule, group in groups.items():
+        grouped.setdefault(group, []).append(rule)
+    total = sum(n for rule, n in counts.items() if rule not in groups and rule not in ("total", "all"))
+    for group, rules in grouped.items():
+        components = max(counts.get(rule, 0) for rule in rules)
+        total += math.ceil(components / sizes.get(group, 1))
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--languages", type=int, default=2, choices=range(1, len(LANGUAGES) + 1))
+    parser.add_argument("--keep", action="store_true", help="keep the placeholder corpus and print its folder")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="tala-bench-dag-"))
+    try:
+        config = make_corpus(root, args.languages)
+        workdir = root / "work"
+        workdir.mkdir()
+        rows = []
+        wall_s, counts, error = dry_run(workdir, config)
+        rows.append(("snakemake -n", wall_s, counts, error))
+        wall_s, counts_p, error = dry_run(workdir, config, "--profile", str(REPO / "profiles" / "slurm-gpu"))
+        rows.append(("snakemake -n --profile profiles/slurm-gpu", wall_s, counts_p, error))
+
+        n_recordings = len(CHAPTERS) * args.languages
+        print(f"DAG of {len(CHAPTERS)} chapters x {args.languages} languages = {n_recordings} recordings"
+              f" (placeholders in {root if args.keep else 'a temporary folder'})")  # fmt: skip
+        print(f"{'command':<44} {'wall s':>7} {'jobs':>7}  goal < {GOAL_S:.0f} s")
+        for name, wall, job_counts, err in rows:
+            jobs = job_counts.get("total", 0)
+            verdict = "ok" if job_counts and wall < GOAL_S else "MISSED" if job_counts else "FAILED"
+            print(f"{name:<44} {wall:>7.1f} {jobs:>7}  {verdict}")
+            if err:
+                print(re.sub(r"^", "    ", err, flags=re.M))
+        if counts:
+            print("jobs per rule: " + ", ".join(f"{r} {n}" for r, n in counts.items() if r != "total"))
+            print(f"Slurm jobs with the slurm-gpu profile's groups: {slurm_submissions(counts)}"
+                  f" (instead of {counts['total'] - counts.get('all', 0)})")  # fmt: skip
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

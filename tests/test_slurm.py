@@ -1,0 +1,259 @@
+"""The demo workflow on a real single-node Slurm, through profiles/slurm-gpu as a user edits it.
+
+tests/slurm/start.sh starts the cluster on loopback (partitions `testcpu`, default, and `testgpu`,
+one fake GPU); the module's finalizer stops it even when a test fails. What a user relies on:
+jobs go through sbatch, rules marked `gpu=1` get a GPU in the GPU partition, the results are those
+of a local run byte for byte, a wrong partition name fails fast with Slurm's message, a job killed
+by the scheduler is resubmitted, and a rerun after snakemake itself died redoes only what was not
+finished.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, require
+from test_workflow import SNAKEFILE, demo_config, job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+
+SLURM_SCRIPTS = REPO / "tests" / "slurm"
+PROFILE = REPO / "profiles" / "slurm-gpu" / "config.v8+.yaml"
+CPU_PARTITION, GPU_PARTITION = "testcpu", "testgpu"  # as tests/slurm/slurm.conf.in names them
+RUN_TIMEOUT_S = 900
+# Compared byte for byte with a local run: every result of the per-recording and dataset stages
+# (the report's HTML and SVG are left out: they are figures, not data).
+COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
+
+
+def user_profile(folder: Path, cpu_partition: str, gpu_partition: str) -> Path:
+    """profiles/slurm-gpu with only the lines its header says to edit changed, as a user would."""
+    text = PROFILE.read_text()
+    text, n_cpu = re.subn(r'(&cpu_partition )"[^"]*"', rf'\1"{cpu_partition}"', text)
+    text, n_gpu = re.subn(r'(&gpu_partition )"[^"]*"', rf'\1"{gpu_partition}"', text)
+    assert (n_cpu, n_gpu) == (1, 1), "the profile's partition lines (EDIT 1, EDIT 2) moved"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PROFILE.name).write_text(text)
+    return folder
+
+
+class Cluster:
+    def __init__(self, state_dir: Path, slurm_conf: str):
+        self.state_dir = state_dir
+        self.env = dict(os.environ, SLURM_CONF=slurm_conf)
+        # Jobs call `python`: the venv's interpreter first, on the submit side and (exported) in jobs.
+        self.env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")])
+        self.env.pop("PYTHONPATH", None)
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, check=True, timeout=30).stdout
+
+    def queue(self) -> list[tuple[str, str, str]]:
+        """(job id, state, comment) of the jobs Slurm still knows; the plugin's comment names the rule."""
+        out = self.cli("squeue", "-h", "--states=all", "-o", "%i|%T|%k")
+        return [tuple(line.split("|", 2)) for line in out.splitlines() if line.count("|") == 2]
+
+    def snakemake_args(self, workdir: Path, profile: Path, config: Path) -> list[str]:
+        # Test-cluster facts, not user edits: no slurmdbd (so squeue, not sacct, answers status
+        # queries), quick first status check, and every job's Slurm log kept for the checks below.
+        return [
+            sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
+            "--profile", str(profile), "--configfile", str(config),
+            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+            "--slurm-keep-successful-logs",
+        ]  # fmt: skip
+
+    def run(self, workdir, profile, config, *targets, timeout=RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+        args = self.snakemake_args(workdir, profile, config) + list(targets)
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def task_env(self) -> dict[str, list[dict[str, str]]]:
+        """Per Slurm job id, the lines the cluster's TaskProlog wrote (partition, CUDA_VISIBLE_DEVICES)."""
+        records: dict[str, list[dict[str, str]]] = {}
+        for line in (self.state_dir / "log" / "task_env.log").read_text().splitlines():
+            fields = dict(part.split("=", 1) for part in line.split())
+            records.setdefault(fields["job"], []).append(fields)
+        return records
+
+    def completed_jobs(self) -> dict[str, dict[str, str]]:
+        """Slurm's job completion records (jobcomp/filetxt), by job id."""
+        jobs = {}
+        for line in (self.state_dir / "log" / "jobcomp.log").read_text().splitlines():
+            fields = dict(re.findall(r"(\w+)=(\S*)", line))
+            jobs[fields["JobId"]] = fields
+        return jobs
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    require("ffmpeg")
+    if shutil.which("sbatch") is None or shutil.which("slurmctld") is None:
+        pytest.skip("Slurm is not installed (scripts/install-system-deps.sh installs slurmctld, slurmd, munge)")
+    state_dir = Path(os.environ.get("TALA_SLURM_DIR", "/tmp/tala-slurm"))
+    env = dict(os.environ, TALA_SLURM_DIR=str(state_dir))
+    started = subprocess.run(["bash", str(SLURM_SCRIPTS / "start.sh")], env=env, capture_output=True, text=True)
+    try:
+        if started.returncode == 2:
+            pytest.skip(f"cannot host a test Slurm here: {started.stderr.strip()}")
+        assert started.returncode == 0, f"tests/slurm/start.sh failed:\n{started.stdout}\n{started.stderr}"
+        slurm_conf = started.stdout.strip().splitlines()[-1].removeprefix("export SLURM_CONF=")
+        yield Cluster(state_dir, slurm_conf)
+    finally:
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "stop.sh")], env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    require("ffmpeg")
+    workdir = tmp_path_factory.mktemp("local")
+    snakemake(workdir, "--cores", "2", "--configfile", str(demo_config(workdir)))
+    return workdir
+
+
+def _cancel_first_running(cluster: Cluster, rule: str, stop: threading.Event, cancelled: list[str]) -> None:
+    """scancel the first job of `rule` seen running (what a preemption or an admin does)."""
+    while not stop.is_set() and not cancelled:
+        for job_id, state, comment in cluster.queue():
+            if state == "RUNNING" and comment.startswith(f"rule_{rule}_"):
+                cluster.cli("scancel", job_id)
+                cancelled.append(job_id)
+                return
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The demo on Slurm in three acts, in one working directory:
+    1. snakemake is killed (SIGKILL, as when a login session dies) while a GPU job runs, and its
+       Slurm jobs are cancelled; 2. the same command again, during which the scheduler kills
+       (scancel) a running transcribe_audio job once; it must finish everything."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    config = demo_config(workdir)
+    profile = user_profile(workdir / "profile", CPU_PARTITION, GPU_PARTITION)
+    args = cluster.snakemake_args(workdir, profile, config)
+
+    killed = subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_reader = threading.Thread(target=lambda: killed.stdout.read(), daemon=True)
+    log_reader.start()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not any(s == "RUNNING" and c.startswith("rule_transcribe_audio_") for _, s, c in cluster.queue()):
+        assert killed.poll() is None, "the run ended before any transcribe_audio job ran"
+        assert time.monotonic() < deadline, "no transcribe_audio job started"
+        time.sleep(0.5)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    for job_id, state, _ in cluster.queue():
+        if state in ("PENDING", "RUNNING"):
+            cluster.cli("scancel", job_id)
+    before_rerun = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
+    # What a user does after a crash: snakemake's lock outlived it.
+    unlock = subprocess.run(args + ["--unlock"], env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
+
+    stop, cancelled = threading.Event(), []
+    watcher = threading.Thread(target=_cancel_first_running, args=(cluster, "transcribe_audio", stop, cancelled))
+    watcher.start()
+    started = time.monotonic()
+    try:
+        rerun = subprocess.run(args, env=cluster.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    finally:
+        stop.set()
+        watcher.join()
+    wall_s = time.monotonic() - started
+    print(f"slurm rerun: {wall_s:.0f} s")
+    assert rerun.returncode == 0, f"slurm run failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-6000:]}"
+    return workdir, rerun.stdout + rerun.stderr, before_rerun, cancelled
+
+
+def submitted(log: str) -> dict[str, str]:
+    """Slurm job id -> the plugin's Slurm log path, for every sbatch of the run."""
+    return dict(
+        (m.group(1), m.group(2))
+        for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", log)
+    )
+
+
+def test_jobs_go_through_sbatch_in_the_right_partition(cluster, slurm_run):
+    _, log, _, _ = slurm_run
+    jobs = submitted(log)
+    assert jobs, "no job was submitted with sbatch"
+    records = cluster.completed_jobs()
+    for job_id, slurm_log in jobs.items():
+        assert job_id in records, f"Slurm has no record of job {job_id} ({slurm_log})"
+        want = GPU_PARTITION if "/rule_transcribe_audio/" in slurm_log else CPU_PARTITION
+        assert records[job_id]["Partition"] == want, (slurm_log, records[job_id])
+    # The small per-recording CPU steps ran as group jobs, not one Slurm job each.
+    assert any("/group_audio_" in p for p in jobs.values()) and any("/group_text_" in p for p in jobs.values())
+    assert not any("/rule_convert_audio/" in p or "/rule_align_transcript/" in p for p in jobs.values())
+
+
+def test_gpu_rules_get_a_gpu_and_cpu_rules_none(cluster, slurm_run):
+    _, log, _, _ = slurm_run
+    env = cluster.task_env()
+    gpu_jobs = [j for j, p in submitted(log).items() if "/rule_transcribe_audio/" in p]
+    cpu_jobs = [j for j, p in submitted(log).items() if "/rule_transcribe_audio/" not in p]
+    assert gpu_jobs and cpu_jobs
+    for job_id in gpu_jobs:
+        # The batch step and the srun step that runs the rule both see the allocated GPU.
+        assert env.get(job_id), f"job {job_id} left no task record"
+        assert all(r["cuda_visible_devices"] == "0" for r in env[job_id]), env[job_id]
+    for job_id in cpu_jobs:
+        assert all(r["cuda_visible_devices"] == "unset" for r in env.get(job_id, [])), env.get(job_id)
+
+
+def test_a_job_killed_by_the_scheduler_is_resubmitted(slurm_run):
+    workdir, log, _, cancelled = slurm_run
+    assert cancelled, "no transcribe_audio job was seen running to cancel"
+    assert f"SLURM-job '{cancelled[0]}' failed, SLURM status is: 'CANCELLED'" in log
+    slurm_log = Path(submitted(log)[cancelled[0]])
+    # Same rule and wildcards: a later Slurm job in the same log folder, which completed.
+    resubmits = [j for j, p in submitted(log).items() if Path(p).parent == slurm_log.parent and j != cancelled[0]]
+    assert resubmits, f"job {cancelled[0]} ({slurm_log.parent.name}) was not resubmitted"
+
+
+def test_rerun_after_snakemake_died_redoes_only_unfinished_work(slurm_run):
+    workdir, log, before_rerun, _ = slurm_run
+    table = log.split("Job stats:", 1)[1]
+    counts = job_counts(table[: table.index("\ntotal") + 1])
+    # Audio was converted and segmented before the kill: not redone, files untouched.
+    assert "convert_audio" not in counts and "segment_audio" not in counts, counts
+    wavs = [p for p in before_rerun if p.suffix == ".wav" and p.parent.name == "audio"]
+    assert len(wavs) == sum(1 for _ in (workdir / "results").glob("*/audio/*.wav")) > 0
+    assert all(p.stat().st_mtime_ns == before_rerun[p] for p in wavs)
+    assert 0 < counts["transcribe_audio"] <= 8
+
+
+def test_results_equal_a_local_run_byte_for_byte(slurm_run, local_run):
+    workdir, _, _, _ = slurm_run
+    compared = 0
+    for lang_dir in sorted((local_run / "results").iterdir()):
+        for part in COMPARED_PARTS:
+            for local_file in sorted((lang_dir / part).rglob("*")):
+                if local_file.is_file():
+                    rel = local_file.relative_to(local_run)
+                    slurm_file = workdir / rel
+                    assert slurm_file.is_file(), f"{rel} missing from the Slurm run"
+                    assert slurm_file.read_bytes() == local_file.read_bytes(), f"{rel} differs from the local run"
+                    compared += 1
+    assert compared > 50
+
+
+def test_a_partition_that_does_not_exist_fails_fast_with_slurms_message(cluster, tmp_path):
+    profile = user_profile(tmp_path / "profile", "no_such_partition", GPU_PARTITION)
+    started = time.monotonic()
+    proc = cluster.run(tmp_path, profile, demo_config(tmp_path), "results/samoan/segments/PSA_121.tsv", timeout=180)
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 180
+    out = proc.stdout + proc.stderr
+    assert "Invalid partition name specified" in out, out[-3000:]
+    assert not (tmp_path / "results").exists()
