@@ -1,11 +1,17 @@
 import os
+import re
 import shutil
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "resources" / "demo"
+# The demo's languages and their MMS adapters.
+DEMO_LANGUAGES = {"samoan": "smo", "portuguese": "por"}
+_OKINA = re.compile(r"[ʻ'‘`’]")
 sys.path.insert(0, str(REPO / "scripts"))
 
 # No test may reach a model hub.
@@ -20,3 +26,15 @@ def repo() -> Path:
 def require(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed")
+
+
+def normalize_demo_text(text: str) -> str:
+    """NFC, lower case, okina variants as ʻ, punctuation and hyphens as spaces, spaces collapsed."""
+    text = _OKINA.sub("ʻ", unicodedata.normalize("NFC", text).lower())
+    kept = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
+    return " ".join(kept.split())
+
+
+def demo_truth_ids() -> list[tuple[str, str]]:
+    """(language folder, recording) of every demo chapter with ground truth."""
+    return [(lang, path.stem) for lang in DEMO_LANGUAGES for path in sorted((DEMO / lang / "truth").glob("*.json"))]

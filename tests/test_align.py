@@ -11,21 +11,17 @@ import itertools
 import json
 import re
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text
 from tala import ctc_align, text_align
 from tala.align import Verse, Vocabulary, align_chapter, build_targets, main, refine_edges, spans_from_path
 from tala.errors import InputError, run_cli
 
-DEMO = REPO / "resources" / "demo"
 DEMO_MODEL = DEMO / "model"
-LANGUAGES = {"samoan": "smo", "portuguese": "por"}
-OKINA = re.compile(r"[ʻ'‘`’]")
 MEDIAN_GOAL_S = 0.040
 P95_GOAL_S = 0.120
 
@@ -358,15 +354,6 @@ requires_demo_model = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_fil
                                          reason="demo model not trained yet (resources/demo/model)")
 
 
-def normalize_text(text: str) -> str:
-    """NFC, lower case, okina variants as ʻ, punctuation and hyphens as spaces, spaces collapsed."""
-    text = OKINA.sub("ʻ", unicodedata.normalize("NFC", text).lower())
-    kept = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
-    return " ".join(kept.split())
-
-
-def demo_recordings() -> list[tuple[str, str]]:
-    return [(lang, path.stem) for lang in LANGUAGES for path in sorted((DEMO / lang / "truth").glob("*.json"))]
 
 
 def truth_of(lang: str, rec: str) -> dict:
@@ -381,7 +368,7 @@ def demo_chapters(tmp_path_factory) -> dict[tuple[str, str], dict[str, Path]]:
 
     folder = tmp_path_factory.mktemp("align-demo")
     chapters = {}
-    for lang, rec in demo_recordings():
+    for lang, rec in demo_truth_ids():
         truth = truth_of(lang, rec)
         stem = folder / f"{lang}-{rec}"
         paths = {"wav": stem.with_suffix(".wav"), "asr": stem.with_suffix(".json"),
@@ -389,7 +376,7 @@ def demo_chapters(tmp_path_factory) -> dict[tuple[str, str], dict[str, Path]]:
         convert_file(DEMO / lang / truth["audio"], paths["wav"])
         transcribe_file(paths["wav"], paths["asr"], paths["emissions"], model=str(DEMO_MODEL), adapter=LANGUAGES[lang])
         verses = [{"number": v["number"], "label": str(v["number"]), "text": v["text"],
-                   "normalized": normalize_text(v["text"])} for v in truth["verses"]]
+                   "normalized": normalize_demo_text(v["text"])} for v in truth["verses"]]
         paths["text"].write_text(json.dumps({"recording": rec, "verses": verses}, ensure_ascii=False),
                                  encoding="utf-8")
         chapters[lang, rec] = paths

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import REPO
+from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text
 from tala.errors import InputError, run_cli
 from tala.models import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
 from tala.transcribe import (
@@ -41,9 +40,7 @@ from tala.transcribe import (
 
 RATE = 16_000
 FRAME_S = 0.02
-DEMO = REPO / "resources" / "demo"
 DEMO_MODEL = DEMO / "model"
-LANGUAGES = {"samoan": "smo", "portuguese": "por"}
 ALPHABETS = {"smo": "aefgilmnopstuvhkrʻāēīōū", "por": "abcdefghijlmnopqrstuvxzçãõáéíóúâêôà"}
 # float16 log-probabilities of a flat random model (values ~ -3) round to ~0.002.
 FP16_ATOL = 0.01
@@ -497,18 +494,8 @@ requires_demo_model = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_fil
                                          reason="demo model not trained yet (resources/demo/model)")
 EDGE_TOLERANCE_S = 0.060
 CER_LIMIT = 0.05
-OKINA = re.compile(r"[ʻ'‘`’]")
 
 
-def normalize_text(text: str) -> str:
-    """Lower case, okina variants as ʻ, punctuation dropped, spaces collapsed."""
-    text = OKINA.sub("ʻ", unicodedata.normalize("NFC", text).lower())
-    kept = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
-    return " ".join(kept.split())
-
-
-def demo_recordings() -> list[tuple[str, str]]:
-    return [(lang, path.stem) for lang in LANGUAGES for path in sorted((DEMO / lang / "truth").glob("*.json"))]
 
 
 @pytest.fixture(scope="session")
@@ -517,7 +504,7 @@ def demo_wavs(tmp_path_factory) -> dict[tuple[str, str], Path]:
 
     folder = tmp_path_factory.mktemp("demo-wav")
     wavs = {}
-    for lang, rec in demo_recordings():
+    for lang, rec in demo_truth_ids():
         truth = json.loads((DEMO / lang / "truth" / f"{rec}.json").read_text(encoding="utf-8"))
         wavs[lang, rec] = folder / f"{lang}-{rec}.wav"
         convert_file(DEMO / lang / truth["audio"], wavs[lang, rec])
@@ -546,28 +533,28 @@ def _cer_case(lang: str, rec: str):
 
 @requires_demo_model
 @pytest.mark.slow
-@pytest.mark.parametrize("lang,rec", [_cer_case(lang, rec) for lang, rec in demo_recordings()])
+@pytest.mark.parametrize("lang,rec", [_cer_case(lang, rec) for lang, rec in demo_truth_ids()])
 def test_demo_greedy_cer(demo_results, lang, rec):
     import jiwer
 
     truth = json.loads((DEMO / lang / "truth" / f"{rec}.json").read_text(encoding="utf-8"))
-    reference = normalize_text(" ".join(v["text"] for v in truth["verses"]))
+    reference = normalize_demo_text(" ".join(v["text"] for v in truth["verses"]))
     # The heading is read aloud but is not verse text: the words before the middle of the pause
     # after it are left out.
     cut = (truth["heading"]["end"] + truth["verses"][0]["start"]) / 2
-    hypothesis = normalize_text(" ".join(w["word"] for w in demo_results[lang, rec]["words"] if w["start"] >= cut))
+    hypothesis = normalize_demo_text(" ".join(w["word"] for w in demo_results[lang, rec]["words"] if w["start"] >= cut))
     assert jiwer.cer(reference, hypothesis) <= CER_LIMIT, hypothesis
 
 
 @requires_demo_model
 @pytest.mark.slow
-@pytest.mark.parametrize("lang,rec", demo_recordings())
+@pytest.mark.parametrize("lang,rec", demo_truth_ids())
 def test_demo_word_times_at_verse_edges(demo_results, lang, rec):
     truth = json.loads((DEMO / lang / "truth" / f"{rec}.json").read_text(encoding="utf-8"))
-    words = [dict(w, norm=normalize_text(w["word"])) for w in demo_results[lang, rec]["words"]]
+    words = [dict(w, norm=normalize_demo_text(w["word"])) for w in demo_results[lang, rec]["words"]]
     errors, checked = [], 0
     for verse in truth["verses"]:
-        spoken = normalize_text(verse["text"]).split()
+        spoken = normalize_demo_text(verse["text"]).split()
         # An edge counts where the transcript has the verse's first (last) word near the true time.
         firsts = [w for w in words if w["norm"] == spoken[0] and abs(w["start"] - verse["start"]) < 0.5]
         lasts = [w for w in words if w["norm"] == spoken[-1] and abs(w["end"] - verse["end"]) < 0.5]
