@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -48,7 +47,7 @@ import soundfile as sf
 
 from tala.audio_io import SAMPLE_RATE, check_input_file
 from tala.errors import InputError, run_cli
-from tala.fileio import write_text_atomic
+from tala.fileio import _umask, write_text_atomic
 
 MIN_S = 2.0
 MAX_S = 20.0
@@ -515,7 +514,9 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
         raise InputError(aligned_path, "not an aligned-recording JSON object")
     verses = parse_verses(aligned, aligned_path)
     recording = str(aligned.get("recording") or aligned_path.stem)
-    if not re.fullmatch(r"[\w.\-]+", recording):
+    # The workflow's config already refuses ids that cannot be file names (tala.config); spaces and
+    # quotes are fine.
+    if not recording.strip() or "/" in recording or "\0" in recording or recording.startswith("."):
         raise InputError(aligned_path, f"recording id {recording!r} is not usable in a file name")
     audio_path = Path(audio) if audio is not None else Path(str(aligned.get("audio") or ""))
     if audio is None and not aligned.get("audio"):
@@ -550,12 +551,6 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
             raise
     write_text_atomic(out_jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return records
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _replace_dir(tmp_dir: Path, final: Path) -> None:
