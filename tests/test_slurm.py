@@ -10,6 +10,7 @@ finished.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -34,6 +35,8 @@ RUN_TIMEOUT_S = 900
 # Compared byte for byte with a local run: every result of the per-recording and dataset stages
 # (the report's HTML and SVG are left out: they are figures, not data).
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
+# ... except these JSON keys: wall-clock measurements (aligned/*.json: summary.seconds).
+TIMING_KEYS = {"seconds"}
 
 
 def user_profile(folder: Path, cpu_partition: str, gpu_partition: str) -> Path:
@@ -132,18 +135,19 @@ def _cancel_first_running(cluster: Cluster, rule: str, stop: threading.Event, ca
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    """The demo on Slurm in three acts, in one working directory:
+def slurm_run(cluster, tmp_path_factory) -> dict:
+    """The demo on Slurm in two acts, in one working directory:
     1. snakemake is killed (SIGKILL, as when a login session dies) while a GPU job runs, and its
-       Slurm jobs are cancelled; 2. the same command again, during which the scheduler kills
-       (scancel) a running transcribe_audio job once; it must finish everything."""
+       Slurm jobs are cancelled; 2. after `--unlock`, the same command again, during which the
+       scheduler kills (scancel) a running transcribe_audio job once; it must finish everything."""
     workdir = tmp_path_factory.mktemp("slurm")
     config = demo_config(workdir)
     profile = user_profile(workdir / "profile", CPU_PARTITION, GPU_PARTITION)
     args = cluster.snakemake_args(workdir, profile, config)
 
     killed = subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log_reader = threading.Thread(target=lambda: killed.stdout.read(), daemon=True)
+    first_log: list[str] = []
+    log_reader = threading.Thread(target=lambda: first_log.append(killed.stdout.read()), daemon=True)
     log_reader.start()
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not any(s == "RUNNING" and c.startswith("rule_transcribe_audio_") for _, s, c in cluster.queue()):
@@ -152,6 +156,7 @@ def slurm_run(cluster, tmp_path_factory):
         time.sleep(0.5)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
+    log_reader.join(timeout=30)
     for job_id, state, _ in cluster.queue():
         if state in ("PENDING", "RUNNING"):
             cluster.cli("scancel", job_id)
@@ -169,10 +174,16 @@ def slurm_run(cluster, tmp_path_factory):
     finally:
         stop.set()
         watcher.join()
-    wall_s = time.monotonic() - started
-    print(f"slurm rerun: {wall_s:.0f} s")
+    print(f"slurm rerun: {time.monotonic() - started:.0f} s")
     assert rerun.returncode == 0, f"slurm run failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-6000:]}"
-    return workdir, rerun.stdout + rerun.stderr, before_rerun, cancelled
+    rerun_log = rerun.stdout + rerun.stderr
+    return {
+        "workdir": workdir,
+        "logs": "".join(first_log) + rerun_log,
+        "rerun_log": rerun_log,
+        "before_rerun": before_rerun,
+        "cancelled": cancelled,
+    }
 
 
 def submitted(log: str) -> dict[str, str]:
@@ -184,8 +195,7 @@ def submitted(log: str) -> dict[str, str]:
 
 
 def test_jobs_go_through_sbatch_in_the_right_partition(cluster, slurm_run):
-    _, log, _, _ = slurm_run
-    jobs = submitted(log)
+    jobs = submitted(slurm_run["logs"])
     assert jobs, "no job was submitted with sbatch"
     records = cluster.completed_jobs()
     for job_id, slurm_log in jobs.items():
@@ -193,17 +203,20 @@ def test_jobs_go_through_sbatch_in_the_right_partition(cluster, slurm_run):
         want = GPU_PARTITION if "/rule_transcribe_audio/" in slurm_log else CPU_PARTITION
         assert records[job_id]["Partition"] == want, (slurm_log, records[job_id])
     # The small per-recording CPU steps ran as group jobs, not one Slurm job each.
-    assert any("/group_audio_" in p for p in jobs.values()) and any("/group_text_" in p for p in jobs.values())
-    assert not any("/rule_convert_audio/" in p or "/rule_align_transcript/" in p for p in jobs.values())
+    folders = {Path(p).parent.name for p in jobs.values()} | {Path(p).parent.parent.name for p in jobs.values()}
+    assert any(f.startswith("group_audio_") for f in folders) and any(f.startswith("group_text_") for f in folders)
+    assert not folders & {"rule_convert_audio", "rule_segment_audio", "rule_read_text", "rule_align_transcript"}
 
 
 def test_gpu_rules_get_a_gpu_and_cpu_rules_none(cluster, slurm_run):
-    _, log, _, _ = slurm_run
     env = cluster.task_env()
-    gpu_jobs = [j for j, p in submitted(log).items() if "/rule_transcribe_audio/" in p]
-    cpu_jobs = [j for j, p in submitted(log).items() if "/rule_transcribe_audio/" not in p]
+    jobs = submitted(slurm_run["logs"])
+    gpu_jobs = [j for j, p in jobs.items() if "/rule_transcribe_audio/" in p]
+    cpu_jobs = [j for j, p in jobs.items() if "/rule_transcribe_audio/" not in p]
     assert gpu_jobs and cpu_jobs
     for job_id in gpu_jobs:
+        if job_id in slurm_run["cancelled"] or job_id not in cluster.completed_jobs():
+            continue
         # The batch step and the srun step that runs the rule both see the allocated GPU.
         assert env.get(job_id), f"job {job_id} left no task record"
         assert all(r["cuda_visible_devices"] == "0" for r in env[job_id]), env[job_id]
@@ -212,29 +225,38 @@ def test_gpu_rules_get_a_gpu_and_cpu_rules_none(cluster, slurm_run):
 
 
 def test_a_job_killed_by_the_scheduler_is_resubmitted(slurm_run):
-    workdir, log, _, cancelled = slurm_run
+    log, cancelled = slurm_run["rerun_log"], slurm_run["cancelled"]
     assert cancelled, "no transcribe_audio job was seen running to cancel"
     assert f"SLURM-job '{cancelled[0]}' failed, SLURM status is: 'CANCELLED'" in log
     slurm_log = Path(submitted(log)[cancelled[0]])
-    # Same rule and wildcards: a later Slurm job in the same log folder, which completed.
+    # Same rule and wildcards: a later Slurm job in the same log folder.
     resubmits = [j for j, p in submitted(log).items() if Path(p).parent == slurm_log.parent and j != cancelled[0]]
     assert resubmits, f"job {cancelled[0]} ({slurm_log.parent.name}) was not resubmitted"
 
 
 def test_rerun_after_snakemake_died_redoes_only_unfinished_work(slurm_run):
-    workdir, log, before_rerun, _ = slurm_run
-    table = log.split("Job stats:", 1)[1]
+    workdir, before_rerun = slurm_run["workdir"], slurm_run["before_rerun"]
+    table = slurm_run["rerun_log"].split("Job stats:", 1)[1]
     counts = job_counts(table[: table.index("\ntotal") + 1])
     # Audio was converted and segmented before the kill: not redone, files untouched.
     assert "convert_audio" not in counts and "segment_audio" not in counts, counts
     wavs = [p for p in before_rerun if p.suffix == ".wav" and p.parent.name == "audio"]
     assert len(wavs) == sum(1 for _ in (workdir / "results").glob("*/audio/*.wav")) > 0
     assert all(p.stat().st_mtime_ns == before_rerun[p] for p in wavs)
-    assert 0 < counts["transcribe_audio"] <= 8
+    assert 0 < counts["transcribe_audio"] <= len(wavs)
+
+
+def without_timings(value):
+    """A JSON value without its run-time measurements (they differ from run to run anywhere)."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
 
 
 def test_results_equal_a_local_run_byte_for_byte(slurm_run, local_run):
-    workdir, _, _, _ = slurm_run
+    workdir = slurm_run["workdir"]
     compared = 0
     for lang_dir in sorted((local_run / "results").iterdir()):
         for part in COMPARED_PARTS:
@@ -243,17 +265,32 @@ def test_results_equal_a_local_run_byte_for_byte(slurm_run, local_run):
                     rel = local_file.relative_to(local_run)
                     slurm_file = workdir / rel
                     assert slurm_file.is_file(), f"{rel} missing from the Slurm run"
-                    assert slurm_file.read_bytes() == local_file.read_bytes(), f"{rel} differs from the local run"
+                    if local_file.read_bytes() != slurm_file.read_bytes():
+                        assert local_file.suffix == ".json", f"{rel} differs from the local run"
+                        local, remote = (json.loads(f.read_text(encoding="utf-8")) for f in (local_file, slurm_file))
+                        assert without_timings(remote) == without_timings(local), f"{rel} differs from the local run"
                     compared += 1
     assert compared > 50
 
 
-def test_a_partition_that_does_not_exist_fails_fast_with_slurms_message(cluster, tmp_path):
-    profile = user_profile(tmp_path / "profile", "no_such_partition", GPU_PARTITION)
+def test_a_gpu_partition_that_does_not_exist_fails_fast_with_slurms_message(cluster, tmp_path):
+    profile = user_profile(tmp_path / "profile", CPU_PARTITION, "no_such_partition")
     started = time.monotonic()
-    proc = cluster.run(tmp_path, profile, demo_config(tmp_path), "results/samoan/segments/PSA_121.tsv", timeout=180)
+    proc = cluster.run(tmp_path, profile, demo_config(tmp_path), "results/samoan/asr/PSA_121.json", timeout=300)
     assert proc.returncode != 0
-    assert time.monotonic() - started < 180
+    assert time.monotonic() - started < 300
     out = proc.stdout + proc.stderr
-    assert "Invalid partition name specified" in out, out[-3000:]
+    assert "sbatch: error: Batch job submission failed: Invalid partition name specified" in out, out[-3000:]
+    assert not (tmp_path / "results/samoan/asr/PSA_121.json").exists()
+    assert not [job for job in cluster.queue() if job[1] in ("PENDING", "RUNNING")]
+
+
+def test_a_cpu_partition_that_does_not_exist_fails_fast(cluster, tmp_path):
+    """Group jobs fail at once too; Snakemake 9.27 does not show the plugin's sbatch message for
+    a group job ("message: None"), so only the failure and the missing outputs are checked."""
+    profile = user_profile(tmp_path / "profile", "no_such_partition", GPU_PARTITION)
+    proc = cluster.run(tmp_path, profile, demo_config(tmp_path), "results/samoan/segments/PSA_121.tsv", timeout=120)
+    assert proc.returncode != 0
+    assert "Error in rule convert_audio" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+    assert not [job for job in cluster.queue() if job[1] in ("PENDING", "RUNNING")]
