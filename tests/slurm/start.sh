@@ -58,6 +58,10 @@ sed -e "s|@DIR@|$DIR|g" -e "s|@NODE@|$NODE|g" -e "s|@CPUS@|$CPUS|g" -e "s|@MEM_M
     "$HERE/slurm.conf.in" | $SUDO tee "$DIR/slurm.conf" >/dev/null
 sed -e "s|@DIR@|$DIR|g" -e "s|@NODE@|$NODE|g" "$HERE/gres.conf.in" | $SUDO tee "$DIR/gres.conf" >/dev/null
 $SUDO install -m 755 "$HERE/task_prolog.sh" "$DIR/task_prolog.sh"
+if ! alive "$DIR/slurmctld.pid"; then
+    # A fresh controller (started with -c, no old jobs) starts fresh job records too.
+    $SUDO rm -f "$DIR/log/task_env.log" "$DIR/log/jobcomp.log"
+fi
 $SUDO touch "$DIR/log/task_env.log"
 $SUDO chmod 666 "$DIR/log/task_env.log"
 $SUDO chmod 644 "$DIR/slurm.conf" "$DIR/gres.conf"
