@@ -13,7 +13,7 @@ DEMO_CONFIG := config/demo.yaml
 # Jobs call `python -m tala.<step>`: the venv's interpreter must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all demo test bench setup system-deps lint format demo-corpus demo-model lock clean
+.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model lock clean
 
 all: demo
 
@@ -21,6 +21,18 @@ setup: system-deps $(STAMP)
 
 system-deps:
 	@bash scripts/install-system-deps.sh
+
+# The tests also need a single-node Slurm (tests/test_slurm.py) and headless Chromium (the report check).
+test-deps:
+	@bash scripts/install-system-deps.sh --test
+
+# Links profiles/* into ~/.config/snakemake so that `snakemake --profile slurm-gpu` (a bare name)
+# works from any folder. Idempotent; an existing non-link entry is kept.
+profiles:
+	@mkdir -p $(HOME)/.config/snakemake
+	@for p in local slurm-gpu mps cuda; do dest=$(HOME)/.config/snakemake/$$p; \
+	  if [ -e "$$dest" ] && [ ! -L "$$dest" ]; then echo "kept $$dest (not a link)"; \
+	  else ln -sfn $(abspath profiles)/$$p "$$dest"; echo "$$dest -> profiles/$$p"; fi; done
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +45,7 @@ demo: setup
 	$(BIN)/snakemake --configfile $(DEMO_CONFIG) --report report.html
 	@echo "report: $(abspath report.html)"
 
-test: setup
+test: setup test-deps
 	$(BIN)/python -m pytest
 
 bench: setup

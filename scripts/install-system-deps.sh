@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Installs the system packages the workflow and its tests need, when missing:
+# Installs the system packages the workflow (and, with --test, its tests) need, when missing:
 #   ffmpeg/ffprobe   decode MP4/AAC (the workflow)
+#   --test adds:
 #   slurmctld slurmd slurm-client munge
 #                    the single-node Slurm that tests/test_slurm.py starts (Debian/Ubuntu only;
 #                    TALA_SKIP_SLURM=1 leaves them out). Nothing is configured or started here:
 #                    tests/slurm/start.sh runs its own daemons and stops them after the tests.
+#   chromium         headless browser that checks the report loads without console errors
 # Debian/Ubuntu: apt-get (as root, or with sudo). Elsewhere: says what to install.
-# Idempotent: a second run only checks.
+# Idempotent: a second run only checks. `make demo` runs it plain, `make test` with --test.
 set -euo pipefail
 
+tests=0
+[ "${1:-}" = "--test" ] && tests=1
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 
 if command -v apt-get >/dev/null 2>&1; then
-    if [ "${TALA_SKIP_SLURM:-0}" != "1" ]; then
+    if [ "$tests" = 1 ]; then
+        command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    fi
+    if [ "$tests" = 1 ] && [ "${TALA_SKIP_SLURM:-0}" != "1" ]; then
         for pkg in slurmctld slurmd slurm-client munge; do
             dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
         done
