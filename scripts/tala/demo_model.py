@@ -439,14 +439,16 @@ def narrative_sentence(lang: str, rng: np.random.Generator) -> str:
         words = []
         for _ in range(int(rng.integers(2, 9))):
             roll = rng.random()
-            if roll < 0.42:
+            # Scripture's own content words get a third of the words: a character model learns a
+            # word's spelling (luz, not lus; águas, not aguas) only from hearing it often.
+            if roll < 0.40:
                 words.append(frequent_words[int(rng.choice(len(frequent_words), p=frequent_p))])
-            elif roll < 0.50:
+            elif roll < 0.45:
                 words.append(function_words[int(rng.integers(len(function_words)))])
-            elif roll < 0.72 and lang in NARRATIVE_CONTENT:
+            elif roll < 0.80 and lang in NARRATIVE_CONTENT:
                 scripture = NARRATIVE_CONTENT[lang]
                 words.append(scripture[int(rng.integers(len(scripture)))])
-            elif roll < 0.95:
+            elif roll < 0.97:
                 words.append(content_words[int(rng.integers(len(content_words)))])
             else:
                 words.append(PSEUDO_WORD[lang](rng))
@@ -753,7 +755,7 @@ class Recipe:
     base_warmup: int = 100
     # Portuguese also gets scripture-style prose ("E disse ..., e ..."): its commonest word, "e",
     # is read [i], and the base still writes it "i" or glues it to the next word.
-    narrative_utterances: tuple[tuple[str, int], ...] = (("por", 2500),)
+    narrative_utterances: tuple[tuple[str, int], ...] = (("por", 4000),)
     scripture_steps: int = 2200
     scripture_lr: float = 8e-4
     scripture_warmup: int = 50
