@@ -2,7 +2,7 @@
 
     python -m tala.align ASR.json EMISSIONS.npy TEXT.json OUT.json [--method ctc|text]
         [--star-penalty 1.0] [--max-chapter-cer 0.6] [--refine-edges | --no-refine-edges]
-        [--band-s 20]
+        [--band-s 20] [--csv OUT.csv] [--vtt OUT.vtt] [--labels OUT.labels.txt]
 
 Inputs: the transcribe step's JSON and emissions (frames x vocabulary log-probabilities) and the
 read_text step's verses, whose ``normalized`` text uses only vocabulary characters, words
@@ -56,9 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tala import ctc_align, text_align
+from tala import ctc_align, exports, text_align
 from tala.errors import InputError, run_cli
-from tala.fileio import write_json_atomic
+from tala.fileio import write_json_atomic, write_text_atomic
 
 METHODS = ("ctc", "text")
 MAX_CHAPTER_CER = 0.6
@@ -615,9 +615,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="move verse edges to the speech onset/offset in the WAV (default: on)")
     parser.add_argument("--band-s", type=float, default=BAND_S,
                         help="long recordings: Viterbi band half-width around matched words (default: %(default)s)")
+    # The verse timing exports come out of the same job: at 1,189 chapters a job per recording less.
+    parser.add_argument("--csv", help="also write the verse timings as CSV (tala.exports)")
+    parser.add_argument("--vtt", help="also write them as WebVTT")
+    parser.add_argument("--labels", help="also write them as an Audacity label track")
     args = parser.parse_args(argv)
     result = align_chapter(args.asr, args.emissions, args.text, method=args.method, star_penalty=args.star_penalty,
                            max_chapter_cer=args.max_chapter_cer, refine=args.refine_edges, band_s=args.band_s)
+    for path, render in ((args.csv, exports.timings_csv), (args.vtt, exports.timings_vtt),
+                         (args.labels, exports.timings_labels)):  # fmt: skip
+        if path:
+            write_text_atomic(path, render(result))
     write_json_atomic(args.output, result)
     summary = result["summary"]
     print(f"align: {args.text}: {summary['verses']} verses, method {result['method']}, chapter CER "

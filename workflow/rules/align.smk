@@ -27,6 +27,9 @@ rule align_transcript:
         text="results/{lang}/text/{rec}.json",
     output:
         json="results/{lang}/aligned/{rec}.json",
+        csv="results/{lang}/timing/{rec}.csv",
+        vtt="results/{lang}/timing/{rec}.vtt",
+        labels="results/{lang}/timing/{rec}.labels.txt",
     log:
         "logs/{lang}/align_transcript/{rec}.log",
     benchmark:
@@ -38,36 +41,10 @@ rule align_transcript:
         mem_mb=2000,
         runtime=30,
     params:
-        method=setting("align", "method"),
-        star_penalty=setting("align", "star_penalty"),
-        max_chapter_cer=setting("align", "max_chapter_cer"),
-        refine=lambda wildcards: (
-            "--refine-edges"
-            if settings(config, wildcards.lang, "align")["refine_edges"]
-            else "--no-refine-edges"
+        options=step_options(
+            "align", "method", "star_penalty", "max_chapter_cer", "refine_edges"
         ),
     shell:
         "python -m tala.align {input.asr:q} {input.emissions:q} {input.text:q} {output.json:q}"
-        " --method {params.method} --star-penalty {params.star_penalty}"
-        " --max-chapter-cer {params.max_chapter_cer} {params.refine}"
+        " {params.options} --csv {output.csv:q} --vtt {output.vtt:q} --labels {output.labels:q}"
         " > {log:q} 2>&1"
-
-
-rule export_timings:
-    input:
-        json="results/{lang}/aligned/{rec}.json",
-    output:
-        csv="results/{lang}/timing/{rec}.csv",
-        vtt="results/{lang}/timing/{rec}.vtt",
-        labels="results/{lang}/timing/{rec}.labels.txt",
-    log:
-        "logs/{lang}/export_timings/{rec}.log",
-    conda:
-        "../../envs/report.yaml"
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
-    shell:
-        "python -m tala.exports {input.json:q} --csv {output.csv:q} --vtt {output.vtt:q}"
-        " --labels {output.labels:q} > {log:q} 2>&1"

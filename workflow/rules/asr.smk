@@ -47,15 +47,11 @@ rule transcribe_audio:
         model=lambda wildcards: asr_model(wildcards.lang),
         adapter=asr_adapter,
         models_dir=config["models_dir"],
-        device=setting("transcribe", "device"),
-        dtype=setting("transcribe", "dtype"),
-        chunk_s=setting("transcribe", "chunk_s"),
-        context_s=setting("transcribe", "context_s"),
-        batch_size=setting("transcribe", "batch_size"),
+        options=step_options(
+            "transcribe", "device", "dtype", "chunk_s", "context_s", "batch_size"
+        ),
     shell:
         "OMP_NUM_THREADS={threads} python -m tala.transcribe {input.wav:q}"
         " {output.json:q} {output.emissions:q}"
         " --model {params.model:q} --adapter {params.adapter:q} --models-dir {params.models_dir:q}"
-        " --device {params.device} --dtype {params.dtype} --chunk-s {params.chunk_s}"
-        " --context-s {params.context_s} --batch-size {params.batch_size}"
-        " > {log:q} 2>&1"
+        " {params.options} > {log:q} 2>&1"

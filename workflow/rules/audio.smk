@@ -33,12 +33,8 @@ rule segment_audio:
         mem_mb=1000,
         runtime=15,
     params:
-        threshold_db=setting("segment", "threshold_db"),
-        min_silence_s=setting("segment", "min_silence_s"),
-        min_span_s=setting("segment", "min_span_s"),
-        max_span_s=setting("segment", "max_span_s"),
+        options=step_options(
+            "segment", "threshold_db", "min_silence_s", "min_span_s", "max_span_s"
+        ),
     shell:
-        "python -m tala.segment {input.wav:q} {output.tsv:q}"
-        " --threshold-db {params.threshold_db} --min-silence-s {params.min_silence_s}"
-        " --min-span-s {params.min_span_s} --max-span-s {params.max_span_s}"
-        " > {log:q} 2>&1"
+        "python -m tala.segment {input.wav:q} {output.tsv:q} {params.options} > {log:q} 2>&1"

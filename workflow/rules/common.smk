@@ -49,6 +49,32 @@ def setting(stage, key):
     return lambda wildcards: settings(config, wildcards.lang, stage)[key]
 
 
+_STEP_OPTIONS = {}
+
+
+def _step_options(stage, keys, lang):
+    if (stage, keys, lang) in _STEP_OPTIONS:
+        return _STEP_OPTIONS[stage, keys, lang]
+    args = []
+    for key in keys:
+        value = settings(config, lang, stage)[key]
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            args += [f"--{name}", str(value)]
+    _STEP_OPTIONS[stage, keys, lang] = shlex.join(args)
+    return _STEP_OPTIONS[stage, keys, lang]
+
+
+def step_options(stage, *keys):
+    """A params function: the job language's ``stage`` settings ``keys`` as the step's options
+    (``--chunk-s 30.0``; booleans as ``--flag`` / ``--no-flag``), shell-quoted. One function per
+    job rather than one per setting, since at 1,189 chapters every per-job function costs DAG
+    time."""
+    return lambda wildcards: _step_options(stage, keys, wildcards.lang)
+
+
 def per_recording(pattern):
     """An input function expanding ``pattern`` over the recordings of the job's language."""
     return lambda wildcards: expand(

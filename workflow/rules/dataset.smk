@@ -16,17 +16,12 @@ rule cut_clips:
         mem_mb=1000,
         runtime=15,
     params:
-        min_s=setting("dataset", "min_s"),
-        max_s=setting("dataset", "max_s"),
-        pad_s=setting("dataset", "pad_s"),
-        min_pause_s=setting("dataset", "min_pause_s"),
-        max_cer=setting("dataset", "max_cer"),
-        text=setting("dataset", "text"),
+        options=step_options(
+            "dataset", "min_s", "max_s", "pad_s", "min_pause_s", "max_cer", "text"
+        ),
     shell:
         "python -m tala.clips {input.json:q} {output.segments:q} {output.clips:q}"
-        " --audio {input.wav:q} --min-s {params.min_s} --max-s {params.max_s} --pad-s {params.pad_s}"
-        " --min-pause-s {params.min_pause_s} --max-cer {params.max_cer} --text {params.text}"
-        " > {log:q} 2>&1"
+        " --audio {input.wav:q} {params.options} > {log:q} 2>&1"
 
 
 rule build_dataset:
