@@ -756,7 +756,7 @@ class Recipe:
     # Portuguese also gets scripture-style prose ("E disse ..., e ..."): its commonest word, "e",
     # is read [i], and the base still writes it "i" or glues it to the next word.
     narrative_utterances: tuple[tuple[str, int], ...] = (("por", 4000),)
-    scripture_steps: int = 2200
+    scripture_steps: int = 3600
     scripture_lr: float = 8e-4
     scripture_warmup: int = 50
     adapter_steps: tuple[tuple[str, int], ...] = (("smo", 300), ("por", 600))
