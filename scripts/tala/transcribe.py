@@ -2,7 +2,7 @@
 
     python -m tala.transcribe IN.wav OUT.json OUT.emissions.npy --model M [--adapter smo]
         [--models-dir resources/models] [--device auto] [--dtype auto]
-        [--chunk-s 30] [--context-s 2] [--batch-size 4] [--no-progress]
+        [--chunk-s 30] [--context-s 2] [--batch-size N] [--no-progress]
 
 The emissions (log-softmax, float16, frames x vocabulary) are what the aligner works on; the JSON
 holds the greedy transcript, word times in seconds, and everything needed to read the emissions
@@ -81,7 +81,10 @@ from tala.models import (ModelError, load_ctc_model, model_revision, resolve_mod
 
 CHUNK_S = 30.0
 CONTEXT_S = 2.0
-BATCH_SIZE = 4
+# Windows per forward pass when not given: batches pay off on a GPU; on a CPU one window at a time
+# is faster (9.2 vs 8.4 audio s/s on a base-sized model, 2 cores) and needs ~300 MB less.
+BATCH_SIZE_GPU = 4
+BATCH_SIZE_CPU = 1
 # Feature-encoder pieces: 10 s keeps the largest intermediate (the first conv layer's output,
 # 512 x 32,000 floats) near 65 MB while the pieces stay long enough for efficient convolutions.
 CONV_PIECE_FRAMES = 500
@@ -587,7 +590,7 @@ def _start_or_resume(audio: Path, data_path: Path, record_path: Path, settings: 
 def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str | Path, *, model: str,
                     adapter: str | None = None, models_dir: str | Path | None = None, device: str = "auto",
                     dtype: str = "auto", chunk_s: float = CHUNK_S, context_s: float = CONTEXT_S,
-                    batch_size: int = BATCH_SIZE, progress: bool | None = None,
+                    batch_size: int | None = None, progress: bool | None = None,
                     on_batch: Callable[[int, int], None] | None = None) -> dict:
     """Transcribe ``audio`` (16 kHz mono WAV) into ``out_json`` and ``out_emissions``; return the JSON.
 
@@ -596,7 +599,7 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
     PROGRESS_MIN_S. Raises InputError (ModelError, DeviceError) for bad inputs, one line each.
     """
     audio, out_json, out_emissions = Path(audio), Path(out_json), Path(out_emissions)
-    if chunk_s <= 0 or context_s < 0 or batch_size < 1:
+    if chunk_s <= 0 or context_s < 0 or (batch_size is not None and batch_size < 1):
         raise InputError("--chunk-s/--context-s/--batch-size",
                          f"need chunk_s > 0, context_s >= 0, batch_size >= 1 (got {chunk_s}, {context_s}, "
                          f"{batch_size})")
@@ -606,6 +609,8 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
 
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
+    if batch_size is None:
+        batch_size = BATCH_SIZE_CPU if torch_device.type == "cpu" else BATCH_SIZE_GPU
     resolved = resolve_model(model, models_dir)
     ctc_model, processor = load_ctc_model(resolved, adapter, torch_device, torch_dtype)
     config = ctc_model.config
@@ -720,8 +725,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="audio kept per window, seconds (default: %(default)s)")
     parser.add_argument("--context-s", type=float, default=CONTEXT_S,
                         help="extra audio on each side of a window, dropped from its output (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                        help="windows per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"windows per forward pass (default: {BATCH_SIZE_CPU} on a CPU, {BATCH_SIZE_GPU} on a GPU)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help=f"progress bar on stderr (default: for inputs over {PROGRESS_MIN_S:.0f} s)")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Benchmark of tala.transcribe against transformers' ASR pipeline, on the same model and audio.
 
     PYTHONPATH=scripts .venv/bin/python tests/bench/bench_transcribe.py [--minutes 10] [--hour]
-                                                                       [--batch-size 4] [--skip-pipeline]
+                                                                       [--batch-size N] [--skip-pipeline]
 
 The model is base-sized (Wav2Vec2Config defaults, ~95 M parameters) in MMS style
 (``do_stable_layer_norm``, ``feat_extract_norm="layer"``, ``adapter_attn_dim=16``, a Samoan
@@ -15,7 +15,7 @@ one-hour file (the same, repeated) to show how peak memory grows with the length
 
 Each run is its own subprocess, so that its peak resident set (``ru_maxrss`` from ``os.wait4``)
 is its own:
-  tala      ``transcribe_file(..., chunk_s=30, context_s=2, batch_size=4)`` (the workflow's defaults)
+  tala      ``transcribe_file(..., chunk_s=30, context_s=2)`` (the workflow's defaults; batch size 1 on a CPU)
   pipeline  ``pipeline("automatic-speech-recognition", model=..., chunk_length_s=30)`` called on the
             WAV's path, with its default stride (chunk_length_s / 6 = 5 s each side), batch size 1
   footprint the model loaded and run on one second of audio: the baseline for "model + 1 GiB"
@@ -128,7 +128,7 @@ def repeated_audio(speech: np.ndarray, seconds: float, name: str) -> Path:
 
 # --- the children -----------------------------------------------------------------------------
 
-def child(mode: str, audio: str, model: str, batch_size: int) -> dict:
+def child(mode: str, audio: str, model: str, batch_size: int | None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     duration = sf.info(audio).frames / RATE
@@ -176,12 +176,12 @@ def child(mode: str, audio: str, model: str, batch_size: int) -> dict:
     raise ValueError(mode)
 
 
-def run_child(mode: str, audio: Path, model: Path, batch_size: int, threads: int) -> dict:
+def run_child(mode: str, audio: Path, model: Path, batch_size: int | None, threads: int) -> dict:
     """Run one measurement in a fresh interpreter; adds its own peak RSS (MB) from os.wait4."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO / "scripts"), OMP_NUM_THREADS=str(threads),
                TRANSFORMERS_VERBOSITY="error")
     command = [sys.executable, __file__, "--child", mode, "--audio", str(audio), "--model", str(model),
-               "--batch-size", str(batch_size)]
+               *(["--batch-size", str(batch_size)] if batch_size is not None else [])]
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
         stdout = process.stdout.read()
@@ -209,7 +209,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the main test file (default 10)")
     parser.add_argument("--hour", action="store_true", help="also measure peak memory on a 1-hour file")
-    parser.add_argument("--batch-size", type=int, default=4, help="tala's windows per forward pass (default 4)")
+    parser.add_argument("--batch-size", type=int, help="tala's windows per forward pass (default: tala's, 1 on a CPU)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads per run")
     parser.add_argument("--skip-pipeline", action="store_true", help="tala only")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -59,6 +59,8 @@ def _step_options(stage, keys, lang):
     for key in keys:
         value = settings(config, lang, stage)[key]
         name = key.replace("_", "-")
+        if value is None:  # the step's own default
+            continue
         if isinstance(value, bool):
             args.append(f"--{name}" if value else f"--no-{name}")
         else:
