@@ -47,7 +47,6 @@ together, star_s, seconds) and settings.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -58,7 +57,7 @@ import numpy as np
 
 from tala import ctc_align, exports, text_align
 from tala.errors import InputError, run_cli
-from tala.fileio import write_json_atomic, write_text_atomic
+from tala.fileio import read_json_object, write_json_atomic, write_text_atomic
 
 METHODS = ("ctc", "text")
 MAX_CHAPTER_CER = 0.6
@@ -101,18 +100,6 @@ class Vocabulary:
         return {token: i for i, token in enumerate(self.tokens)}
 
 
-def read_json(path: str | Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"not a readable JSON file ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
-    return data
-
-
 def read_vocabulary(asr: dict, path: str | Path) -> Vocabulary:
     try:
         tokens = list(asr["vocabulary"])
@@ -125,8 +112,8 @@ def read_vocabulary(asr: dict, path: str | Path) -> Vocabulary:
     return Vocabulary(tokens, blank_id, tokens.index(delimiter))
 
 
-def read_verses(path: str | Path) -> list[Verse]:
-    data = read_json(path)
+def read_verses(data: dict, path: str | Path) -> list[Verse]:
+    """The verses of a read_text result (``data``, read from ``path``)."""
     try:
         verses = [Verse(int(v["number"]), str(v.get("label", v["number"])), str(v.get("text", "")),
                         " ".join(str(v["normalized"]).split())) for v in data["verses"]]
@@ -434,13 +421,14 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     started = time.perf_counter()
     if method not in METHODS:
         raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
-    asr = read_json(asr_path)
+    asr = read_json_object(asr_path)
     vocabulary = read_vocabulary(asr, asr_path)
     frame_s = float(asr.get("frame_s", 0.02))
     emissions = open_emissions(emissions_path, asr)
     num_frames = emissions.shape[0]
     duration_s = float(asr.get("duration_s", num_frames * frame_s))
-    verses = read_verses(text_path)
+    text = read_json_object(text_path)
+    verses = read_verses(text, text_path)
     targets = build_targets(verses, vocabulary, text_path)
     check_frames(targets, num_frames, frame_s, emissions_path)
 
@@ -529,7 +517,7 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
                 for a, b, v in star]
     scores = [v["score"] for v in verses_out if v["score"] is not None]
     return {
-        "recording": read_json(text_path).get("recording") or Path(text_path).stem,
+        "recording": text.get("recording") or Path(text_path).stem,
         "audio": asr.get("audio"),
         "method": method,
         "frame_s": frame_s,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from tala import __version__
 from tala.errors import InputError, run_cli
-from tala.fileio import atomic_path, write_text_atomic
+from tala.fileio import atomic_path, read_json_object, write_text_atomic
 
 # The accuracy goals of the alignment on the demo (verse edges against the exact truth).
 GOAL_MEDIAN_MS = 40.0
@@ -42,11 +41,8 @@ class AlignmentSummary:
 
 
 def read_aligned(path: str | Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(path, f"cannot read the alignment ({err})") from None
-    if not isinstance(data, dict) or "verses" not in data:
+    data = read_json_object(path)
+    if "verses" not in data:
         raise InputError(path, "not an alignment (no 'verses')")
     return data
 
@@ -184,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.truth_dir:
             truth_path = args.truth_dir / f"{recording}.json"
             if truth_path.is_file():
-                errors = boundary_errors_s(aligned, json.loads(truth_path.read_text(encoding="utf-8")))
+                errors = boundary_errors_s(aligned, read_json_object(truth_path))
                 errors_ms[recording] = errors * 1000
             else:
                 print(f"warning: {truth_path}: no ground truth for {recording}", file=sys.stderr)

@@ -47,7 +47,7 @@ import soundfile as sf
 
 from tala.audio_io import SAMPLE_RATE, check_input_file
 from tala.errors import InputError, run_cli
-from tala.fileio import _umask, write_text_atomic
+from tala.fileio import _umask, read_json_object, write_text_atomic
 
 MIN_S = 2.0
 MAX_S = 20.0
@@ -504,14 +504,7 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
     """Plan the segments of one aligned recording, write its clips and JSONL; return the records."""
     aligned_path, out_jsonl, clips_dir = Path(aligned_path), Path(out_jsonl), Path(clips_dir)
     root = Path(root) if root is not None else clips_dir.parent.parent
-    try:
-        aligned = json.loads(aligned_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(aligned_path, "no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(aligned_path, f"not valid JSON: {err}") from None
-    if not isinstance(aligned, dict):
-        raise InputError(aligned_path, "not an aligned-recording JSON object")
+    aligned = read_json_object(aligned_path)
     verses = parse_verses(aligned, aligned_path)
     recording = str(aligned.get("recording") or aligned_path.stem)
     # The workflow's config already refuses ids that cannot be file names (tala.config); spaces and

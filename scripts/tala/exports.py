@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from tala.errors import InputError, run_cli
-from tala.fileio import write_text_atomic
+from tala.fileio import read_json_object, write_text_atomic
 
 LABEL_WORDS = 5
 PROOF_MAX_CER = 0.15
@@ -52,13 +51,8 @@ PROOFING_COLUMNS = ("badness", "why", "recording", "verse", "label", "start", "e
 def read_aligned(path: str | Path) -> dict:
     """An aligned JSON with at least one verse; InputError naming it otherwise."""
     path = Path(path)
-    try:
-        aligned = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not valid JSON: {err}") from None
-    if not isinstance(aligned, dict) or not isinstance(aligned.get("verses"), list) or not aligned["verses"]:
+    aligned = read_json_object(path)
+    if not isinstance(aligned.get("verses"), list) or not aligned["verses"]:
         raise InputError(path, "no verses in the aligned JSON")
     aligned.setdefault("recording", path.stem)
     return aligned
@@ -197,13 +191,13 @@ def proofing_rows(aligned_list: list[dict]) -> list[dict]:
     return rows
 
 
-def proofing_tsv(aligned_list: list[dict]) -> str:
-    """The proofing table as TSV, the rule in a leading ``#`` comment line."""
+def proofing_tsv(rows: list[dict]) -> str:
+    """The proofing table (:func:`proofing_rows`) as TSV, the rule in a leading ``#`` comment line."""
     out = io.StringIO()
     out.write(f"# {PROOFING_RULE}\n")
     writer = csv.writer(out, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(PROOFING_COLUMNS)
-    for row in proofing_rows(aligned_list):
+    for row in rows:
         writer.writerow([row[c] for c in PROOFING_COLUMNS])
     return out.getvalue()
 
@@ -229,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         if out:
             write_text_atomic(out, render(aligned_list[0]))
     if args.proofing:
-        write_text_atomic(args.proofing, proofing_tsv(aligned_list))
-        print(f"{args.proofing}: {len(proofing_rows(aligned_list))} verses to check")
+        rows = proofing_rows(aligned_list)
+        write_text_atomic(args.proofing, proofing_tsv(rows))
+        print(f"{args.proofing}: {len(rows)} verses to check")
     return 0
 
 

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tala.errors import InputError
+
 
 @contextmanager
 def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
@@ -51,3 +53,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A JSON file holding an object; InputError naming the file if it is missing or not that."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(path, f"not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object")
+    return data
