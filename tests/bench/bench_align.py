@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
+
+from measure import mark, peak_rss_mb, run_measured  # noqa: E402  (tests/bench/measure.py)
 
 CACHE = REPO / ".bench" / "align"
 DEMO = REPO / "resources" / "demo"
@@ -222,26 +223,14 @@ def run_child(mode: str, hours: float) -> dict:
     """One measurement in a fresh interpreter, with its peak RSS (MB) from os.wait4."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     command = [sys.executable, __file__, "--child", mode, "--hours", str(hours)]
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
-        stdout = process.stdout.read()
-        process.stdout.close()
-        _, status, usage = os.wait4(process.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        errors.seek(0)
-        stderr = errors.read().decode("utf-8", "replace")
+    code, result, stderr, usage = run_measured(command, env)
     if code != 0:
         return {"error": f"{mode} failed ({code}): {stderr.strip().splitlines()[-1] if stderr.strip() else ''}"}
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb(usage)
     return result
 
 
 # --- the report -------------------------------------------------------------------------------
-
-def _mark(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -283,26 +272,26 @@ def main() -> int:
                     (f"{label}: band", f"{band['band']}, {band.get('band_s', '-')} s, {band['cells'] / 1e6:.0f} M cells"
                      + (f", widened {band['widened']}x" if band.get("widened") else ""), "", ""),
                     (f"{label}: peak RSS (MB)", f"{hour['peak_rss_mb']:.0f} (imports {base['peak_rss_mb']:.0f})",
-                     f"<= {RSS_GOAL_MB}", _mark(hour["peak_rss_mb"] <= RSS_GOAL_MB)),
+                     f"<= {RSS_GOAL_MB}", mark(hour["peak_rss_mb"] <= RSS_GOAL_MB)),
                     (f"{label}, checkpointed: wall time (s)", f"{checkpointed['wall_s']:.1f}", "", ""),
                     (f"{label}, checkpointed: peak RSS (MB)", f"{checkpointed['peak_rss_mb']:.0f}",
-                     f"<= {RSS_GOAL_MB}", _mark(checkpointed["peak_rss_mb"] <= RSS_GOAL_MB)),
+                     f"<= {RSS_GOAL_MB}", mark(checkpointed["peak_rss_mb"] <= RSS_GOAL_MB)),
                     (f"{label}, checkpointed: same verse times", str(checkpointed["times"] == hour["times"]), "True",
-                     _mark(checkpointed["times"] == hour["times"])),
+                     mark(checkpointed["times"] == hour["times"])),
                 ]
                 if exact is not None and "error" not in exact:
                     rows += [
                         (f"{label}, exact (full band): wall time (s)", f"{exact['wall_s']:.1f}", "", ""),
                         (f"{label}, exact (full band): peak RSS (MB)", f"{exact['peak_rss_mb']:.0f}", "", ""),
                         (f"{label}, exact: same verse times as the band", str(exact["times"] == hour["times"]),
-                         "True", _mark(exact["times"] == hour["times"])),
+                         "True", mark(exact["times"] == hour["times"])),
                     ]
                 rows += [
                     (f"{label}: boundary error median (ms)", f"{hour['median_s'] * 1000:.1f}",
-                     f"<= {MEDIAN_GOAL_S * 1000:.0f}", _mark(hour["median_s"] <= MEDIAN_GOAL_S)),
+                     f"<= {MEDIAN_GOAL_S * 1000:.0f}", mark(hour["median_s"] <= MEDIAN_GOAL_S)),
                     (f"{label}: boundary error p95 / max (ms)",
                      f"{hour['p95_s'] * 1000:.1f} / {hour['max_s'] * 1000:.0f}",
-                     f"<= {P95_GOAL_S * 1000:.0f}", _mark(hour["p95_s"] <= P95_GOAL_S)),
+                     f"<= {P95_GOAL_S * 1000:.0f}", mark(hour["p95_s"] <= P95_GOAL_S)),
                     (f"{label}: chapter CER / star (s)", f"{hour['chapter_cer']:.3f} / {hour['star_s']:.0f}", "", ""),
                 ]
     kernel = run_child("kernel", args.hours)
@@ -319,14 +308,14 @@ def main() -> int:
             print("torchaudio: not available")
         else:
             rows.append(("torchaudio forced_align, same input (s)", f"{torch_result['wall_s']:.2f}",
-                         "same path", _mark(torch_result["same_path"])
+                         "same path", mark(torch_result["same_path"])
                          + ("" if torch_result["same_path"] else f" ({torch_result['frames_differing']} frames)")))
     text = run_child("text", args.hours)
     if "error" in text:
         rows.append(("text-to-text 10,000 words", text["error"], "", "MISS"))
     else:
         rows.append(("text-to-text 10,000 x 10,000 words (s)", f"{text['wall_s']:.3f}", f"< {TEXT_GOAL_S:g}",
-                     _mark(text["wall_s"] < TEXT_GOAL_S)))
+                     mark(text["wall_s"] < TEXT_GOAL_S)))
     if load_before > 0.5:
         print(f"note: load average {load_before:.1f} on {os.cpu_count()} cores before the bench: other work shared "
               f"the CPU, so wall times are noisy")

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,8 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
+
+from measure import mark, peak_rss_mb, run_measured  # noqa: E402  (tests/bench/measure.py)
 
 CACHE = REPO / ".bench" / "transcribe"
 RATE = 16_000
@@ -182,28 +183,15 @@ def run_child(mode: str, audio: Path, model: Path, batch_size: int | None, threa
                TRANSFORMERS_VERBOSITY="error")
     command = [sys.executable, __file__, "--child", mode, "--audio", str(audio), "--model", str(model),
                *(["--batch-size", str(batch_size)] if batch_size is not None else [])]
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
-        stdout = process.stdout.read()
-        process.stdout.close()
-        # Reaped here rather than by Popen.wait, which would not hand over the child's rusage.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        errors.seek(0)
-        stderr = errors.read().decode("utf-8", "replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"{mode} failed ({process.returncode}):\n{stderr[-3000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # kB on Linux
+    code, result, stderr, usage = run_measured(command, env)
+    if code != 0:
+        raise RuntimeError(f"{mode} failed ({code}):\n{stderr[-3000:]}")
+    result["peak_rss_mb"] = peak_rss_mb(usage)
     result["cpu_s"] = usage.ru_utime + usage.ru_stime
     return result
 
 
 # --- the report -------------------------------------------------------------------------------
-
-def _mark(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -251,7 +239,7 @@ def main() -> int:
     if "pipeline" in runs:
         ratio = speed["tala"] / speed["pipeline"]
         rows.append((f"throughput, {label} (audio s/s)", f"{speed['tala']:.2f}", f"{speed['pipeline']:.2f}",
-                     f"{ratio:.2f}x", f">= {THROUGHPUT_GOAL}x", _mark(ratio >= THROUGHPUT_GOAL)))
+                     f"{ratio:.2f}x", f">= {THROUGHPUT_GOAL}x", mark(ratio >= THROUGHPUT_GOAL)))
         rows.append((f"wall time, {label} (s)", f"{runs['tala']['wall_s']:.1f}", f"{runs['pipeline']['wall_s']:.1f}",
                      "", "", ""))
         # CPU seconds are far less disturbed than wall time by other work on the machine.
@@ -265,16 +253,16 @@ def main() -> int:
     rows.append(("model footprint (MB RSS)", f"{footprint:.0f}", f"{footprint:.0f}", "", "", ""))
     ours = runs["tala"]["peak_rss_mb"]
     rows.append((f"peak RSS, {label} (MB)", f"{ours:.0f}", f"{pipe.get('peak_rss_mb', float('nan')):.0f}",
-                 "", f"<= {footprint + MEMORY_HEADROOM_MB:.0f}", _mark(ours <= footprint + MEMORY_HEADROOM_MB)))
+                 "", f"<= {footprint + MEMORY_HEADROOM_MB:.0f}", mark(ours <= footprint + MEMORY_HEADROOM_MB)))
     if hour:
         ours_hour = hour["tala"]["peak_rss_mb"]
         pipe_hour = hour.get("pipeline", {})
         rows.append(("peak RSS, 1 h (MB)", f"{ours_hour:.0f}", f"{pipe_hour.get('peak_rss_mb', float('nan')):.0f}",
                      "", f"<= {footprint + MEMORY_HEADROOM_MB:.0f}",
-                     _mark(ours_hour <= footprint + MEMORY_HEADROOM_MB)))
+                     mark(ours_hour <= footprint + MEMORY_HEADROOM_MB)))
         growth_pipe = (f"{pipe_hour['peak_rss_mb'] - pipe['peak_rss_mb']:+.0f}" if pipe_hour and pipe else "-")
         rows.append((f"peak RSS growth, {label} -> 1 h (MB)", f"{ours_hour - ours:+.0f}", growth_pipe, "",
-                     f"<= {FLAT_TOLERANCE_MB}", _mark(ours_hour - ours <= FLAT_TOLERANCE_MB)))
+                     f"<= {FLAT_TOLERANCE_MB}", mark(ours_hour - ours <= FLAT_TOLERANCE_MB)))
         rows.append(("throughput, 1 h (audio s/s)", f"{hour['tala']['audio_s'] / hour['tala']['wall_s']:.2f}",
                      f"{pipe_hour['audio_s'] / pipe_hour['wall_s']:.2f}" if pipe_hour else "-", "", "", ""))
         rows.append(("frames, 1 h", str(hour["tala"]["frames"]), str(pipe_hour.get("frames", "-")), "", "", ""))

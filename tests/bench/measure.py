@@ -1,0 +1,34 @@
+"""Shared by the benchmarks: run one measurement in a fresh interpreter and read its own peak
+memory and CPU time (``os.wait4``), so that one run's allocations never count for another."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[int, dict | None, str, os.struct_rusage]:
+    """(exit code, the JSON object on stdout's last line or None, stderr, rusage) of ``command``."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
+        stdout = process.stdout.read()
+        process.stdout.close()
+        # Reaped here rather than by Popen.wait, which would not hand over the child's rusage.
+        _, status, usage = os.wait4(process.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    lines = stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if code == 0 and lines else None
+    return code, result, stderr, usage
+
+
+def peak_rss_mb(usage: os.struct_rusage) -> float:
+    return usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20  # kB on Linux
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
