@@ -38,3 +38,14 @@ def normalize_demo_text(text: str) -> str:
 def demo_truth_ids() -> list[tuple[str, str]]:
     """(language folder, recording) of every demo chapter with ground truth."""
     return [(lang, path.stem) for lang in DEMO_LANGUAGES for path in sorted((DEMO / lang / "truth").glob("*.json"))]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (tiny models only lose from threads on shared cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -33,12 +33,8 @@ DEMO = REPO / "resources" / "demo"
 GOAL_CER = 0.05
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# A tiny model gains nothing from threads, and loses much when other work shares the cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def truth(lang: str, rec: str) -> dict:

@@ -76,13 +76,8 @@ def write_dataset(folder: Path, texts=TEXTS, seed: int = 0, name: str = "train.j
     return manifest
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model gains nothing from threads, and loses much when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# A tiny model gains nothing from threads, and loses much when other work shares the cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

@@ -47,7 +47,7 @@ import soundfile as sf
 
 from tala.audio_io import SAMPLE_RATE, check_input_file
 from tala.errors import InputError, run_cli
-from tala.fileio import _umask, read_json_object, write_text_atomic
+from tala.fileio import _umask, read_json_object, replace_dir, write_text_atomic
 
 MIN_S = 2.0
 MAX_S = 20.0
@@ -538,23 +538,12 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
                     clip_audio = Path(os.path.relpath(clips_dir / name, root)).as_posix()
                 records.append(segment_record(recording, segment, verses, clip_audio))
             os.chmod(tmp_dir, 0o777 & ~_umask())
-            _replace_dir(tmp_dir, clips_dir)
+            replace_dir(tmp_dir, clips_dir)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
     write_text_atomic(out_jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return records
-
-
-def _replace_dir(tmp_dir: Path, final: Path) -> None:
-    """Rename ``tmp_dir`` to ``final``; an existing ``final`` is moved aside first, then removed."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp_dir, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

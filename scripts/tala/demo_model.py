@@ -55,7 +55,7 @@ import soxr
 import tala
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import atomic_path, write_json_atomic, write_text_atomic
+from tala.fileio import atomic_path, replace_dir, write_json_atomic, write_text_atomic
 
 DEFAULT_SEED = 20_240_611
 DEFAULT_WORK = Path(".cache/demo_model")
@@ -1140,13 +1140,7 @@ def pack(out: Path, work: Path, stages: dict[str, Path], adapters: dict[str, Pat
     report["model"] = str(out)
     write_json_atomic(tmp / "eval.json", report)
     write_text_atomic(tmp / "README.md", model_card(info, report))
-    if out.exists():
-        old = out.with_name(f".{out.name}.{os.getpid()}.old")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,3 +68,16 @@ def read_json_object(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object")
     return data
+
+
+def replace_dir(tmp_dir: str | Path, final: str | Path) -> None:
+    """Rename a finished folder ``tmp_dir`` to ``final``; an existing ``final`` is moved aside
+    first and removed after, so ``final`` is never a half-replaced mix of old and new."""
+    tmp_dir, final = Path(tmp_dir), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.{os.getpid()}.old")
+        os.replace(final, old)
+    os.replace(tmp_dir, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -40,7 +40,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tala.device import ensure_mps_fallback, pick_device
@@ -54,7 +54,7 @@ import torch  # noqa: E402
 import tala  # noqa: E402
 from tala.audio_io import SAMPLE_RATE  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
-from tala.fileio import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
+from tala.fileio import replace_dir, write_json_atomic, write_text_atomic  # noqa: E402
 
 PHASES = ("all", "adapter", "lm_head")
 SCHEDULES = ("linear", "cosine")
@@ -737,13 +737,7 @@ def write_outputs(out: Path, model, processor, lang: str, settings: TrainSetting
         "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer")},
         "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
     })  # fmt: skip
-    if out.exists():
-        old = out.with_name(f".{out.name}.{os.getpid()}.old")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
 
 
 def _transformers_version() -> str:
