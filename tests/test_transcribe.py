@@ -519,21 +519,9 @@ def demo_results(demo_wavs, tmp_path_factory) -> dict[tuple[str, str], dict]:
             for key, wav in demo_wavs.items()}
 
 
-# Chapters where the shipped demo model misses the 5 % goal (issue 3 stays open until they meet
-# it): the Portuguese adapter reads 'h'-less and 's/z/ç' spellings phonetically (CER 6-10 %).
-# strict: the day they pass, this list must go.
-KNOWN_CER_MISSES = {("portuguese", "GEN_001")}
-
-
-def _cer_case(lang: str, rec: str):
-    marks = [pytest.mark.xfail(strict=True, reason="demo model misses the 5 % CER goal here")] \
-        if (lang, rec) in KNOWN_CER_MISSES else []
-    return pytest.param(lang, rec, marks=marks)
-
-
 @requires_demo_model
 @pytest.mark.slow
-@pytest.mark.parametrize("lang,rec", [_cer_case(lang, rec) for lang, rec in demo_truth_ids()])
+@pytest.mark.parametrize("lang,rec", demo_truth_ids())
 def test_demo_greedy_cer(demo_results, lang, rec):
     import jiwer
 
