@@ -1,11 +1,13 @@
 import os
 import re
 import shutil
+import subprocess
 import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "resources" / "demo"
@@ -49,3 +51,48 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- the workflow
+
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # Jobs call `python`: the interpreter running the tests (the venv's) comes first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def demo_config(workdir: Path) -> Path:
+    """config/demo.yaml with absolute paths, so the run can live in a temporary folder."""
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    for lang in config["languages"].values():
+        for key in ("audio_dir", "text_dir", "truth_dir"):
+            lang[key] = str(REPO / lang[key])
+    config["transcribe"]["model"] = str(REPO / config["transcribe"]["model"])
+    path = workdir / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The whole demo workflow, then the report, in a temporary working directory: run once per
+    session (the end-to-end tests read it, the Slurm test compares its own run with it)."""
+    require("ffmpeg")
+    workdir = tmp_path_factory.mktemp("demo")
+    config = demo_config(workdir)
+    snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    snakemake(workdir, "--configfile", str(config), "--report", "report.html")
+    return workdir, config

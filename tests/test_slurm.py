@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, require
-from test_workflow import SNAKEFILE, demo_config, job_counts, snakemake
+from conftest import REPO, SNAKEFILE, demo_config, require
+from test_workflow import job_counts
 
 pytestmark = pytest.mark.slow
 
@@ -116,11 +116,9 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    require("ffmpeg")
-    workdir = tmp_path_factory.mktemp("local")
-    snakemake(workdir, "--cores", "2", "--configfile", str(demo_config(workdir)))
-    return workdir
+def local_run(demo_run):
+    """The same demo run as the end-to-end tests' (conftest), made once per session."""
+    return demo_run[0]
 
 
 def _cancel_first_running(cluster: Cluster, rule: str, stop: threading.Event, cancelled: list[str]) -> None:

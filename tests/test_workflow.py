@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,38 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import REPO, require
-
-SNAKEFILE = REPO / "workflow" / "Snakefile"
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    # Jobs call `python`: the interpreter running the tests (the venv's) comes first.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def demo_config(workdir: Path) -> Path:
-    """config/demo.yaml with absolute paths, so the run can live in a temporary folder."""
-    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    for lang in config["languages"].values():
-        for key in ("audio_dir", "text_dir", "truth_dir"):
-            lang[key] = str(REPO / lang[key])
-    config["transcribe"]["model"] = str(REPO / config["transcribe"]["model"])
-    path = workdir / "demo.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
+from conftest import REPO, demo_config, require, snakemake
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
     counts = {}
@@ -102,17 +70,6 @@ def test_config_error_stops_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "config error at segment.threshold_db: 'loud' is not of type 'number'" in proc.stderr
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The whole demo workflow, then the report, in a temporary working directory."""
-    require("ffmpeg")
-    workdir = tmp_path_factory.mktemp("demo")
-    config = demo_config(workdir)
-    snakemake(workdir, "--cores", "2", "--configfile", str(config))
-    snakemake(workdir, "--configfile", str(config), "--report", "report.html")
-    return workdir, config
 
 
 @pytest.mark.slow

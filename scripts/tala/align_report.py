@@ -120,8 +120,10 @@ th:first-child, td:first-child, td:nth-child(2) {{ text-align: left; }}
 {body}
 </tbody>
 </table>
-<p><small>score: mean log-probability per frame of the verse's aligned characters (0 is best); CER: the
-model's greedy transcript against the official text over the verse's time span; star: seconds of
+<p><small>score: mean log-probability per frame of the verse's aligned characters (0 is best); chapter
+CER: the model's greedy words paired with the official text's words, letter edits over the text's
+letters (spaces not counted; transcript words outside the text, such as a spoken heading, left out);
+worst verse CER: the greedy transcript of a verse's time span against that verse; star: seconds of
 audio the text does not contain (spoken headings, intros, music). tala {__version__}</small></p>
 </body></html>
 """
