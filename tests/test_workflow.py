@@ -18,6 +18,7 @@ import yaml
 
 from conftest import REPO, demo_config, require, snakemake
 
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     counts = {}
     for line in dry_run_output.splitlines():

@@ -797,7 +797,8 @@ def scripture_settings(recipe: Recipe, seed: int, second: bool = False) -> "Trai
     another data order (the seed + 1)."""
     from tala.train_ctc import TrainSettings
 
-    steps, lr = (recipe.scripture2_steps, recipe.scripture2_lr) if second else (recipe.scripture_steps, recipe.scripture_lr)
+    steps, lr = ((recipe.scripture2_steps, recipe.scripture2_lr) if second
+                 else (recipe.scripture_steps, recipe.scripture_lr))
     return TrainSettings(phase="all", max_steps=steps, learning_rate=lr,
                          warmup_steps=recipe.scripture_warmup, schedule="cosine", min_lr_ratio=0.02,
                          batch_seconds=recipe.batch_seconds, max_batch_size=recipe.max_batch_size,
