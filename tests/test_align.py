@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text
+from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, demo_truth_ids, normalize_demo_text
 from tala import ctc_align, text_align
 from tala.align import Verse, Vocabulary, align_chapter, build_targets, main, refine_edges, spans_from_path
 from tala.errors import InputError, run_cli
@@ -352,8 +352,6 @@ def test_word_and_verse_spans_from_a_path():
 
 requires_demo_model = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(),
                                          reason="demo model not trained yet (resources/demo/model)")
-
-
 
 
 def truth_of(lang: str, rec: str) -> dict:

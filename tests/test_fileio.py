@@ -1,10 +1,12 @@
-"""Atomic writes: a failed step leaves nothing that looks complete; results get normal permissions."""
+"""Atomic writes: a failed step leaves nothing that looks complete; results get normal permissions.
+Readers: bad JSON and JSONL inputs are one error naming the file (and the line)."""
 
 import os
 
 import pytest
 
-from tala.fileio import atomic_path, write_json_atomic
+from tala.errors import InputError
+from tala.fileio import atomic_path, read_jsonl, write_json_atomic
 
 
 def test_result_appears_only_on_success_with_umask_mode(tmp_path):
@@ -29,3 +31,17 @@ def test_failure_leaves_no_partial_file_and_keeps_the_old_result(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_read_jsonl_numbers_lines_and_names_the_bad_one(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n', encoding="utf-8")
+    assert read_jsonl(path) == [(1, {"a": 1}), (3, {"a": 2})]
+    path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"rows\.jsonl: line 2: not valid JSON"):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"line 2: expected a JSON object"):
+        read_jsonl(path)
+    with pytest.raises(InputError, match=r"missing\.jsonl: no such file"):
+        read_jsonl(tmp_path / "missing.jsonl")

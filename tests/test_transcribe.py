@@ -17,13 +17,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text
+from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, demo_truth_ids, normalize_demo_text
 from tala.errors import InputError, run_cli
 from tala.models import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
 from tala.transcribe import (
-    FrameGeometry,
-    TokenSpan,
-    Window,
     audio_stats,
     collapse_ctc,
     conv_geometry,
@@ -494,8 +491,6 @@ requires_demo_model = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_fil
                                          reason="demo model not trained yet (resources/demo/model)")
 EDGE_TOLERANCE_S = 0.060
 CER_LIMIT = 0.05
-
-
 
 
 @pytest.fixture(scope="session")

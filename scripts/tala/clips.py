@@ -47,7 +47,7 @@ import soundfile as sf
 
 from tala.audio_io import SAMPLE_RATE, check_input_file
 from tala.errors import InputError, run_cli
-from tala.fileio import _umask, read_json_object, replace_dir, write_text_atomic
+from tala.fileio import current_umask, read_json_object, replace_dir, write_text_atomic
 
 MIN_S = 2.0
 MAX_S = 20.0
@@ -537,7 +537,7 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
                     sf.write(str(tmp_dir / name), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
                     clip_audio = Path(os.path.relpath(clips_dir / name, root)).as_posix()
                 records.append(segment_record(recording, segment, verses, clip_audio))
-            os.chmod(tmp_dir, 0o777 & ~_umask())
+            os.chmod(tmp_dir, 0o777 & ~current_umask())
             replace_dir(tmp_dir, clips_dir)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)

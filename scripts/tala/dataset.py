@@ -31,7 +31,7 @@ from typing import Any
 
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import write_json_atomic, write_text_atomic
+from tala.fileio import read_jsonl, write_json_atomic, write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 RATIOS = (0.8, 0.1, 0.1)
@@ -50,18 +50,8 @@ DATASET_FIELDS = ("id", "audio", "text", "normalized", "duration", "language", "
 def read_segments(path: str | Path) -> list[dict]:
     """The lines of a segment JSONL; InputError naming it if it is missing or malformed."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
     records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, f"line {number}: not valid JSON ({err.msg})") from None
+    for number, record in read_jsonl(path):
         missing = [key for key in ("id", "recording", "kept", "text", "duration") if key not in record]
         if missing:
             raise InputError(path, f"line {number}: missing {', '.join(missing)} (not a tala.clips JSONL?)")

@@ -55,7 +55,7 @@ import soxr
 import tala
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import atomic_path, replace_dir, write_json_atomic, write_text_atomic
+from tala.fileio import atomic_path, read_jsonl, replace_dir, write_json_atomic, write_text_atomic
 
 DEFAULT_SEED = 20_240_611
 DEFAULT_WORK = Path(".cache/demo_model")
@@ -618,7 +618,6 @@ def render_clip(plan: UtterancePlan, clip: Path) -> float:
 
 def _make_one(job: tuple[int, str, str, int, str, Path]) -> dict:
     seed, lang, split, index, _, clip_dir = job
-    global _BANNED
     rng, banned = utterance_rng(seed, lang, split, index), _BANNED[lang]
     if split == "easy":
         plan = plan_easy_utterance(lang, rng, banned)
@@ -656,7 +655,7 @@ def synthesize_split(out: Path, lang: str, split: str, count: int, seed: int, wo
     from tqdm import tqdm
 
     manifest = out / f"{split}.jsonl"
-    if manifest.exists() and len(_read_jsonl(manifest)) == count:
+    if manifest.exists() and len(read_jsonl(manifest)) == count:
         return manifest
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
@@ -1053,16 +1052,12 @@ def print_eval(report: dict) -> None:
 DEFAULT_ADAPTER = "por"  # held in model.safetensors, as MMS ships English there
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def data_summary(manifests: dict, demo_root: Path) -> dict:
     """Hours per language, and how much of the demo chapters' vocabulary the training texts contain
     (whole sentences never: see ``overlaps_demo``)."""
     summary = {}
     for lang, splits in manifests.items():
-        records = {split: _read_jsonl(path) for split, path in splits.items()}
+        records = {split: [record for _, record in read_jsonl(path)] for split, path in splits.items()}
         train_words = {w for split in ("easy", "train", "narrative") for r in records.get(split, [])
                        for w in r["text"].split()}  # fmt: skip
         demo_tokens = []
@@ -1125,7 +1120,7 @@ def pack(out: Path, work: Path, stages: dict[str, Path], adapters: dict[str, Pat
     log_lines = []
     trained = {**stages, **{f"adapter-{lang}": f for lang, f in adapters.items()}}
     for stage, folder in trained.items():
-        for record in _read_jsonl(folder / "training_log.jsonl"):
+        for _, record in read_jsonl(folder / "training_log.jsonl"):
             log_lines.append(json.dumps({"stage": stage, **record}, ensure_ascii=False))
     write_text_atomic(tmp / "training_log.jsonl", "\n".join(log_lines) + "\n")
 

@@ -33,7 +33,7 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         # mkstemp creates the file private (0600); results get the usual umask-based mode.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         yield tmp
         os.replace(tmp, final)
     except BaseException:
@@ -41,7 +41,8 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read without changing it): the mode a plain open() or mkdir() would give."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -68,6 +69,30 @@ def read_json_object(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object")
     return data
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """The objects of a JSONL file with their line numbers (blank lines skipped); InputError
+    naming the file (and the line) if it is missing or a line is not a JSON object."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not readable: {err}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(path, f"line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(path, f"line {number}: expected a JSON object")
+        records.append((number, record))
+    return records
 
 
 def replace_dir(tmp_dir: str | Path, final: str | Path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from tala import __version__
 from tala.errors import InputError, run_cli
-from tala.fileio import write_text_atomic
+from tala.fileio import read_jsonl, write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 MAX_CLIPS = 40
@@ -37,14 +36,7 @@ def read_rows(dataset: Path) -> list[dict]:
         path = dataset / f"{split}.jsonl"
         if not path.is_file():
             raise InputError(path, "missing: not a dataset folder written by tala.dataset")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(path, f"line {number} is not JSON ({err.msg})") from None
-            rows.append({**row, "split": split})
+        rows += [{**row, "split": split} for _, row in read_jsonl(path)]
     return rows
 
 
