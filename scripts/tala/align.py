@@ -21,7 +21,7 @@ First the chapter's text is checked against the audio: the *chapter CER* is the 
 transcript's character error rate against the text, counted over the text-to-text word alignment
 (paired words by their letters, unpaired words in full; transcript words before and after the
 text, such as a heading, not counted). Above ``--max-chapter-cer`` the recording is rejected with
-one line. Counting by words separates a wrong text far better than a plain character alignment:
+one line naming the DOCX. Counting by words separates a wrong text far better than a plain character alignment:
 on the demo, the right texts score 0.02-0.10 and another chapter's text 0.82-0.91, while the
 verses' own greedy CER (``summary.verse_cer``) of another chapter's text is only 0.6-0.74, since
 unrelated text in one language shares many letters.
@@ -36,12 +36,22 @@ moved to the speech onset/offset in the WAV's short-time energy (10 ms frames) w
 next to it (:func:`refine_edges`): median 4 ms, p95 10 ms there. Words: first letter's first
 frame to the start of the delimiter after them; a verse's first and last word share its edges.
 
-Output (``OUT.json``): recording, audio, method, frame_s, duration_s, verses (number, label,
+Rejected chapters
+-----------------
+A chapter whose text does not match its audio (chapter CER above the limit, no speech heard, too
+few frames for the text) or whose text read_text already rejected is not an error of the run: the
+step writes ``{"status": "rejected", "stage", "file", "reason"}`` (no verses) and one
+``rejected: <DOCX>: <reason>`` line, and exits 0, so that the language's dataset and reports are
+built from its other chapters and list this one with its reason. Anything else (unreadable
+inputs, a bug) still fails the job.
+
+Output (``OUT.json``): status "ok", recording, audio, method, frame_s, duration_s, verses (number, label,
 start, end, text, normalized, score = mean log-probability per frame of the verse's letters and
 word delimiters on the path, cer and greedy = the argmax transcript of the verse's frames), words
 (word, verse, start, end, score), star (spans of 0.1 s or more given to ``<star>``, with the verse
 they follow), summary (verses, mean_score, chapter_cer, verse_cer = all verses' greedy CER
-together, star_s, seconds) and settings.
+together, star_s), text_warnings (read_text's warnings about the DOCX) and settings. No wall times:
+two runs give the same bytes (the time goes to the log).
 """
 
 from __future__ import annotations
@@ -98,6 +108,20 @@ class Vocabulary:
     @property
     def ids(self) -> dict[str, int]:
         return {token: i for i, token in enumerate(self.tokens)}
+
+
+class ChapterRejected(InputError):
+    """The chapter's text does not fit its audio: recorded as a rejected chapter, not a failed job."""
+
+
+def docx_of(text: dict, text_path: str | Path) -> str:
+    """The DOCX a read_text result came from (what a user fixes), else the JSON itself."""
+    return str(text.get("docx") or text_path)
+
+
+def rejection(recording: str, stage: str, file: str, reason: str, **extra) -> dict:
+    """The aligned JSON of a rejected chapter: no verses, the file to fix and why."""
+    return {"recording": recording, "status": "rejected", "stage": stage, "file": file, "reason": reason, **extra}
 
 
 def read_vocabulary(asr: dict, path: str | Path) -> Vocabulary:
@@ -204,7 +228,7 @@ def check_frames(targets: Targets, num_frames: int, frame_s: float, emissions_pa
     needed = ctc_align.min_frames(targets.tokens, targets.optional)
     if num_frames < needed:
         required = int(np.count_nonzero(~targets.optional))
-        raise InputError(emissions_path, f"{num_frames} frames ({num_frames * frame_s:.2f} s) cannot hold the "
+        raise ChapterRejected(emissions_path, f"{num_frames} frames ({num_frames * frame_s:.2f} s) cannot hold the "
                                          f"text's {required} tokens: a CTC path needs at least {needed} frames "
                                          f"({needed * frame_s:.2f} s); wrong audio or text?")
 
@@ -417,8 +441,8 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
                   method: str = "ctc", star_penalty: float = ctc_align.DEFAULT_STAR_PENALTY,
                   max_chapter_cer: float = MAX_CHAPTER_CER, refine: bool = True, band_s: float = BAND_S,
                   full_band_cells: int = FULL_BAND_CELLS) -> dict:
-    """Align one recording; return the output JSON's content. InputError for bad or mismatched inputs."""
-    started = time.perf_counter()
+    """Align one recording; return the output JSON's content. ChapterRejected (naming the DOCX) for a
+    text that does not fit the audio, InputError for bad inputs."""
     if method not in METHODS:
         raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
     asr = read_json_object(asr_path)
@@ -428,9 +452,14 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     num_frames = emissions.shape[0]
     duration_s = float(asr.get("duration_s", num_frames * frame_s))
     text = read_json_object(text_path)
+    docx = docx_of(text, text_path)
     verses = read_verses(text, text_path)
     targets = build_targets(verses, vocabulary, text_path)
-    check_frames(targets, num_frames, frame_s, emissions_path)
+    audio_name = asr.get("audio") or emissions_path
+    try:
+        check_frames(targets, num_frames, frame_s, emissions_path)
+    except ChapterRejected as err:
+        raise ChapterRejected(docx, f"the audio {audio_name} is too short for this text: {err.reason}") from None
 
     # Text-to-text: the chapter check, anchors for the band, and the whole of method "text".
     greedy_words = asr.get("words") or []
@@ -439,8 +468,10 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     words = text_align.align_words(ref, hyp, [w["start"] for w in greedy_words], [w["end"] for w in greedy_words],
                                    start_s=0.0, end_s=duration_s, groups=[v for v, _ in targets.words])
     chapter_cer = text_align.text_cer(ref, hyp, words)
+    if chapter_cer > max_chapter_cer and not greedy_words:
+        raise ChapterRejected(docx, f"the model heard no speech in {audio_name} (silent, or not speech?)")
     if chapter_cer > max_chapter_cer:
-        raise InputError(text_path, f"text does not match the audio: chapter CER {chapter_cer:.2f} > "
+        raise ChapterRejected(docx, f"text does not match the audio {audio_name}: chapter CER {chapter_cer:.2f} > "
                                     f"{max_chapter_cer:g} (another chapter's text?)")
 
     settings = {"method": method, "star_penalty": star_penalty, "max_chapter_cer": max_chapter_cer,
@@ -518,6 +549,7 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     scores = [v["score"] for v in verses_out if v["score"] is not None]
     return {
         "recording": text.get("recording") or Path(text_path).stem,
+        "status": "ok",
         "audio": asr.get("audio"),
         "method": method,
         "frame_s": frame_s,
@@ -527,8 +559,8 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
         "star": star_out,
         "summary": {"verses": len(verses_out), "mean_score": round(float(np.mean(scores)), 4) if scores else None,
                     "chapter_cer": round(chapter_cer, 4), "verse_cer": round(verse_cer, 4),
-                    "star_s": round(sum(b - a for a, b, _ in star), 3),
-                    "seconds": round(time.perf_counter() - started, 3)},
+                    "star_s": round(sum(b - a for a, b, _ in star), 3)},
+        "text_warnings": list(text.get("warnings") or []),
         "settings": settings,
     }
 
@@ -608,8 +640,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vtt", help="also write them as WebVTT")
     parser.add_argument("--labels", help="also write them as an Audacity label track")
     args = parser.parse_args(argv)
-    result = align_chapter(args.asr, args.emissions, args.text, method=args.method, star_penalty=args.star_penalty,
-                           max_chapter_cer=args.max_chapter_cer, refine=args.refine_edges, band_s=args.band_s)
+    started = time.perf_counter()
+    text = read_json_object(args.text)
+    recording = str(text.get("recording") or Path(args.text).stem)
+    if text.get("status") == "rejected":  # read_text could not use the DOCX: pass its reason on
+        return write_rejection(args.output, rejection(recording, str(text.get("stage") or "read_text"),
+                                                      docx_of(text, args.text), str(text.get("reason"))))
+    try:
+        result = align_chapter(args.asr, args.emissions, args.text, method=args.method,
+                               star_penalty=args.star_penalty, max_chapter_cer=args.max_chapter_cer,
+                               refine=args.refine_edges, band_s=args.band_s)
+    except ChapterRejected as err:
+        return write_rejection(args.output, rejection(recording, "align", err.path, err.reason))
     for path, render in ((args.csv, exports.timings_csv), (args.vtt, exports.timings_vtt),
                          (args.labels, exports.timings_labels)):  # fmt: skip
         if path:
@@ -618,7 +660,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = result["summary"]
     print(f"align: {args.text}: {summary['verses']} verses, method {result['method']}, chapter CER "
           f"{summary['chapter_cer']:.3f}, mean score {summary['mean_score']}, star {summary['star_s']:.2f} s, "
-          f"{summary['seconds']:.2f} s -> {args.output}", file=sys.stderr)
+          f"{time.perf_counter() - started:.2f} s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def write_rejection(output: str | Path, record: dict) -> int:
+    """Write a rejected chapter's JSON and its one line; the job succeeds (see the module docstring)."""
+    write_json_atomic(output, record)
+    print(f"rejected: {record['file']}: {record['reason']}", file=sys.stderr)
     return 0
 
 
