@@ -221,10 +221,12 @@ def test_cli_writes_tsv(tmp_path):
     assert "2 spans" in proc.stderr
 
 
-@pytest.mark.parametrize("samples", [RATE * 3, 50], ids=["silent", "shorter_than_a_frame"])
-def test_silent_or_tiny_recording_gives_header_only_tsv_and_warning(tmp_path, samples):
+@pytest.mark.parametrize("samples, kind", [(RATE * 3, "noise"), (50, "loud"), (RATE // 10, "zeros")],
+                         ids=["silent", "shorter_than_a_frame", "tenth_of_a_second_of_digital_silence"])
+def test_silent_or_tiny_recording_gives_header_only_tsv_and_warning(tmp_path, samples, kind):
     rng = np.random.default_rng(0)
-    audio = rng.normal(0, 10 ** (NOISE_FLOOR_DB / 20), samples) if samples > 1000 else 0.5 * np.ones(samples)
+    audio = {"noise": lambda: rng.normal(0, 10 ** (NOISE_FLOOR_DB / 20), samples),
+             "loud": lambda: 0.5 * np.ones(samples), "zeros": lambda: np.zeros(samples)}[kind]()
     sf.write(tmp_path / "quiet.wav", audio.astype(np.float32), RATE, subtype="PCM_16")
     proc = _cli(str(tmp_path / "quiet.wav"), str(tmp_path / "quiet.tsv"))
     assert proc.returncode == 0, proc.stderr

@@ -176,7 +176,8 @@ def nonsilent_ranges(levels_db: np.ndarray, hop_s: float, threshold_db: float = 
     """The complement of :func:`find_pauses` in [0, total_hops): an (n, 2) array of hop indices.
 
     These are the raw spans, before the min/max span rules (the counterpart of pydub's
-    ``detect_nonsilent``).
+    ``detect_nonsilent``). A stretch with no frame at the threshold is no span, even when it is
+    too short to count as a pause (a recording of 0.1 s of digital silence has no speech).
     """
     frame_hops = max(1, round(frame_s / hop_s))
     if total_hops is None:
@@ -185,7 +186,11 @@ def nonsilent_ranges(levels_db: np.ndarray, hop_s: float, threshold_db: float = 
         return np.zeros((0, 2), dtype=np.int64)
     pauses = find_pauses(levels_db, hop_s, threshold_db, min_silence_s, frame_s, total_hops)
     bounds = np.concatenate([[0], pauses.ravel(), [total_hops]]).reshape(-1, 2)
-    return bounds[bounds[:, 1] > bounds[:, 0]].astype(np.int64)
+    bounds = bounds[bounds[:, 1] > bounds[:, 0]].astype(np.int64)
+    loud = np.concatenate([[0], np.cumsum(levels_db >= threshold_db)])
+    first = np.minimum(bounds[:, 0], len(levels_db) - 1)
+    last = np.clip(bounds[:, 1], first + 1, len(levels_db))
+    return bounds[loud[last] > loud[first]]
 
 
 def _cut_long_span(first: int, end: int, window_power: np.ndarray, window_hops: int,
