@@ -3,6 +3,7 @@
 import copy
 
 import pytest
+import yaml
 
 from tala.config import (
     ConfigError,
@@ -10,6 +11,7 @@ from tala.config import (
     discover_recordings,
     load_workflow_config,
     load_yaml,
+    main as config_main,
     settings,
     validate_config,
 )
@@ -30,9 +32,12 @@ def corpus(tmp_path):
 
 def test_real_defaults_and_demo_configs_validate(repo):
     base = load_yaml(repo / "config/config.yaml")
-    validated = validate_config(base)
+    assert base["languages"] == {}, "config.yaml names no language: none may run that the user did not name"
+    validated = validate_config({**base, "languages": {"samoan": {"audio_dir": "a", "mms_lang": "smo"}}})
     assert validated["segment"] == {"threshold_db": -40.0, "min_silence_s": 0.5, "min_span_s": 2.0, "max_span_s": 120.0}
-    assert validated["languages"]["samoan"]["mms_lang"] == "smo"
+    assert validated["transcribe"]["batch_size"] is None, "config.yaml and the schema agree: null = 1 on a CPU"
+    with pytest.raises(ConfigError, match="no languages: describe yours in a config file of your own"):
+        validate_config(base)
     merged = copy.deepcopy(base)
     merged.update(load_yaml(repo / "config/demo.yaml"))
     config, recordings = load_workflow_config(merged, base_dir=repo)
@@ -79,6 +84,35 @@ def test_missing_folder_is_named(corpus):
     config["languages"]["samoan"]["text_dir"] = str(tmp_path / "nope")
     with pytest.raises(ConfigError, match=r"languages\.samoan\.text_dir: folder '.*nope' does not exist"):
         check_folders(validate_config(config))
+
+
+def test_a_config_without_run_languages_runs_only_its_own_languages(repo, corpus):
+    """config.yaml is merged under every --configfile: it must not add languages of its own."""
+    _, config = corpus
+    merged = copy.deepcopy(load_yaml(repo / "config/config.yaml"))
+    merged["languages"].update(config["languages"])
+    _, recordings = load_workflow_config(merged)
+    assert list(recordings) == ["samoan"]
+
+
+def test_audio_only_language_needs_no_text_folder(corpus):
+    _, config = corpus
+    del config["languages"]["samoan"]["text_dir"]
+    _, recordings = load_workflow_config(config)
+    assert all(rec.text is None for rec in recordings["samoan"].values())
+
+
+def test_config_check_marks_recordings_without_their_text(corpus, capsys):
+    tmp_path, config = corpus
+    (tmp_path / "text" / "GEN_001.docx").write_bytes(b"x")
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert config_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "samoan: 2 recording(s), 1 without their text" in out
+    line = next(line for line in out.splitlines() if "GEN_002" in line)
+    assert line.endswith("(text missing: transcribed, not aligned)")
+    assert not next(line for line in out.splitlines() if "GEN_001" in line).endswith(")")
 
 
 def test_unselected_language_folders_are_not_checked(corpus):

@@ -42,7 +42,7 @@ class Recording:
     lang: str
     id: str
     audio: Path
-    text: Path
+    text: Path | None  # None: the language has no texts (audio only)
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -108,6 +108,9 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None 
     schema = load_yaml(SCHEMA_PATH) if schema is None else schema
     if not isinstance(config, Mapping):
         raise ConfigError("config error: the configuration must be a mapping (did the config file load?)")
+    if not config.get("languages"):
+        raise ConfigError("config error at languages: no languages: describe yours in a config file of your own "
+                          "(audio_dir, text_dir, mms_lang; see README.md) and pass it with --configfile")
     filled = copy.deepcopy(dict(config))
     fill_defaults(filled, schema)
     validator = jsonschema.Draft7Validator(schema)
@@ -135,6 +138,8 @@ def check_folders(config: Mapping[str, Any], base_dir: str | Path = ".") -> None
     for lang in selected_languages(config):
         lang_cfg = config["languages"][lang]
         for key in ("audio_dir", "text_dir"):
+            if key == "text_dir" and not lang_cfg.get(key):
+                continue  # an audio-only language
             folder = base / lang_cfg[key]
             if not folder.is_dir():
                 what = "is not a folder" if folder.exists() else "does not exist"
@@ -189,7 +194,8 @@ def _discover(audio_dir: Path, extensions: Iterable[str]) -> dict[str, Path]:
     return found
 
 
-def _read_sheet(sheet: Path, audio_dir: Path, text_dir: Path, base: Path) -> dict[str, tuple[Path, Path]]:
+def _read_sheet(sheet: Path, audio_dir: Path, text_dir: Path | None,
+                base: Path) -> dict[str, tuple[Path, Path | None]]:
     row_schema = load_yaml(RECORDINGS_SCHEMA_PATH)
     validator = jsonschema.Draft7Validator(row_schema)
     rows: dict[str, tuple[Path, Path]] = {}
@@ -207,7 +213,7 @@ def _read_sheet(sheet: Path, audio_dir: Path, text_dir: Path, base: Path) -> dic
             audio = audio_dir / row["audio"]
             if not (base / audio).is_file():
                 raise ConfigError(f"recordings sheet '{sheet}', line {line_no}: audio file '{audio}' does not exist")
-            text = text_dir / (row.get("text") or f"{rec_id}.docx")
+            text = None if text_dir is None else text_dir / (row.get("text") or f"{rec_id}.docx")
             rows[rec_id] = (audio, text)
     return rows
 
@@ -218,14 +224,16 @@ def discover_recordings(config: Mapping[str, Any], base_dir: str | Path = ".") -
     result: dict[str, dict[str, Recording]] = {}
     for lang in selected_languages(config):
         lang_cfg = config["languages"][lang]
-        audio_dir, text_dir = Path(lang_cfg["audio_dir"]), Path(lang_cfg["text_dir"])
+        audio_dir = Path(lang_cfg["audio_dir"])
+        text_dir = Path(lang_cfg["text_dir"]) if lang_cfg.get("text_dir") else None
         if lang_cfg.get("recordings"):
             pairs = _read_sheet(base / lang_cfg["recordings"], audio_dir, text_dir, base)
         else:
             # Paths stay as the config spells them (relative to the working directory) so that
             # Snakemake's inputs and the logs show the user's own paths.
             found = _discover(base / audio_dir, config["audio_extensions"])
-            pairs = {rec: (audio_dir / path.name, text_dir / f"{rec}.docx") for rec, path in found.items()}
+            pairs = {rec: (audio_dir / path.name, None if text_dir is None else text_dir / f"{rec}.docx")
+                     for rec, path in found.items()}
         if not pairs:
             raise ConfigError(
                 f"config error at languages.{lang}.audio_dir: no recordings found in '{audio_dir}' "
@@ -275,9 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 1
     for lang, recs in recordings.items():
-        print(f"{lang}: {len(recs)} recording(s)")
+        texts = [rec for rec in recs.values() if rec.text is not None]
+        missing = [rec for rec in texts if not rec.text.is_file()]
+        what = "audio only, no texts" if not texts else f"{len(missing)} without their text"
+        print(f"{lang}: {len(recs)} recording(s), {what}")
         for rec in recs.values():
-            print(f"  {rec.id}\t{rec.audio}\t{rec.text}")
+            mark = "" if rec.text is None or rec.text.is_file() else "\t(text missing: transcribed, not aligned)"
+            print(f"  {rec.id}\t{rec.audio}\t{rec.text if rec.text is not None else '-'}{mark}")
+    print("(audio and texts are inspected when the workflow runs: see results/<lang>/report/problems.html)")
     return 0
 
 
