@@ -9,7 +9,12 @@ text and times against the demo corpus' ground truth; they skip while that model
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +22,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, demo_truth_ids, normalize_demo_text
+from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text
 from tala.errors import InputError, run_cli
 from tala.models import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
 from tala.transcribe import (
@@ -330,6 +335,58 @@ def test_resume_after_a_kill_gives_the_same_result(tmp_path, tiny_model, wav20):
     assert np.array_equal(resumed, uninterrupted)
     assert not data.exists() and not record.exists()
     assert result["chunking"]["windows"] == 7
+
+
+def transcribe_command(wav: Path, model: Path, folder: Path) -> list[str]:
+    """The CLI on ``wav`` into ``folder``, in ~200 windows of 0.1 s: a run of several seconds to kill."""
+    return [sys.executable, "-m", "tala.transcribe", str(wav), str(folder / "out.json"),
+            str(folder / "out.emissions.npy"), "--model", str(model), "--adapter", "smo", "--chunk-s", "0.1",
+            "--context-s", "1", "--batch-size", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def windows_done(record: Path) -> int:
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))["windows_done"]
+    except (OSError, ValueError, KeyError):
+        return 0  # not written yet (it is replaced atomically, so never half-written)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_cli_then_rerun_resumes_and_writes_the_same_bytes(tmp_path, tiny_model, wav20):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts"), "OMP_NUM_THREADS": "1"}
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for folder in (reference, killed):
+        folder.mkdir()
+    done = subprocess.run(transcribe_command(wav20, tiny_model, reference), env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resum" not in done.stderr
+
+    data, record = partial_paths(killed / "out.emissions.npy")
+    job = subprocess.Popen(transcribe_command(wav20, tiny_model, killed), env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while windows_done(record) < 1 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    stderr = job.stderr.read()
+    assert job.returncode == -signal.SIGKILL, f"the run ended before the kill (exit {job.returncode}): {stderr}"
+    killed_after = windows_done(record)
+    total = json.loads(record.read_text(encoding="utf-8"))["windows_total"]
+    assert 1 <= killed_after < total, (killed_after, total)
+    assert data.exists()
+    assert not (killed / "out.json").exists() and not (killed / "out.emissions.npy").exists()
+
+    rerun = subprocess.run(transcribe_command(wav20, tiny_model, killed), env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = [line for line in rerun.stderr.splitlines() if "resum" in line]
+    assert resumed[0] == f"transcribe: {wav20}: resuming after window {killed_after} of {total}"
+    assert f"resumed after window {killed_after} of {total}" in resumed[-1]
+    for name in ("out.json", "out.emissions.npy"):
+        assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not data.exists() and not record.exists()
 
 
 def test_changed_settings_start_over(tmp_path, tiny_model, wav20, capsys):

@@ -597,7 +597,11 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
     ``on_batch(windows_done, windows_total)`` is called after each batch is safely on disk (tests
     use it to interrupt a run). ``progress``: tqdm bar on stderr; default for inputs over
     PROGRESS_MIN_S. Raises InputError (ModelError, DeviceError) for bad inputs, one line each.
+
+    The JSON depends only on the inputs and settings (paths as given, no times), so a resumed run
+    writes the same bytes as an uninterrupted one; the time taken goes to the log line on stderr.
     """
+    started = time.perf_counter()
     audio, out_json, out_emissions = Path(audio), Path(out_json), Path(out_emissions)
     if chunk_s <= 0 or context_s < 0 or (batch_size is not None and batch_size < 1):
         raise InputError("--chunk-s/--context-s/--batch-size",
@@ -643,7 +647,7 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
     norm = Normalization("recording", record["mean"], record["std"]) if do_normalize else Normalization("none")
 
     duration_s = num_samples / SAMPLE_RATE
-    done = record["windows_done"]
+    done = resumed_after = record["windows_done"]
     row_bytes = shape[1] * np.dtype(EMISSIONS_DTYPE).itemsize
     # Counts seconds of audio, so the rate reads as audio seconds per second.
     bar = tqdm(total=round(num_frames * geometry.frame_s, 2), unit="s", desc=f"transcribe {audio.name}",
@@ -703,6 +707,14 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
     }
     write_json_atomic(out_json, result)
     record_path.unlink(missing_ok=True)
+    # The rate counts the audio this run computed: after a resume, not the windows done before.
+    audio_done_s = (num_frames - (windows[resumed_after - 1].keep_end if resumed_after else 0)) * geometry.frame_s
+    speed = audio_done_s / max(time.perf_counter() - started, 1e-9)
+    resumed = (f", resumed after window {resumed_after} of {len(windows)} ({audio_done_s:.2f} s of audio in this run)"
+               if resumed_after else "")
+    print(f"transcribe: {audio}: {duration_s:.2f} s, {num_frames} frames x {len(vocabulary.tokens)} tokens, "
+          f"{len(windows)} windows on {result['device']} ({result['dtype']}){resumed}, {speed:.1f} s audio/s, "
+          f"{len(words)} words -> {out_json}", file=sys.stderr)
     return result
 
 
@@ -734,16 +746,9 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars would only clutter the job log
 
-    started = time.perf_counter()
-    result = transcribe_file(args.input, args.output, args.emissions, model=args.model, adapter=args.adapter,
-                             models_dir=args.models_dir, device=args.device, dtype=args.dtype,
-                             chunk_s=args.chunk_s, context_s=args.context_s, batch_size=args.batch_size,
-                             progress=args.progress)
-    speed = result["duration_s"] / max(time.perf_counter() - started, 1e-9)
-    print(f"transcribe: {args.input}: {result['duration_s']:.2f} s, {result['num_frames']} frames x "
-          f"{len(result['vocabulary'])} tokens, {result['chunking']['windows']} windows on {result['device']} "
-          f"({result['dtype']}), {speed:.1f} s audio/s, {len(result['words'])} words -> {args.output}",
-          file=sys.stderr)
+    transcribe_file(args.input, args.output, args.emissions, model=args.model, adapter=args.adapter,
+                    models_dir=args.models_dir, device=args.device, dtype=args.dtype, chunk_s=args.chunk_s,
+                    context_s=args.context_s, batch_size=args.batch_size, progress=args.progress)
     return 0
 
 
