@@ -22,10 +22,14 @@ vocabulary of the characters of the training texts.
 Checkpoints go to ``<out>.checkpoints/step-NNNNNN/`` (outside the output, which a workflow manager
 deletes when a job fails): weights as safetensors, optimizer, scheduler, data position and RNG
 states via ``torch.save`` (loaded with ``weights_only=True``). A rerun resumes from the newest one;
-the data order is a pure function of the seed and the epoch, so a resumed run takes the same
-steps as an uninterrupted one. The output folder appears, complete, only at the end:
-``save_pretrained`` files (config, weights, processor), ``adapter.<lang>.safetensors`` for models
-with adapters (the keys ``load_adapter`` expects), ``training.json`` and ``training_log.jsonl``.
+the data order is a pure function of the seed and the epoch, and the random generators that
+dropout, LayerDrop and SpecAugment masking draw from (torch's and numpy's global ones) are seeded
+at the start and restored from the checkpoint, so on the same device and thread count a resumed
+run ends with the same bytes as an uninterrupted one. The output folder appears, complete, only
+at the end: ``save_pretrained`` files (config, weights, processor), ``adapter.<lang>.safetensors``
+for models with adapters (the keys ``load_adapter`` expects), ``training.json`` (settings, data,
+results: no times, paths as given) and ``training_log.jsonl`` (which also holds the times, and
+the resume events).
 """
 
 # %%
@@ -320,7 +324,7 @@ def load_start_model(
         cfg.pad_token_id = vocab["<pad>"]
         net = Wav2Vec2ForCTC(cfg)
         processor = build_processor(vocab_all, lang, scratch / "tokenizer")
-        return StartModel(net, processor, vocab, f"config:{Path(config).resolve()}", notes)
+        return StartModel(net, processor, vocab, f"config:{config}", notes)
 
     from tala.models import adapter_files, resolve_model
 
@@ -499,7 +503,27 @@ def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, position: dict, keep: int) -> Path:
+def rng_states() -> dict:
+    """torch's (and CUDA's) and numpy's global generator states, in types ``weights_only`` loads."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(),
+              "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}  # fmt: skip
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if "numpy" in states:
+        name, keys, position, has_gauss, cached = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, position: dict, keep: int,
+                    scaler=None) -> Path:
     """Write ``root/step-NNNNNN`` atomically (temporary folder, then rename); keep the newest ``keep``."""
     from safetensors.torch import save_file
 
@@ -509,11 +533,9 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, position
     tmp.mkdir(parents=True)
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "position": position,
-                "rng": rng}, tmp / STATE_FILE)  # fmt: skip
+                "rng": rng_states(), "scaler": scaler.state_dict() if scaler is not None else {}},
+               tmp / STATE_FILE)  # fmt: skip
     (tmp / "state.json").write_text(json.dumps(position, indent=2) + "\n", encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
@@ -523,25 +545,35 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, position
     return final
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None) -> dict:
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
     state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_states(state["rng"])
     return state["position"]
 
 
 def _read_log(path: Path, up_to_step: int) -> list[str]:
-    """Log lines up to a resumed step: what came after the checkpoint is done again."""
+    """Log lines up to a resumed step: what came after the checkpoint is done again.
+
+    A line that does not parse is one a kill cut short; it came after the checkpoint, so it goes.
+    """
     if not path.is_file():
         return []
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-            and json.loads(line).get("step", 0) <= up_to_step]  # fmt: skip
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = json.loads(line).get("step", 0)
+        except ValueError:
+            continue
+        if step <= up_to_step:
+            kept.append(line)
+    return kept
 
 
 # %% [markdown]
@@ -581,6 +613,9 @@ def train(
     from tqdm import tqdm
 
     settings.check()
+    # transformers draws SpecAugment masks from numpy's global generator (torch's is seeded in
+    # load_start_model): unseeded, two runs with mask_time_prob > 0 would differ.
+    np.random.seed(settings.seed)
     out = Path(out)
     root = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".checkpoints")
     train_examples = [e for m in train_manifests for e in read_manifest(m)]
@@ -608,7 +643,9 @@ def train(
     resume_settings = {k: getattr(settings, k) for k in RESUME_KEYS}
     data_signature = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
                       "total_s": round(sum(durations), 3)}  # fmt: skip
-    position = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0, "audio_s": 0.0,
+    # "window": the loss summed over the steps since the last log line, and their count, so that a
+    # resumed run logs the same mean loss as an uninterrupted one.
+    position = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0, "audio_s": 0.0, "window": [0.0, 0],
                 "settings": resume_settings, "data": data_signature}  # fmt: skip
     resumed_from = None
     found = checkpoint_dirs(root)
@@ -618,7 +655,7 @@ def train(
         if saved.get("settings") != resume_settings or saved.get("data") != data_signature:
             raise InputError(path, "checkpoint made with other settings or data; delete "
                                    f"{root} to start afresh")  # fmt: skip
-        position = load_checkpoint(path, net, optimizer, scheduler)
+        position = load_checkpoint(path, net, optimizer, scheduler, scaler)
         resumed_from = position["step"]
     log_path = root / LOG_FILE
     log_lines = _read_log(log_path, position["step"])
@@ -645,7 +682,8 @@ def train(
 
     bar = tqdm(total=settings.max_steps, initial=position["step"], desc=f"train {lang} ({settings.phase})",
                unit="step", file=sys.stderr, disable=not progress, mininterval=2.0, dynamic_ncols=True)  # fmt: skip
-    window_loss, window_n, window_audio, window_t0 = 0.0, 0, 0.0, time.perf_counter()
+    window_loss, window_n = position.get("window", [0.0, 0])
+    window_steps, window_audio, window_t0 = 0, 0.0, time.perf_counter()  # this process's, for the rates
     final_eval = None
     try:
         while position["step"] < settings.max_steps:
@@ -675,7 +713,9 @@ def train(
                 step, loss_value = position["step"], loss.detach().item()
                 window_loss += loss_value
                 window_n += 1
+                window_steps += 1
                 window_audio += batch_audio
+                position["window"] = [window_loss, window_n]
                 lr = scheduler.get_last_lr()[0]
                 bar.update()
                 bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
@@ -683,13 +723,17 @@ def train(
                     wall = time.perf_counter() - window_t0
                     log({"step": step, "epoch": position["epoch"], "loss": round(window_loss / window_n, 5),
                          "lr": lr, "grad_norm": round(float(grad_norm), 4),
-                         "steps_per_s": round(window_n / wall, 3), "audio_s_per_s": round(window_audio / wall, 2),
+                         "steps_per_s": round(window_steps / wall, 3),
+                         "audio_s_per_s": round(window_audio / wall, 2),
                          "elapsed_s": round(position["elapsed_s"], 1)})  # fmt: skip
-                    window_loss, window_n, window_audio, window_t0 = 0.0, 0, 0.0, time.perf_counter()
+                    window_loss, window_n, window_steps, window_audio = 0.0, 0, 0, 0.0
+                    position["window"] = [window_loss, window_n]
+                    window_t0 = time.perf_counter()
                 if settings.eval_every and step % settings.eval_every == 0 and step < settings.max_steps:
                     run_eval(step)
                 if step % settings.checkpoint_every == 0 or step == settings.max_steps:
-                    save_checkpoint(root, step, net, optimizer, scheduler, position, settings.keep_checkpoints)
+                    save_checkpoint(root, step, net, optimizer, scheduler, position, settings.keep_checkpoints,
+                                    scaler)
                 if on_step is not None:
                     on_step(step, loss_value)
             if position["batch"] >= len(batches):
@@ -733,7 +777,6 @@ def write_outputs(out: Path, model, processor, lang: str, settings: TrainSetting
         "steps": position["step"],
         "epoch": position["epoch"],
         "train_audio_s_seen": round(position["audio_s"], 1),
-        "elapsed_s": round(position["elapsed_s"], 1),
         "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer")},
         "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
     })  # fmt: skip
