@@ -1083,8 +1083,12 @@ def data_summary(manifests: dict, demo_root: Path) -> dict:
 
 def _stage_info(folder: Path) -> dict:
     info = json.loads((folder / "training.json").read_text(encoding="utf-8"))
-    return {k: info[k] for k in ("lang", "start_model", "start_notes", "settings", "steps", "epoch",
-                                 "train_audio_s_seen", "elapsed_s", "final_eval")}  # fmt: skip
+    stage = {k: info[k] for k in ("lang", "start_model", "start_notes", "settings", "steps", "epoch",
+                                  "train_audio_s_seen", "final_eval")}  # fmt: skip
+    # training.json holds no wall time (results are byte-reproducible); the log's records do.
+    timed = [record for _, record in read_jsonl(folder / "training_log.jsonl") if "elapsed_s" in record]
+    stage["elapsed_s"] = timed[-1]["elapsed_s"] if timed else 0.0
+    return stage
 
 
 def check_same_base(folders: Sequence[Path]) -> None:
