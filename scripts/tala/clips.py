@@ -1,24 +1,32 @@
-"""Cut an aligned recording into training segments: clips of whole verses, cut only in pauses.
+"""Cut an aligned recording into training segments: clips of whole verses, cut in pauses.
 
     python -m tala.clips ALIGNED_JSON OUT_JSONL CLIPS_DIR [--audio WAV] [--root DIR]
                          [--min-s 2] [--max-s 20] [--pad-s 0.15] [--max-cer 0.3]
                          [--min-pause-s 0.15] [--text original|normalized]
 
 Consecutive verses are grouped into segments of ``min_s``..``max_s`` seconds (the clip, padding
-included). A segment boundary only ever falls in a pause: a gap of at least ``min_pause_s`` between
-one verse's end and the next one's start. A verse longer than ``max_s`` is cut at the pauses
-between its words (the aligner's word times) into pieces that form segments of their own; where it
-has no such pause (or its words do not map onto its text) it stays whole and is kept with the flag
-``over max-s``. A spoken heading, intro or music the text lacks (the aligner's star spans) is never
-inside a clip: a star span in a gap forces a cut there, and no clip edge is padded into it.
+included). A segment boundary falls in a pause: a gap of at least ``min_pause_s`` between one
+verse's end and the next one's start. A verse longer than ``max_s`` is cut between its words (the
+aligner's word times, at boundaries between the text's tokens) into pieces that form segments of
+their own, in its pauses where they suffice. Where a stretch of speech without such a pause is
+longer than ``max_s`` (a long verse, or verses read without a pause), it is cut in its widest gaps
+between words or verses, however short, as few times as needed (the clips on either side padded
+into the gap at most to its middle); those clips carry the flag ``cut in a gap under min-pause-s``.
+No kept clip is longer than ``max_s``: a verse that cannot be cut so (no word times, words that do
+not match its text, or a single word longer than ``max_s``) is dropped (``over-max``). A spoken
+heading, intro or music the text lacks (the aligner's star spans) is never inside a clip: a star
+span in a gap forces a cut there, and no clip edge is padded into it.
 
 Each clip edge is padded into the silence by up to ``pad_s``, but never past the middle of the gap
 to the neighbouring speech (verse or star span), so no two clips share audio.
 
 Each segment is scored with the character error rate of what the aligner's greedy CTC decoding
 heard against the normalized text, and with the duration-weighted mean log-probability per frame.
-Segments with CER above ``max_cer``, shorter than ``min_s`` with no neighbour to merge with, or
-with a verse the aligner could not place (no score or times) are dropped, with a reason.
+Segments with CER above ``max_cer``, shorter than ``min_s`` with no neighbour to merge with, with
+more than ``max_s`` of speech that cannot be cut, or with a verse the aligner could not place (no
+score or times) are dropped, with a reason (``reason_kind``: ``cer``, ``too-short``,
+``over-max``, ``unaligned``). ``partial_verses`` lists the verses only partly in a segment (cut
+between words).
 
 Outputs: one 16 kHz PCM_16 WAV per kept segment in CLIPS_DIR, named
 ``{rec}_{index:04d}_{first}-{last}.wav`` (verse numbers; the index counts kept and dropped
@@ -31,6 +39,7 @@ place at the end, and the JSONL last, so a killed job never leaves a complete-lo
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -57,7 +66,7 @@ MIN_PAUSE_S = 0.15
 # The aligned JSON's duration and the WAV's may differ by rounding; more means the wrong audio.
 DURATION_TOLERANCE_S = 0.5
 
-FLAG_OVER_MAX = "over max-s"
+FLAG_TIGHT_CUT = "cut in a gap under min-pause-s"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +126,7 @@ class Segment:
     reason: str | None = None
     reason_kind: str | None = None
     flags: tuple[str, ...] = ()
+    partial: tuple[int, ...] = ()  # verse indices only partly in the segment (long verses cut between words)
 
     @property
     def duration(self) -> float | None:
@@ -206,25 +216,27 @@ def original_token_ends(text: str, n_words: int) -> list[int] | None:
     return None
 
 
-def split_verse(verse: Verse, index: int, words: list[dict], max_s: float, min_pause_s: float) -> list[Unit]:
-    """A verse as one Unit, or, if longer than ``max_s``, as pieces cut at every pause of at least
-    ``min_pause_s`` between words that is also a boundary between the text's tokens.
+def split_verse(verse: Verse, index: int, words: list[dict], max_s: float) -> tuple[list[Unit], str | None]:
+    """A verse as one Unit; if longer than ``max_s``, as one Unit per stretch of words between two
+    places it may be cut: a word boundary (words that do not overlap) that is also a boundary
+    between the text's tokens. The grouping puts them back together and cuts in the widest gaps.
 
     A piece's normalized text is its words, its original text the matching tokens, its score the
-    duration-weighted mean of its words' scores (the verse's where words carry none).
+    duration-weighted mean of its words' scores (the verse's where words carry none). A verse
+    longer than ``max_s`` that cannot be cut into pieces of at most ``max_s`` of speech stays whole;
+    the second value then says why.
     """
     whole = Unit(index, verse.start, verse.end, verse.text, verse.normalized, verse.score)
-    if verse.end - verse.start <= max_s or len(words) < 2:
-        return [whole]
+    if verse.end - verse.start <= max_s:
+        return [whole], None
+    if len(words) < 2:
+        return [whole], "the aligner gave no times for its words" if not words else "it has one word"
     token_ends = original_token_ends(verse.text, len(words))
     if token_ends is None:
-        return [whole]
+        return [whole], "its aligned words do not match its text"
     tokens = verse.text.split()
-    # A cut after word k (0-based) is possible where a token ends there and the pause is long enough.
     cut_after = [k for k in range(len(words) - 1)
-                 if (k + 1) in token_ends and words[k + 1]["start"] - words[k]["end"] >= min_pause_s]
-    if not cut_after:
-        return [whole]
+                 if (k + 1) in token_ends and words[k + 1]["start"] >= words[k]["end"]]
     bounds = [0, *(k + 1 for k in cut_after), len(words)]
     units = []
     for part, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
@@ -238,36 +250,54 @@ def split_verse(verse: Verse, index: int, words: list[dict], max_s: float, min_p
         score = (sum(d * s for d, s in weights if s is not None) / total) if total > 0 else verse.score
         units.append(Unit(index, start, end, " ".join(tokens[tok_lo:tok_hi]),
                           " ".join(str(w.get("word", "")) for w in piece), score, part, len(bounds) - 1))
-    return units
+    longest = max(units, key=lambda u: u.end - u.start)
+    if longest.end - longest.start > max_s:
+        return [whole], (f"no cut between its words leaves every piece within max-s "
+                         f"(\"{longest.text}\" alone is {longest.end - longest.start:.2f} s)")
+    return units, None
 
 
 # ---------------------------------------------------------------------------------------------
 # Grouping
 # ---------------------------------------------------------------------------------------------
 
-def _obstacles(units: list[Unit], verses: list[Verse], star: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Every stretch of speech: units, verses not placed but with times, star spans."""
+@dataclass(frozen=True)
+class Speech:
+    """Every stretch of speech in a recording (units, verses not placed but with times, star
+    spans), indexed so that ``clip_edges`` finds the nearest on either side by bisection."""
+
+    starts: tuple[float, ...]  # ascending
+    latest_end: tuple[float, ...]  # [k]: the latest end among the first k stretches by start
+    ends: tuple[float, ...]  # ascending
+    earliest_start: tuple[float, ...]  # [k]: the earliest start among the stretches from the k-th by end
+
+
+def speech_index(units: list[Unit], verses: list[Verse], star: list[tuple[float, float]]) -> Speech:
     spans = [(u.start, u.end) for u in units]
     spans += [(v.start, v.end) for v in verses if not v.aligned and v.start is not None and v.end is not None]
-    return sorted(spans + list(star))
+    spans += star
+    by_start, by_end = sorted(spans), sorted(spans, key=lambda span: (span[1], span[0]))
+    latest_end = [-math.inf]
+    for _, end in by_start:
+        latest_end.append(max(latest_end[-1], end))
+    earliest_start = [math.inf] * (len(by_end) + 1)
+    for k in range(len(by_end) - 1, -1, -1):
+        earliest_start[k] = min(earliest_start[k + 1], by_end[k][0])
+    return Speech(tuple(a for a, _ in by_start), tuple(latest_end), tuple(b for _, b in by_end),
+                  tuple(earliest_start))
 
 
-def clip_edges(start: float, end: float, obstacles: list[tuple[float, float]], pad_s: float,
-               duration_s: float) -> tuple[float, float]:
+def clip_edges(start: float, end: float, spans: Speech, pad_s: float, duration_s: float) -> tuple[float, float]:
     """Pad [start, end] by up to ``pad_s`` into silence: never past the middle of the gap to the
-    nearest other speech (``obstacles``), never before 0 or after ``duration_s``."""
+    nearest other speech, not at all on a side where other speech overlaps the edge, never before 0
+    or after ``duration_s``. Speech inside [start, end] is the segment's own."""
     left, right = max(0.0, start - pad_s), min(duration_s, end + pad_s)
-    for a, b in obstacles:
-        if a >= start and b <= end:  # the segment's own speech
-            continue
-        if b <= start:
-            left = max(left, (b + start) / 2)
-        elif a < start:  # overlaps the start: no padding there
-            left = max(left, start)
-        if a >= end:
-            right = min(right, (end + a) / 2)
-        elif b > end:
-            right = min(right, end)
+    before = spans.latest_end[bisect.bisect_left(spans.starts, start)]  # of the speech starting earlier
+    if before > -math.inf:
+        left = max(left, (min(before, start) + start) / 2)
+    after = spans.earliest_start[bisect.bisect_right(spans.ends, end)]  # of the speech ending later
+    if after < math.inf:
+        right = min(right, (max(after, end) + end) / 2)
     return min(left, start), max(right, end)
 
 
@@ -283,44 +313,52 @@ def group_units(units: list[Unit], verses: list[Verse], star: list[tuple[float, 
                 duration_s: float) -> list[list[Unit]]:
     """Units (in time order) grouped into segments.
 
-    Units closer than ``min_pause_s`` are never separated (an *atom*); boundaries at star spans or
-    unplaced verses are always cut (a *run* ends). Within a run a dynamic programme picks the cuts:
-    fewest segments shorter than ``min_s``, then fewest over ``max_s``, then fewest segments, then
-    the longest pauses. Several atoms form a segment only if its clip fits ``max_s``, and pieces
-    of a long verse only group with pieces of the same verse.
+    Boundaries at star spans or unplaced verses are always cut (a *run* ends). Within a run a
+    dynamic programme picks the cuts: fewest cuts in gaps shorter than ``min_pause_s`` (made only
+    where a stretch without a pause is longer than ``max_s``), then fewest segments shorter than
+    ``min_s``, then fewest segments, then the widest gaps. A group of several units never has more
+    than ``max_s`` of speech. A group with a pause inside has a clip that fits ``max_s`` and, if it
+    holds pieces of a long verse, only pieces of that verse; one without is only cut where it must
+    be (its padding is trimmed to fit). A single unit with more than ``max_s`` of speech is a
+    group of its own.
     """
-    obstacles = _obstacles(units, verses, star)
+    spans = speech_index(units, verses, star)
     groups: list[list[Unit]] = []
-    runs: list[list[list[Unit]]] = []  # runs of atoms
+    runs: list[list[Unit]] = []
     for unit in units:
-        if runs and not _forced_cut(runs[-1][-1][-1], unit, verses, star):
-            previous = runs[-1][-1][-1]
-            if unit.start - previous.end >= min_pause_s:
-                runs[-1].append([unit])
-            else:
-                runs[-1][-1].append(unit)
+        if runs and not _forced_cut(runs[-1][-1], unit, verses, star):
+            runs[-1].append(unit)
         else:
-            runs.append([[unit]])
-    for atoms in runs:
-        n = len(atoms)
+            runs.append([unit])
+    for run in runs:
+        n = len(run)
+        gaps = [b.start - a.end for a, b in zip(run, run[1:])]  # gaps[k]: between run[k] and run[k + 1]
+        # A clip's left edge depends only on where its speech starts, its right edge on where it ends.
+        lefts = [clip_edges(u.start, u.end, spans, pad_s, duration_s)[0] for u in run]
+        rights = [clip_edges(u.start, u.end, spans, pad_s, duration_s)[1] for u in run]
         best: list[tuple | None] = [None] * (n + 1)
         best[0] = (0, 0, 0, 0.0)
         back = [0] * (n + 1)
         for j in range(1, n + 1):
+            pauses_inside, piece_of, whole_verses = 0, set(), False
             for i in range(j - 1, -1, -1):
-                members = [u for atom in atoms[i:j] for u in atom]
-                left, right = clip_edges(members[0].start, members[-1].end, obstacles, pad_s, duration_s)
-                length = right - left
+                speech = run[j - 1].end - run[i].start
+                left, right = lefts[i], rights[j - 1]
+                if run[i].parts > 1:
+                    piece_of.add(run[i].verse)
+                else:
+                    whole_verses = True
                 if j - i > 1:
-                    if length > max_s:
-                        break  # longer still for smaller i
-                    pieces = {u.verse for u in members if u.parts > 1}
-                    if pieces and (len(pieces) > 1 or any(u.parts == 1 for u in members)):
+                    pauses_inside += gaps[i] >= min_pause_s
+                    mixed = bool(piece_of) and (len(piece_of) > 1 or whole_verses)
+                    if speech > max_s or (pauses_inside and mixed):
+                        break  # and so for every smaller i
+                    if pauses_inside and right - left > max_s:
                         continue
-                speech = members[-1].end - members[0].start
-                short, over = int(length < min_s), int(j - i == 1 and speech > max_s)
-                gap = atoms[j][0].start - atoms[j - 1][-1].end if j < n else 0.0
-                cost = (best[i][0] + short, best[i][1] + over, best[i][2] + 1, best[i][3] - gap)
+                gap = gaps[j - 1] if j < n else 0.0
+                tight = int(j < n and gap < min_pause_s)
+                short = int(right - left < min_s)
+                cost = (best[i][0] + tight, best[i][1] + short, best[i][2] + 1, best[i][3] - gap)
                 if best[j] is None or cost < best[j]:
                     best[j], back[j] = cost, i
         cuts, j = [], n
@@ -328,7 +366,7 @@ def group_units(units: list[Unit], verses: list[Verse], star: list[tuple[float, 
             cuts.append((back[j], j))
             j = back[j]
         for i, j in reversed(cuts):
-            groups.append([u for atom in atoms[i:j] for u in atom])
+            groups.append(run[i:j])
     return groups
 
 
@@ -389,23 +427,36 @@ def plan_segments(aligned: dict, *, duration_s: float, min_s: float = MIN_S, max
     star = parse_star(aligned)
     words = words_by_verse(aligned, verses)
     units: list[Unit] = []
+    unsplittable: dict[int, str] = {}  # verse index -> why a verse over max_s stays whole
     for index, verse in enumerate(verses):
         if verse.aligned:
-            units.extend(split_verse(verse, index, words.get(index, []), max_s, min_pause_s))
+            verse_units, why = split_verse(verse, index, words.get(index, []), max_s)
+            units.extend(verse_units)
+            if why is not None:
+                unsplittable[index] = why
     units.sort(key=lambda u: (u.start, u.end))
     groups = group_units(units, verses, star, min_s=min_s, max_s=max_s, pad_s=pad_s,
                          min_pause_s=min_pause_s, duration_s=duration_s)
-    obstacles = _obstacles(units, verses, star)
+    spans = speech_index(units, verses, star)
+    tight = {k for k, (one, two) in enumerate(zip(groups, groups[1:]))
+             if not _forced_cut(one[-1], two[0], verses, star) and two[0].start - one[-1].end < min_pause_s}
+    max_samples = math.floor(max_s * rate + 1e-6)
 
     planned: list[tuple[float, Segment]] = []
-    for members in groups:
+    for position, members in enumerate(groups):
         speech_start, speech_end = members[0].start, members[-1].end
-        left, right = clip_edges(speech_start, speech_end, obstacles, pad_s, duration_s)
-        if right - left > max_s and speech_end - speech_start <= max_s:
+        speech = speech_end - speech_start
+        left, right = clip_edges(speech_start, speech_end, spans, pad_s, duration_s)
+        if right - left > max_s and speech <= max_s:
             # Padding alone pushes it over: give each side an equal share of what is left.
-            spare = (max_s - (speech_end - speech_start)) / 2
+            spare = (max_s - speech) / 2
             left, right = max(left, speech_start - spare), min(right, speech_end + spare)
         first, last = to_sample(left, rate), to_sample(right, rate)
+        if last - first > max_samples and speech <= max_s:  # rounding to samples added one
+            if speech_start - first / rate >= last / rate - speech_end:
+                first = last - max_samples
+            else:
+                last = first + max_samples
         indices = tuple(dict.fromkeys(u.verse for u in members))
         cer, greedy = segment_cer(members, verses)
         text_field = "normalized" if use_normalized else "text"
@@ -414,16 +465,20 @@ def plan_segments(aligned: dict, *, duration_s: float, min_s: float = MIN_S, max
             speech_start=speech_start, speech_end=speech_end,
             text=" ".join(getattr(u, text_field) for u in members),
             normalized=" ".join(u.normalized for u in members),
-            greedy=greedy, cer=cer, score=segment_score(members), kept=True)
+            greedy=greedy, cer=cer, score=segment_score(members), kept=True,
+            partial=tuple(dict.fromkeys(u.verse for u in members if u.parts > 1)),
+            flags=(FLAG_TIGHT_CUT,) if tight & {position - 1, position} else ())
         duration = (last - first) / rate
-        if duration < min_s:
+        if speech > max_s:
+            segment = replace(segment, kept=False, reason_kind="over-max",
+                              reason=f"over max-s: {speech:.2f} s of speech > max-s {max_s:g} s, and "
+                                     f"{unsplittable.get(indices[0], 'it cannot be cut')}")
+        elif duration < min_s:
             segment = replace(segment, kept=False, reason_kind="too-short",
                               reason=f"too short: {duration:.2f} s < min-s {min_s:g} s, no neighbour "
                                      f"across a pause to merge with")
         elif cer is not None and cer > max_cer:
             segment = replace(segment, kept=False, reason_kind="cer", reason=f"cer {cer:.2f} > {max_cer:g}")
-        elif speech_end - speech_start > max_s:
-            segment = replace(segment, flags=(FLAG_OVER_MAX,))
         planned.append((speech_start, segment))
 
     for index, verse in enumerate(verses):
@@ -472,6 +527,7 @@ def segment_record(recording: str, segment: Segment, verses: list[Verse], audio:
         "reason": segment.reason,
         "reason_kind": segment.reason_kind,
         "flags": list(segment.flags),
+        "partial_verses": [verses[i].number for i in segment.partial],
     }
 
 
@@ -564,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-cer", type=float, default=MAX_CER,
                         help="drop segments whose greedy transcript has a higher CER (default: %(default)s)")
     parser.add_argument("--min-pause-s", type=float, default=MIN_PAUSE_S,
-                        help="shortest pause a clip may be cut in (default: %(default)s)")
+                        help="shortest pause a clip is cut in, unless speech without one runs longer than "
+                             "--max-s (default: %(default)s)")
     parser.add_argument("--text", choices=("original", "normalized"), default="original",
                         help="orthography of the 'text' field (default: %(default)s)")
     args = parser.parse_args(argv)

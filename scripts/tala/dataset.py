@@ -1,7 +1,7 @@
 """Gather one language's segments into train/valid/test splits, a summary and a dataset card.
 
     python -m tala.dataset --language samoan --segments a.jsonl b.jsonl ... --out-dir DIR
-                           [--root DIR] [--ratios 0.8 0.1 0.1] [--seed 1234] [--missing-text REC ...]
+                           [--root DIR] [--ratios 0.8 0.1 0.1] [--seed 1234] [--problems JSON]
 
 Splits are made *by recording*, so no chapter is heard in two splits. They are chosen to bring the
 seconds of kept audio per split as close to ``ratios`` as possible (the sum of the absolute
@@ -11,33 +11,59 @@ the recordings first, which breaks ties (recordings of equal length) and orders 
 the same inputs and seed give the same files byte for byte. With at least as many recordings as
 splits of non-zero ratio, each of those splits gets at least one recording.
 
-Writes into DIR: ``train.jsonl``, ``valid.jsonl``, ``test.jsonl`` (``audio`` relative to DIR),
-``nemo/{split}.json`` (NeMo manifests, ``audio_filepath`` relative to ``nemo/``, which NeMo
-resolves against the manifest's folder), ``summary.json`` and the card ``README.md``. The segment
-JSONLs come from ``tala.clips``; their ``audio`` paths are relative to ROOT (default: DIR).
+The segment JSONLs come from ``tala.clips``; their ``audio`` paths are relative to ROOT (default:
+DIR). An empty one (a chapter whose alignment was rejected) is allowed, and so are none at all
+(every chapter failed): the splits are then empty and the summary and card say why. ``--problems``
+is a JSON list of ``{"recording", "stage", "reason"}`` objects (``severity`` and ``file`` kept
+where given, as ``tala.problems`` writes them), the chapters that failed upstream (damaged audio,
+no text, alignment rejected, ...); they are listed in summary.json and in the card, right after
+the sizes, so that what to fix is seen at once.
+
+Writes into DIR (nothing else):
+
+- ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``: one row per clip, ``audio`` relative to DIR;
+- ``nemo/{split}.json``: NeMo manifests, ``audio_filepath`` relative to ``nemo/`` (NeMo resolves
+  it against the manifest's folder);
+- ``lhotse/{split}_recordings.jsonl.gz`` and ``lhotse/{split}_supervisions.jsonl.gz``: Lhotse
+  RecordingSet and SupervisionSet manifests, one Recording and one supervision per clip. Lhotse
+  resolves a relative ``source`` against the *current directory*, so the sources are relative to
+  DIR, like the JSONL's ``audio``: load them from DIR (``os.chdir``, as for Hugging Face
+  ``datasets``), or make them absolute with ``RecordingSet.with_path_prefix(DIR)``. They are
+  plain gzipped JSON lines, written without lhotse, byte for byte reproducible (no time stamp or
+  file name in the gzip header);
+- ``summary.json`` and the card ``README.md``.
+
+``nemo/`` and ``lhotse/`` are each written into a temporary folder and renamed into place whole,
+every other file atomically, so a killed job never leaves a half-written result.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import itertools
 import json
 import os
 import random
+import shutil
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import read_jsonl, write_json_atomic, write_text_atomic
+from tala.fileio import current_umask, read_jsonl, replace_dir, write_json_atomic, write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 RATIOS = (0.8, 0.1, 0.1)
 SEED = 1234
 EXHAUSTIVE_MAX_RECORDINGS = 8  # 3^8 = 6561 assignments: instant
-CARD_DROPPED_ROWS = 50  # the card lists this many dropped segments; summary.json has them all
+CARD_DROPPED_ROWS = 50  # the card lists this many dropped segments (and flagged ids); summary.json has them all
+PROBLEM_FIELDS = ("recording", "stage", "reason")
+PROBLEM_EXTRAS = ("severity", "file")  # kept in summary.json where the problems file has them (tala.problems)
 
 DATASET_FIELDS = ("id", "audio", "text", "normalized", "duration", "language", "recording", "verses",
                   "start", "end", "score", "cer")
@@ -59,6 +85,36 @@ def read_segments(path: str | Path) -> list[dict]:
             raise InputError(path, f"line {number}: a kept segment without 'audio'")
         records.append(record)
     return records
+
+
+def read_problems(path: str | Path) -> list[dict]:
+    """The problems file: a JSON list of {"recording", "stage", "reason"} objects (strings; a
+    "severity" and "file" are kept too, other keys left out); InputError naming it if it is missing
+    or not that. Sorted by recording, stage and reason, duplicates removed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(path, f"not valid JSON: {err}") from None
+    if not isinstance(data, list):
+        raise InputError(path, 'expected a JSON list of {"recording", "stage", "reason"} objects')
+    for position, item in enumerate(data, 1):
+        if not isinstance(item, dict) or not all(isinstance(item.get(key), str) for key in PROBLEM_FIELDS):
+            raise InputError(path, f"item {position}: expected an object with string 'recording', 'stage' "
+                                   f"and 'reason'")
+    return sort_problems(data)
+
+
+def sort_problems(problems: list[dict]) -> list[dict]:
+    """Problems with their known keys only, sorted by recording, stage and reason, duplicates removed."""
+    keys = PROBLEM_FIELDS + PROBLEM_EXTRAS
+    known = [{key: str(item[key]) for key in keys if key in PROBLEM_FIELDS or isinstance(item.get(key), str)}
+             for item in problems]
+    unique = {json.dumps(item, sort_keys=True, ensure_ascii=False): item for item in known}
+    ordered = sorted(unique.items(), key=lambda pair: ([pair[1].get(key, "") for key in keys], pair[0]))
+    return [item for _, item in ordered]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,10 +193,62 @@ def dataset_row(record: dict, language: str, audio: str) -> dict:
     return row
 
 
+def nemo_line(row: dict) -> dict:
+    return {"audio_filepath": Path("..", row["audio"]).as_posix(), "duration": row["duration"], "text": row["text"]}
+
+
+def lhotse_recording(row: dict) -> dict:
+    """A row's clip as a Lhotse Recording (as ``Recording.to_dict`` writes it), ``source`` relative
+    to the dataset folder."""
+    num_samples = int(round(row["duration"] * SAMPLE_RATE))
+    return {"id": row["id"], "sources": [{"type": "file", "channels": [0], "source": row["audio"]}],
+            "sampling_rate": SAMPLE_RATE, "num_samples": num_samples, "duration": num_samples / SAMPLE_RATE,
+            "channel_ids": [0]}
+
+
+def lhotse_supervision(row: dict) -> dict:
+    """A row as a Lhotse SupervisionSegment covering its whole clip (the speaker is unknown)."""
+    return {"id": row["id"], "recording_id": row["id"], "start": 0.0,
+            "duration": int(round(row["duration"] * SAMPLE_RATE)) / SAMPLE_RATE, "channel": 0,
+            "text": row["text"], "language": row["language"],
+            "custom": {key: row[key] for key in ("recording", "verses", "normalized", "score", "cer")}}
+
+
+def jsonl_text(items: list[dict]) -> str:
+    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """``data`` gzipped with no time stamp or file name in the header: the same bytes every run."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as handle:
+        handle.write(data)
+    return buffer.getvalue()
+
+
+def write_dir_atomic(final: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into a temporary folder beside ``final``, then put it in
+    place of ``final`` whole (an old ``final`` and anything else in it is gone)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    try:
+        for name, data in files.items():
+            (tmp_dir / name).write_bytes(data)
+        os.chmod(tmp_dir, 0o777 & ~current_umask())
+        replace_dir(tmp_dir, final)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
 def build_dataset(segment_files: list[str | Path], out_dir: str | Path, language: str, *,
                   root: str | Path | None = None, ratios: tuple[float, ...] = RATIOS, seed: int = SEED,
-                  missing_text: list[str] | None = None) -> dict:
-    """Write the splits, NeMo manifests, summary.json and README.md; return the summary."""
+                  problems: list[dict] | None = None) -> dict:
+    """Write the splits, NeMo and Lhotse manifests, summary.json and README.md; return the summary.
+
+    ``segment_files`` may be empty (every chapter failed): the outputs are then written empty,
+    with ``problems`` (``{"recording", "stage", "reason"}`` dicts) saying why.
+    """
     out_dir = Path(out_dir)
     root = Path(root) if root is not None else out_dir
     records: list[dict] = []
@@ -176,14 +284,19 @@ def build_dataset(segment_files: list[str | Path], out_dir: str | Path, language
             continue
         rows[SPLITS[assignment[r["recording"]]]].append(dataset_row(r, language, r["audio"]))
     for name in SPLITS:
-        write_text_atomic(out_dir / f"{name}.jsonl",
-                          "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows[name]))
-        write_text_atomic(out_dir / "nemo" / f"{name}.json", "".join(
-            json.dumps({"audio_filepath": Path("..", row["audio"]).as_posix(), "duration": row["duration"],
-                        "text": row["text"]}, ensure_ascii=False) + "\n" for row in rows[name]))
+        write_text_atomic(out_dir / f"{name}.jsonl", jsonl_text(rows[name]))
+    write_dir_atomic(out_dir / "nemo", {
+        f"{name}.json": jsonl_text([nemo_line(row) for row in rows[name]]).encode() for name in SPLITS})
+    lhotse_files = {}
+    for name in SPLITS:
+        lhotse_files[f"{name}_recordings.jsonl.gz"] = gzip_bytes(
+            jsonl_text([lhotse_recording(row) for row in rows[name]]).encode())
+        lhotse_files[f"{name}_supervisions.jsonl.gz"] = gzip_bytes(
+            jsonl_text([lhotse_supervision(row) for row in rows[name]]).encode())
+    write_dir_atomic(out_dir / "lhotse", lhotse_files)
 
     summary = make_summary(language, records, recordings, assignment, tuple(ratios), seed,
-                           sorted(set(missing_text or [])))
+                           sort_problems(problems or []))
     write_json_atomic(out_dir / "summary.json", summary)
     write_text_atomic(out_dir / "README.md", dataset_card(summary))
     return summary
@@ -194,7 +307,7 @@ def _hours(seconds: float) -> float:
 
 
 def make_summary(language: str, records: list[dict], recordings: list[str], assignment: dict[str, int],
-                 ratios: tuple[float, ...], seed: int, missing_text: list[str]) -> dict[str, Any]:
+                 ratios: tuple[float, ...], seed: int, problems: list[dict]) -> dict[str, Any]:
     kept = [r for r in records if r["kept"]]
     dropped = [r for r in records if not r["kept"]]
     splits = {}
@@ -222,6 +335,7 @@ def make_summary(language: str, records: list[dict], recordings: list[str], assi
     for r in kept:
         for flag in r.get("flags") or []:
             flagged.setdefault(flag, []).append(r["id"])
+    pieces = [r for r in kept if r.get("partial_verses")]
     return {
         "language": language,
         "seed": seed,
@@ -230,6 +344,8 @@ def make_summary(language: str, records: list[dict], recordings: list[str], assi
         "total": {"hours": _hours(sum(r["duration"] for r in kept)),
                   "seconds": round(sum(r["duration"] for r in kept), 3), "segments": len(kept),
                   "recordings": len(assignment)},
+        "split_long_verses": {"verses": len({(r["recording"], v) for r in pieces for v in r["partial_verses"]}),
+                              "pieces": len(pieces)},
         "dropped": {
             "segments": len(dropped),
             "seconds": round(sum(r["duration"] or 0.0 for r in dropped), 3),
@@ -242,7 +358,7 @@ def make_summary(language: str, records: list[dict], recordings: list[str], assi
         "flagged": {flag: ids for flag, ids in sorted(flagged.items())},
         "recordings": per_recording,
         "recordings_without_kept_segments": sorted(rec for rec in recordings if rec not in assignment),
-        "missing_text": missing_text,
+        "problems": problems,
     }
 
 
@@ -259,14 +375,15 @@ def _md(text: Any) -> str:
 
 
 def dataset_card(summary: dict) -> str:
-    """The dataset card (markdown): sizes, recordings, what was dropped and why, how to load it."""
+    """The dataset card (markdown): sizes, problems, recordings, what was dropped and why, how to load it."""
     language = summary["language"]
     present = [name for name in SPLITS if summary["splits"][name]["segments"]]
     lines = [
         f"# {language}: read scripture, verse-aligned ASR dataset",
         "",
         f"Clips of whole verses (16 kHz mono PCM16 WAV) cut in the pauses of read-scripture "
-        f"recordings, with the official text. Made by the tala workflow (`tala.clips`, `tala.dataset`); "
+        f"recordings, with the official text; a verse too long for one clip is cut between its words. "
+        f"Made by the tala workflow (`tala.clips`, `tala.dataset`); "
         f"split by recording (no chapter in two splits), seed {summary['seed']}.",
         "",
         "## Splits",
@@ -280,6 +397,24 @@ def dataset_card(summary: dict) -> str:
                      f"{', '.join(split['recordings']) or '-'} |")
     total = summary["total"]
     lines += [f"| **total** | | {total['hours']:.3f} | {total['segments']} | {total['recordings']} |", ""]
+    if not total["segments"]:
+        lines += ["The dataset is empty: no recording gave a clip (see Problems and Dropped).", ""]
+    long_verses = summary["split_long_verses"]
+    if long_verses["pieces"]:
+        lines += [f"Verses too long for one clip, cut between words: {long_verses['verses']} "
+                  f"({long_verses['pieces']} clips hold a part of one; their `text` is that part).", ""]
+    else:
+        lines += ["No verse had to be cut between words.", ""]
+
+    lines += ["## Problems", ""]
+    if summary["problems"]:
+        lines += ["Chapters left out of the dataset (or worth a look), and why:", "",
+                  "| recording | stage | reason |", "|---|---|---|"]
+        lines += [f"| {_md(item['recording'])} | {_md(item['stage'])} | {_md(item['reason'])} |"
+                  for item in summary["problems"]]
+        lines.append("")
+    else:
+        lines += ["None.", ""]
 
     lines += ["## Recordings", "", "| recording | split | kept segments | kept seconds | dropped segments |",
               "|---|---|---:|---:|---:|"]
@@ -297,6 +432,8 @@ def dataset_card(summary: dict) -> str:
         explain = {"cer": "what the aligner's model heard differs from the text (character error rate above "
                           "the limit): misread, skipped or extra words, or a wrong text",
                    "too-short": "shorter than the minimum clip length, with no neighbour across a pause to join",
+                   "over-max": "longer than the maximum clip length and not cuttable between words (no word "
+                               "times, words that do not match the text, or a single word over the maximum)",
                    "unaligned": "the aligner could not place the verse (no score or times)"}
         for kind, count in dropped["by_reason"].items():
             lines.append(f"- **{kind}**: {count} ({explain.get(kind, 'see summary.json')})")
@@ -308,14 +445,13 @@ def dataset_card(summary: dict) -> str:
             lines.append(f"| ... | | | {len(dropped['segments_list']) - CARD_DROPPED_ROWS} more in summary.json |")
         lines.append("")
     for flag, ids in summary["flagged"].items():
-        lines += [f"Kept but flagged **{flag}** ({len(ids)}): {', '.join(ids)}", ""]
+        more = f", ... {len(ids) - CARD_DROPPED_ROWS} more in summary.json" if len(ids) > CARD_DROPPED_ROWS else ""
+        lines += [f"Kept but flagged **{flag}** ({len(ids)}): {', '.join(ids[:CARD_DROPPED_ROWS])}{more}", ""]
     if summary["recordings_without_kept_segments"]:
         lines += ["Recordings with no kept segment: " + ", ".join(summary["recordings_without_kept_segments"]), ""]
-    if summary["missing_text"]:
-        lines += ["Recordings without an official text (not in the dataset): "
-                  + ", ".join(summary["missing_text"]), ""]
 
     data_files = ", ".join(f'"{name}": "{name}.jsonl"' for name in present)
+    first = present[0] if present else "train"
     lines += [
         "## Loading",
         "",
@@ -330,18 +466,35 @@ def dataset_card(summary: dict) -> str:
         "os.chdir(\"path/to/this/folder\")",
         f"ds = load_dataset(\"json\", data_files={{{data_files}}})",
         "ds = ds.cast_column(\"audio\", Audio(sampling_rate=16000))",
-        f"example = ds[\"{present[0] if present else 'train'}\"][0]",
+        f"example = ds[\"{first}\"][0]",
         "example[\"audio\"][\"array\"], example[\"text\"]",
         "```",
         "",
         "NeMo: `nemo/{train,valid,test}.json` are manifests (`audio_filepath` relative to `nemo/`, "
         "`duration`, `text`).",
         "",
+        "Lhotse: `lhotse/{split}_recordings.jsonl.gz` and `lhotse/{split}_supervisions.jsonl.gz` are a "
+        "RecordingSet and a SupervisionSet (one recording and one supervision per clip; `custom` holds "
+        "`recording`, `verses`, `normalized`, `score`, `cer`). Their sources are relative to this folder, "
+        "which Lhotse resolves against the current directory: load them from here (or call "
+        "`recordings.with_path_prefix(\"path/to/this/folder\")`). An empty split's files are empty.",
+        "",
+        "```python",
+        "import os",
+        "from lhotse import CutSet, load_manifest",
+        "",
+        "os.chdir(\"path/to/this/folder\")",
+        f"cuts = CutSet.from_manifests(recordings=load_manifest(\"lhotse/{first}_recordings.jsonl.gz\"),",
+        f"                             supervisions=load_manifest(\"lhotse/{first}_supervisions.jsonl.gz\"))",
+        "cuts[0].load_audio(), cuts[0].supervisions[0].text",
+        "```",
+        "",
         "## Fields",
         "",
         "- `id`: `{recording}_{index}_{first verse}-{last verse}`",
         "- `audio`: the clip, relative to this folder",
-        "- `text`: the official text of the verses in the clip; `normalized`: as the aligner saw it",
+        "- `text`: the official text of the verses in the clip (of its part of a verse cut between words); "
+        "`normalized`: as the aligner saw it",
         "- `duration` (s), `start`/`end` (s in the recording, padding included)",
         "- `language`, `recording`, `verses` (verse numbers)",
         "- `score`: mean log-probability per frame of the alignment (closer to 0 is better)",
@@ -355,25 +508,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tala.dataset",
         description="Split one language's segments by recording into train/valid/test; write the "
-                    "JSONL splits, NeMo manifests, summary.json and a dataset card.")
+                    "JSONL splits, NeMo and Lhotse manifests, summary.json and a dataset card.")
     parser.add_argument("--language", required=True, help="language name, as in the config")
-    parser.add_argument("--segments", nargs="+", required=True, help="segment JSONLs from tala.clips")
+    parser.add_argument("--segments", nargs="*", default=[],
+                        help="segment JSONLs from tala.clips (none: every chapter failed)")
     parser.add_argument("--out-dir", required=True, help="the dataset folder (the clips are under it)")
     parser.add_argument("--root", help="the segments' audio paths are relative to this (default: --out-dir)")
     parser.add_argument("--ratios", nargs=3, type=float, default=list(RATIOS), metavar=("TRAIN", "VALID", "TEST"),
                         help="share of the audio per split (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=SEED, help="shuffles recordings (default: %(default)s)")
-    parser.add_argument("--missing-text", nargs="*", default=[], metavar="REC",
-                        help="recordings left out for lack of a text, listed in the summary and card")
+    parser.add_argument("--problems", metavar="JSON",
+                        help='JSON list of {"recording", "stage", "reason"}: chapters that failed upstream, '
+                             "listed in the summary and card")
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ratios) or sum(args.ratios) <= 0:
         parser.error("--ratios must be non-negative with a positive sum")
+    problems = read_problems(args.problems) if args.problems else []
     summary = build_dataset(args.segments, args.out_dir, args.language, root=args.root,
-                            ratios=tuple(args.ratios), seed=args.seed, missing_text=args.missing_text)
+                            ratios=tuple(args.ratios), seed=args.seed, problems=problems)
     for name in SPLITS:
         split = summary["splits"][name]
         print(f"{name}: {split['segments']} segments, {split['seconds']:.1f} s, {len(split['recordings'])} recordings")
     print(f"dropped: {summary['dropped']['segments']} segments {summary['dropped']['by_reason']}")
+    print(f"problems: {len(summary['problems'])}")
     return 0
 
 
