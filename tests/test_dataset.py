@@ -153,6 +153,19 @@ def test_clips_leave_no_temporary_files_and_replace_old_clips(demo, tmp_path):
     assert len(list(clips.glob("*.wav"))) == sum(r["kept"] for r in read_jsonl(tmp_path / "JHN_001.jsonl"))
 
 
+def test_a_rejected_chapter_gets_no_clips_and_an_empty_segment_file(tmp_path, capsys):
+    aligned = tmp_path / "JHN_001.json"
+    aligned.write_text(json.dumps({"recording": "JHN_001", "status": "rejected", "stage": "align",
+                                   "file": "text/JHN_001.docx", "reason": "text does not match the audio"}))
+    clips = tmp_path / "dataset" / "clips" / "JHN_001"
+    clips.mkdir(parents=True)
+    (clips / "stale.wav").write_bytes(b"old")
+    assert write_clips(aligned, tmp_path / "JHN_001.jsonl", clips) == []
+    assert clips.is_dir() and not list(clips.iterdir())
+    assert (tmp_path / "JHN_001.jsonl").read_text() == ""
+    assert "rejected chapter (text does not match the audio)" in capsys.readouterr().err
+
+
 def _synthetic(verses: list[tuple[float, float]], **extra) -> dict:
     return {"recording": "SYN_001", "duration_s": 200.0, "star": [], "words": [],
             "verses": [{"number": i + 1, "label": str(i + 1), "start": s, "end": e, "text": f"Verse {i + 1} text.",

@@ -10,7 +10,6 @@ finished.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -35,8 +34,6 @@ RUN_TIMEOUT_S = 900
 # Compared byte for byte with a local run: every result of the per-recording and dataset stages
 # (the report's HTML and SVG are left out: they are figures, not data).
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
-# ... except these JSON keys: wall-clock measurements (aligned/*.json: summary.seconds).
-TIMING_KEYS = {"seconds"}
 
 
 def user_profile(folder: Path, cpu_partition: str, gpu_partition: str) -> Path:
@@ -245,15 +242,6 @@ def test_rerun_after_snakemake_died_redoes_only_unfinished_work(slurm_run):
     assert 0 < counts["transcribe_audio"] <= len(wavs)
 
 
-def without_timings(value):
-    """A JSON value without its run-time measurements (they differ from run to run anywhere)."""
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
-
-
 def test_results_equal_a_local_run_byte_for_byte(slurm_run, local_run):
     workdir = slurm_run["workdir"]
     compared = 0
@@ -264,10 +252,7 @@ def test_results_equal_a_local_run_byte_for_byte(slurm_run, local_run):
                     rel = local_file.relative_to(local_run)
                     slurm_file = workdir / rel
                     assert slurm_file.is_file(), f"{rel} missing from the Slurm run"
-                    if local_file.read_bytes() != slurm_file.read_bytes():
-                        assert local_file.suffix == ".json", f"{rel} differs from the local run"
-                        local, remote = (json.loads(f.read_text(encoding="utf-8")) for f in (local_file, slurm_file))
-                        assert without_timings(remote) == without_timings(local), f"{rel} differs from the local run"
+                    assert local_file.read_bytes() == slurm_file.read_bytes(), f"{rel} differs from the local run"
                     compared += 1
     assert compared > 50
 

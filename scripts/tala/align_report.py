@@ -41,7 +41,10 @@ class AlignmentSummary:
 
 
 def read_aligned(path: str | Path) -> dict:
+    """An aligned JSON: an accepted chapter's (with verses) or a rejected one's (status, reason)."""
     data = read_json_object(path)
+    if data.get("status") == "rejected":
+        return data
     if "verses" not in data:
         raise InputError(path, "not an alignment (no 'verses')")
     return data
@@ -88,7 +91,22 @@ def _cell(value) -> str:
     return html.escape(str(value))
 
 
-def render_html(language: str, rows: list[AlignmentSummary], all_errors_ms: np.ndarray | None) -> str:
+def notes_html(rejected: list[dict], warnings: dict[str, list[str]]) -> str:
+    """The chapters that were not aligned, and what the text reader warned about, as HTML."""
+    parts = []
+    if rejected:
+        items = "".join(f"<li><b>{html.escape(str(r['recording']))}</b>: {html.escape(str(r.get('file', '')))}: "
+                        f"{html.escape(str(r.get('reason', '')))}</li>" for r in rejected)
+        parts.append(f"<h3>Not aligned ({len(rejected)})</h3><ul class='warn'>{items}</ul>")
+    if warnings:
+        items = "".join(f"<li><b>{html.escape(rec)}</b>: {html.escape(w)}</li>"
+                        for rec, lines in warnings.items() for w in lines)
+        parts.append(f"<h3>Check the text</h3><ul class='warn'>{items}</ul>")
+    return "\n".join(parts)
+
+
+def render_html(language: str, rows: list[AlignmentSummary], all_errors_ms: np.ndarray | None,
+                notes: str = "") -> str:
     fields = list(AlignmentSummary.__dataclass_fields__)
     if all_errors_ms is None:
         fields = [f for f in fields if not f.startswith("boundary_")]
@@ -120,6 +138,7 @@ th:first-child, td:first-child, td:nth-child(2) {{ text-align: left; }}
 {body}
 </tbody>
 </table>
+{notes}
 <p><small>score: mean log-probability per frame of the verse's aligned characters (0 is best); chapter
 CER: the model's greedy words paired with the official text's words, letter edits over the text's
 letters (spaces not counted; transcript words outside the text, such as a spoken heading, left out);
@@ -174,10 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--svg needs --truth-dir")
     if not (args.tsv or args.html or args.svg):
         parser.error("nothing to write: give --tsv, --html and/or --svg")
-    rows, errors_ms = [], {}
+    rows, errors_ms, rejected, warnings = [], {}, [], {}
     for path in args.aligned:
         aligned = read_aligned(path)
         recording = aligned.get("recording", path.stem)
+        if aligned.get("status") == "rejected":
+            rejected.append({**aligned, "recording": recording})
+            continue
+        if aligned.get("text_warnings"):
+            warnings[recording] = list(aligned["text_warnings"])
         errors = None
         if args.truth_dir:
             truth_path = args.truth_dir / f"{recording}.json"
@@ -191,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tsv:
         write_tsv(args.tsv, rows)
     if args.html:
-        write_text_atomic(args.html, render_html(args.language, rows, all_errors if args.truth_dir else None))
+        write_text_atomic(args.html, render_html(args.language, rows, all_errors if args.truth_dir else None,
+                                                 notes_html(rejected, warnings)))
     if args.svg:
         write_boundary_plot(args.svg, args.language, errors_ms)
     if all_errors is not None and len(all_errors):

@@ -552,6 +552,15 @@ def open_audio(path: Path, aligned_path: str | Path, duration_s: float | None) -
     return handle
 
 
+def write_empty_clips(clips_dir: Path, out_jsonl: Path) -> None:
+    """An empty clips folder and segment JSONL: a complete result for a chapter with no clips."""
+    clips_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{clips_dir.name}.", suffix=".part", dir=clips_dir.parent))
+    os.chmod(tmp_dir, 0o777 & ~current_umask())
+    replace_dir(tmp_dir, clips_dir)
+    write_text_atomic(out_jsonl, "")
+
+
 def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str | Path, *,
                 audio: str | Path | None = None, root: str | Path | None = None,
                 min_s: float = MIN_S, max_s: float = MAX_S, pad_s: float = PAD_S,
@@ -561,6 +570,11 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
     aligned_path, out_jsonl, clips_dir = Path(aligned_path), Path(out_jsonl), Path(clips_dir)
     root = Path(root) if root is not None else clips_dir.parent.parent
     aligned = read_json_object(aligned_path)
+    if aligned.get("status") == "rejected":
+        # The aligner rejected the chapter's text: no clips, and the problems table says why.
+        write_empty_clips(clips_dir, out_jsonl)
+        print(f"clips: {aligned_path}: rejected chapter ({aligned.get('reason')}): no clips", file=sys.stderr)
+        return []
     verses = parse_verses(aligned, aligned_path)
     recording = str(aligned.get("recording") or aligned_path.stem)
     # The workflow's config already refuses ids that cannot be file names (tala.config); spaces and

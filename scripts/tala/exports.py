@@ -1,7 +1,13 @@
 """Verse timings for Bible-audio teams, and a proofing table of verses whose audio disagrees with the text.
 
     python -m tala.exports ALIGNED_JSON [--csv OUT.csv] [--vtt OUT.vtt] [--labels OUT.txt]
+    python -m tala.exports --timing-dir DIR ALIGNED_JSON [ALIGNED_JSON ...]
     python -m tala.exports --proofing OUT.tsv ALIGNED_JSON [ALIGNED_JSON ...]
+
+``--timing-dir`` writes ``{recording}.csv``, ``.vtt`` and ``.labels.txt`` of every aligned
+recording of a language into DIR (the whole folder replaced at once). Chapters the aligner
+rejected (``"status": "rejected"``) get no timing files and no proofing rows: the problems table
+lists them.
 
 Timings of one recording (verses the aligner could not place are left out of the VTT and labels,
 and have empty times in the CSV):
@@ -20,12 +26,15 @@ import argparse
 import csv
 import io
 import math
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from tala.errors import InputError, run_cli
-from tala.fileio import read_json_object, write_text_atomic
+from tala.fileio import current_umask, read_json_object, replace_dir, write_text_atomic
 
 LABEL_WORDS = 5
 PROOF_MAX_CER = 0.15
@@ -49,13 +58,40 @@ PROOFING_COLUMNS = ("badness", "why", "recording", "verse", "label", "start", "e
 
 
 def read_aligned(path: str | Path) -> dict:
-    """An aligned JSON with at least one verse; InputError naming it otherwise."""
+    """An aligned JSON with at least one verse, or a rejected chapter's (``"status": "rejected"``);
+    InputError naming it otherwise."""
     path = Path(path)
     aligned = read_json_object(path)
+    aligned.setdefault("recording", path.stem)
+    if is_rejected(aligned):
+        return aligned
     if not isinstance(aligned.get("verses"), list) or not aligned["verses"]:
         raise InputError(path, "no verses in the aligned JSON")
-    aligned.setdefault("recording", path.stem)
     return aligned
+
+
+def is_rejected(aligned: dict) -> bool:
+    return aligned.get("status") == "rejected"
+
+
+def write_timing_dir(aligned_list: list[dict], out_dir: str | Path) -> int:
+    """Every accepted chapter's CSV, WebVTT and label track in ``out_dir``, replaced as a whole
+    (a killed job leaves the old folder or the new one, never a mix); returns the chapter count."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())
+        accepted = [aligned for aligned in aligned_list if not is_rejected(aligned)]
+        for aligned in accepted:
+            rec = aligned["recording"]
+            for suffix, render in ((".csv", timings_csv), (".vtt", timings_vtt), (".labels.txt", timings_labels)):
+                (tmp / f"{rec}{suffix}").write_text(render(aligned), encoding="utf-8")
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(accepted)
 
 
 def _time(value: Any) -> float | None:
@@ -161,6 +197,8 @@ def proofing_rows(aligned_list: list[dict]) -> list[dict]:
     worst_listed = max(lowest.values(), default=None)
     rows = []
     for a, aligned in enumerate(aligned_list):
+        if is_rejected(aligned):
+            continue
         near_star = _star_neighbours(aligned)
         for position, verse in enumerate(aligned["verses"]):
             cer, score = _time(verse.get("cer")), _time(verse.get("score"))
@@ -211,17 +249,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", help="write recording,verse,label,start,end,text")
     parser.add_argument("--vtt", help="write WebVTT subtitles, one cue per verse")
     parser.add_argument("--labels", help="write an Audacity label track")
+    parser.add_argument("--timing-dir", help="write every accepted chapter's CSV, WebVTT and labels into this folder")
     parser.add_argument("--proofing", help="write the proofing TSV over all ALIGNED_JSONs")
     args = parser.parse_args(argv)
     timings = [out for out in (args.csv, args.vtt, args.labels) if out]
-    if not timings and not args.proofing:
-        parser.error("nothing to write: give --csv, --vtt, --labels and/or --proofing")
+    if not timings and not args.proofing and not args.timing_dir:
+        parser.error("nothing to write: give --csv, --vtt, --labels, --timing-dir and/or --proofing")
     if timings and len(args.aligned) != 1:
         parser.error("--csv/--vtt/--labels take exactly one ALIGNED_JSON")
     aligned_list = [read_aligned(path) for path in args.aligned]
+    if timings and is_rejected(aligned_list[0]):
+        raise InputError(args.aligned[0], f"a rejected chapter has no verse times ({aligned_list[0].get('reason')})")
     for out, render in ((args.csv, timings_csv), (args.vtt, timings_vtt), (args.labels, timings_labels)):
         if out:
             write_text_atomic(out, render(aligned_list[0]))
+    if args.timing_dir:
+        count = write_timing_dir(aligned_list, args.timing_dir)
+        print(f"{args.timing_dir}: verse timings of {count} of {len(aligned_list)} recordings", file=sys.stderr)
     if args.proofing:
         rows = proofing_rows(aligned_list)
         write_text_atomic(args.proofing, proofing_tsv(rows))

@@ -3,8 +3,10 @@
     PYTHONPATH=scripts .venv/bin/python tests/bench/bench_dag.py [--languages 2] [--keep]
 
 A temporary corpus of placeholder files: one empty `<BOOK>_<chapter>.mp3` per chapter of the
-66-book canon (1,189) and its empty `.docx` text, per language (a dry run reads neither; a
-recording with a text gets the alignment and dataset jobs, as in common.smk). The demo's local
+66-book canon (1,189) and its empty `.docx` text, per language (a dry run reads neither), and
+the inspection checkpoint's result as if every chapter had passed (`results/{lang}/inspection.json`,
+what the DAG is built from after the first minute of a real run; a recording with a text gets
+the alignment and dataset jobs, as in common.smk). The demo's local
 model stands in for the hub model, so there is no download job. Timed, each in its own
 `snakemake` process (interpreter start included): the dry run of the full DAG with the default
 settings, then with `--profile profiles/slurm-gpu` (the Slurm executor's settings and its groups).
@@ -14,6 +16,7 @@ Goal: < 20 s. Prints a table; exits 0 always.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -65,6 +68,16 @@ def make_corpus(root: Path, n_languages: int) -> Path:
     return path
 
 
+def write_inspections(workdir: Path, config: Path) -> None:
+    """The inspection checkpoint's outputs for a corpus where every chapter passed."""
+    for lang, cfg in yaml.safe_load(config.read_text())["languages"].items():
+        records = [{"recording": path.stem, "audio": str(path), "text": str(Path(cfg["text_dir"]) / f"{path.stem}.docx"),
+                    "status": "ok", "problems": []} for path in sorted(Path(cfg["audio_dir"]).iterdir())]
+        out = workdir / "results" / lang / "inspection.json"
+        out.parent.mkdir(parents=True)
+        out.write_text(json.dumps({"language": lang, "recordings": records}))
+
+
 def dry_run(workdir: Path, config: Path, *extra: str) -> tuple[float, dict[str, int], str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -111,6 +124,7 @@ def main() -> int:
         config = make_corpus(root, args.languages)
         workdir = root / "work"
         workdir.mkdir()
+        write_inspections(workdir, config)
         rows = []
         wall_s, counts, error = dry_run(workdir, config)
         rows.append(("snakemake -n", wall_s, counts, error))

@@ -27,9 +27,6 @@ rule align_transcript:
         text="results/{lang}/text/{rec}.json",
     output:
         json="results/{lang}/aligned/{rec}.json",
-        csv="results/{lang}/timing/{rec}.csv",
-        vtt="results/{lang}/timing/{rec}.vtt",
-        labels="results/{lang}/timing/{rec}.labels.txt",
     log:
         "logs/{lang}/align_transcript/{rec}.log",
     benchmark:
@@ -46,5 +43,23 @@ rule align_transcript:
         ),
     shell:
         "python -m tala.align {input.asr:q} {input.emissions:q} {input.text:q} {output.json:q}"
-        " {params.options} --csv {output.csv:q} --vtt {output.vtt:q} --labels {output.labels:q}"
-        " > {log:q} 2>&1"
+        " {params.options} > {log:q} 2>&1"
+
+
+rule export_timing:
+    """Verse timings (CSV, WebVTT, Audacity labels) of every aligned chapter of a language, one
+    folder: a chapter the aligner rejected gets none (the problems table says why)."""
+    input:
+        aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
+    output:
+        timing=directory("results/{lang}/timing"),
+    log:
+        "logs/{lang}/export_timing.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m tala.exports --timing-dir {output.timing:q} {input.aligned:q} > {log:q} 2>&1"

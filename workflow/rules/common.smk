@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -118,41 +119,88 @@ def hub_models():
     return models
 
 
-def with_text(lang):
-    """The language's recordings that have their official text (DOCX); the others are
-    transcribed but left out of alignment and the dataset (and listed in its summary).
-    """
-    return [rec for rec, r in RECORDINGS[lang].items() if r.text.is_file()]
+# --------------------------------------------------------------------------- inspected chapters
+# checkpoint inspect_inputs (inspect.smk) probes every raw recording and DOCX of a language up
+# front; the rest of the language's DAG is built from what it found, so that one damaged file
+# never stops its language (see tala.inspect_inputs).
+
+_INSPECTED = {}
 
 
-def without_text(lang):
-    return [rec for rec, r in RECORDINGS[lang].items() if not r.text.is_file()]
+def inspected(lang):
+    """{recording: inspection record} of a language (after its checkpoint has run)."""
+    path = checkpoints.inspect_inputs.get(lang=lang).output.json
+    stamp = os.stat(path).st_mtime_ns
+    if _INSPECTED.get(lang, (None,))[0] != stamp:
+        with open(path, encoding="utf-8") as handle:
+            records = json.load(handle)["recordings"]
+        _INSPECTED[lang] = (stamp, {r["recording"]: r for r in records})
+    return _INSPECTED[lang][1]
 
 
-def warn_missing_texts():
-    for lang in LANGUAGES:
-        for rec in without_text(lang):
-            print(
-                f"warning: {RECORDINGS[lang][rec].text}: no official text for recording"
-                f" '{rec}': it is transcribed but not aligned nor in the dataset",
-                file=sys.stderr,
-            )
+def has_texts(lang):
+    return bool(config["languages"][lang].get("text_dir"))
+
+
+def audio_recordings(lang):
+    """The recordings whose audio can be read: converted, segmented and transcribed."""
+    return [rec for rec, r in inspected(lang).items() if r["status"] != "excluded"]
+
+
+def text_recordings(lang):
+    """The recordings with a usable official text as well: read, aligned, cut into clips."""
+    return (
+        [rec for rec, r in inspected(lang).items() if r["status"] == "ok"]
+        if has_texts(lang)
+        else []
+    )
+
+
+def per_recording(pattern):
+    """An input function expanding ``pattern`` over the job language's readable recordings."""
+    return lambda wildcards: expand(
+        pattern, lang=wildcards.lang, rec=audio_recordings(wildcards.lang)
+    )
+
+
+def per_text_recording(pattern):
+    """An input function expanding ``pattern`` over the job language's recordings with a text."""
+    return lambda wildcards: expand(
+        pattern, lang=wildcards.lang, rec=text_recordings(wildcards.lang)
+    )
 
 
 def official_text(wildcards):
     recording = RECORDINGS[wildcards.lang].get(wildcards.rec)
-    if recording is None or not recording.text.is_file():
+    if recording is None or recording.text is None:
         raise WorkflowError(
             f"no official text for recording '{wildcards.rec}' of language '{wildcards.lang}'"
         )
     return str(recording.text)
 
 
-def per_text_recording(pattern):
-    """An input function expanding ``pattern`` over the job language's recordings with a text."""
-    return lambda wildcards: expand(
-        pattern, lang=wildcards.lang, rec=with_text(wildcards.lang)
-    )
+def inspection_options(wildcards):
+    """inspect_inputs' recordings (id, audio, text) and text settings, shell-quoted."""
+    args = []
+    for rec, r in RECORDINGS[wildcards.lang].items():
+        args += ["--recording", rec, str(r.audio), str(r.text or "-")]
+    if not has_texts(wildcards.lang):
+        args.append("--audio-only")
+    cfg = settings(config, wildcards.lang, "text")
+    for style in cfg["skip_styles"]:
+        args += ["--skip-style", style]
+    for pattern in cfg["skip_patterns"]:
+        args += ["--skip-pattern", pattern]
+    return shlex.join(args)
+
+
+def existing_texts(wildcards):
+    """The language's DOCX files that exist: inputs of the inspection (a new one reruns it)."""
+    return [
+        str(r.text)
+        for r in RECORDINGS[wildcards.lang].values()
+        if r.text is not None and r.text.is_file()
+    ]
 
 
 def text_options(wildcards):
@@ -177,52 +225,86 @@ def truth_dir(lang):
     return config["languages"][lang].get("truth_dir")
 
 
-def all_targets():
-    targets = []
-    for lang, recordings in RECORDINGS.items():
-        targets += expand(
-            "results/{lang}/audio/{rec}.wav", lang=lang, rec=list(recordings)
-        )
-        targets += expand(
-            "results/{lang}/segments/{rec}.tsv", lang=lang, rec=list(recordings)
-        )
-        targets += expand(
-            "results/{lang}/asr/{rec}.{ext}",
-            lang=lang,
-            rec=list(recordings),
-            ext=["json", "emissions.npy"],
-        )
+def language_targets(lang):
+    """Everything `rule all` builds for one language, from what its inspection found."""
+    audio, texted = audio_recordings(lang), text_recordings(lang)
+    targets = expand(
+        [
+            "results/{lang}/audio/{rec}.wav",
+            "results/{lang}/segments/{rec}.tsv",
+            "results/{lang}/asr/{rec}.json",
+            "results/{lang}/asr/{rec}.emissions.npy",
+        ],
+        lang=lang,
+        rec=audio,
+    )
+    if audio:
         targets += expand(
             "results/{lang}/report/{name}",
             lang=lang,
             name=["recordings.html", "recordings.tsv", "span_durations.svg"],
         )
-        texted = with_text(lang)
-        if not texted:
-            continue
-        targets += expand("results/{lang}/aligned/{rec}.json", lang=lang, rec=texted)
-        targets += expand(
-            "results/{lang}/timing/{rec}.{ext}",
-            lang=lang,
-            rec=texted,
-            ext=["csv", "vtt", "labels.txt"],
-        )
-        targets += expand(
-            "results/{lang}/dataset/{name}",
-            lang=lang,
-            name=[
-                "train.jsonl",
-                "valid.jsonl",
-                "test.jsonl",
-                "README.md",
-                "summary.json",
-            ],
-        )
-        targets += expand(
-            "results/{lang}/report/{name}",
-            lang=lang,
-            name=["alignment.html", "alignment.tsv", "proofing.tsv", "listen.html"],
-        )
-        if truth_dir(lang):
-            targets.append(f"results/{lang}/report/boundary_errors.svg")
+    targets += expand(
+        "results/{lang}/report/{name}",
+        lang=lang,
+        name=["problems.html", "problems.tsv", "problems.json"],
+    )
+    if not texted:
+        return targets
+    targets += expand("results/{lang}/aligned/{rec}.json", lang=lang, rec=texted)
+    targets.append(f"results/{lang}/timing")
+    targets += expand(
+        "results/{lang}/dataset/{name}",
+        lang=lang,
+        name=["train.jsonl", "valid.jsonl", "test.jsonl", "README.md", "summary.json"],
+    )
+    targets += expand(
+        "results/{lang}/report/{name}",
+        lang=lang,
+        name=["alignment.html", "alignment.tsv", "proofing.tsv", "listen.html"],
+    )
+    if truth_dir(lang):
+        targets.append(f"results/{lang}/report/boundary_errors.svg")
     return targets
+
+
+def all_targets(wildcards):
+    return [target for lang in LANGUAGES for target in language_targets(lang)]
+
+
+def report_problems(log=sys.stderr):
+    """The run's last log lines: every chapter left out or rejected, per language, read from the
+    problems tables (or, where the run stopped before them, from the inspections)."""
+    lines = []
+    for lang in LANGUAGES:
+        problems_json = Path(f"results/{lang}/report/problems.json")
+        inspection_json = Path(f"results/{lang}/inspection.json")
+        if problems_json.is_file():
+            with open(problems_json, encoding="utf-8") as handle:
+                problems = json.load(handle)
+        elif inspection_json.is_file():
+            with open(inspection_json, encoding="utf-8") as handle:
+                problems = [
+                    {"recording": r["recording"], **p}
+                    for r in json.load(handle)["recordings"]
+                    for p in r["problems"]
+                ]
+        else:
+            continue
+        left_out = [p for p in problems if p["severity"] != "warning"]
+        warnings = len(problems) - len(left_out)
+        for p in left_out:
+            lines.append(
+                f"  {lang}/{p['recording']}: {p['severity']}: {p['file']}: {p['reason']}"
+            )
+        if warnings:
+            lines.append(
+                f"  {lang}: {warnings} text warning(s): see results/{lang}/report/problems.html"
+            )
+    if lines:
+        print(
+            "tala: chapters left out or to check (results/<lang>/report/problems.html):",
+            *lines,
+            sep="\n",
+            file=log,
+        )

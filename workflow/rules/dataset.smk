@@ -28,6 +28,7 @@ rule build_dataset:
     input:
         segments=per_text_recording("results/{lang}/dataset/segments/{rec}.jsonl"),
         clips=per_text_recording("results/{lang}/dataset/clips/{rec}"),
+        problems="results/{lang}/report/problems.json",
     output:
         train="results/{lang}/dataset/train.jsonl",
         valid="results/{lang}/dataset/valid.jsonl",
@@ -40,6 +41,8 @@ rule build_dataset:
             labels={"language": "{lang}", "file": "dataset card"},
         ),
         summary="results/{lang}/dataset/summary.json",
+        nemo=directory("results/{lang}/dataset/nemo"),
+        lhotse=directory("results/{lang}/dataset/lhotse"),
     log:
         "logs/{lang}/build_dataset.log",
     conda:
@@ -52,12 +55,7 @@ rule build_dataset:
         out_dir=lambda wildcards, output: Path(output.train).parent,
         ratios=setting("dataset", "ratios"),
         seed=setting("dataset", "seed"),
-        missing=lambda wildcards: (
-            shlex.join(["--missing-text", *without_text(wildcards.lang)])
-            if without_text(wildcards.lang)
-            else ""
-        ),
     shell:
         "python -m tala.dataset --language {wildcards.lang:q} --segments {input.segments:q}"
         " --out-dir {params.out_dir:q} --ratios {params.ratios} --seed {params.seed}"
-        " {params.missing} > {log:q} 2>&1"
+        " --problems {input.problems:q} > {log:q} 2>&1"

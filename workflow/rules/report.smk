@@ -33,6 +33,35 @@ rule summarize_audio:
         " > {log:q} 2>&1"
 
 
+rule collect_problems:
+    """Every chapter of a language that was left out or needs a look, with the file and why."""
+    input:
+        inspection="results/{lang}/inspection.json",
+        aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
+    output:
+        json="results/{lang}/report/problems.json",
+        tsv="results/{lang}/report/problems.tsv",
+        html=report(
+            "results/{lang}/report/problems.html",
+            caption="../report/problems.rst",
+            category="0. Problems",
+            subcategory="{lang}",
+            labels={"language": "{lang}", "table": "problems"},
+        ),
+    log:
+        "logs/{lang}/collect_problems.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m tala.problems --language {wildcards.lang:q} --inspection {input.inspection:q}"
+        " --aligned {input.aligned:q} --json {output.json:q} --tsv {output.tsv:q} --html {output.html:q}"
+        " > {log:q} 2>&1"
+
+
 rule summarize_alignment:
     input:
         aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
