@@ -423,8 +423,9 @@ def test_no_verses(tmp_path, capsys, paragraphs):
     assert_one_line_error(
         capsys,
         tmp_path / "GEN_001.docx",
-        "no verses found (looked for superscript verse numbers or paragraphs starting "
-        f"with a number; skipped {skipped} paragraphs by style)",
+        "no verses found (looked for verse numbers in superscript, in a verse character style, in bold, "
+        "as USFM \\v markers, or as plain numbers running 1, 2, 3 in the text; "
+        f"skipped {skipped} paragraphs by style)",
     )
 
 
@@ -500,9 +501,10 @@ def test_cli_end_to_end(tmp_path):
     assert result.stderr == (
         f"warning: {docx_path}: 1 character not in the model's vocabulary was left out: "
         "'3' (DIGIT THREE) x1 in verse 2; numbers written as digits cannot be aligned: "
-        "spell them out in the DOCX or map them with --char-map\n"
+        "spell them out in the DOCX or map them with text.char_map in the config (--char-map for tala.text)\n"
     )
     data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["warnings"] == [result.stderr.removeprefix(f"warning: {docx_path}: ").rstrip("\n")]
     assert data["recording"] == "RUT_001"
     assert data["docx"] == str(docx_path) and data["vocabulary_from"] == str(asr)
     assert data["verses"] == [
