@@ -453,12 +453,15 @@ def test_verse_number_going_backwards(tmp_path, capsys):
     assert_one_line_error(capsys, tmp_path / "GEN_001.docx", "verse number 3 goes backwards (after verse 4")
 
 
-def test_verse_without_alignable_text(tmp_path, capsys):
-    assert (
-        run_step(tmp_path, [("Normal", [("1", True), ("Um.", False), ("2", True), ("— 12 —", False)])])[0]
-        == 1
-    )
-    assert_one_line_error(capsys, tmp_path / "GEN_001.docx", "verse 2 has no text the model can align")
+def test_verse_without_alignable_text_rejects_the_chapter(tmp_path, capsys):
+    """Not an error of the run: the aligner passes the rejection on to the problems table."""
+    status, result = run_step(tmp_path, [("Normal", [("1", True), ("Um.", False), ("2", True), ("— 12 —", False)])])
+    assert status == 0
+    docx = str(tmp_path / "GEN_001.docx")
+    assert result["status"] == "rejected" and result["stage"] == "read_text" and result["docx"] == docx
+    assert result["reason"].startswith("verse 2 has no text the model can align") and "verses" not in result
+    err = capsys.readouterr().err
+    assert err.startswith(f"rejected: {docx}: verse 2 has no text the model can align") and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- the command line

@@ -1227,7 +1227,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records, characters = normalize_verses(verses, letters, options)
     except TextError as err:
-        raise InputError(args.docx, str(err)) from None
+        # The DOCX reads, but the model cannot align it: the chapter is rejected, not the run (the
+        # aligner passes the reason on to the problems table).
+        write_json_atomic(args.output, {"recording": Path(args.docx).stem, "docx": args.docx, "status": "rejected",
+                                        "stage": "read_text", "reason": str(err)})
+        print(f"rejected: {args.docx}: {err}", file=sys.stderr)
+        return 0
     characters_warning = unmapped_message(characters["unmapped"])
     if characters_warning:
         warnings.append(characters_warning)
@@ -1237,6 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.output, {
         "recording": Path(args.docx).stem,
         "docx": args.docx,
+        "status": "ok",
         "vocabulary_from": args.asr_json,
         "verses": records,
         "skipped": skipped,
