@@ -226,7 +226,7 @@ def truth_dir(lang):
 
 
 def language_targets(lang):
-    """Everything `rule all` builds for one language, from what its inspection found."""
+    """Everything the default target builds for one language, from what its inspection found."""
     audio, texted = audio_recordings(lang), text_recordings(lang)
     targets = expand(
         [
@@ -268,8 +268,11 @@ def language_targets(lang):
     return targets
 
 
-def all_targets(wildcards):
-    return [target for lang in LANGUAGES for target in language_targets(lang)]
+def all_targets():
+    """The default target's inputs: one function per language, so that every language's inspection runs
+    at once (Snakemake evaluates input items one by one and waits on each item's checkpoint).
+    """
+    return [lambda wildcards, lang=lang: language_targets(lang) for lang in LANGUAGES]
 
 
 def report_problems(log=sys.stderr):
