@@ -489,3 +489,30 @@ def test_demo_another_chapters_text_is_rejected(demo_chapters, tmp_path, capsys)
     assert re.fullmatch(rf"rejected: {re.escape(docx)}: text does not match the audio {re.escape(str(audio['wav']))}: "
                         r"chapter CER 0\.\d\d > 0\.6 \(another chapter's text\?\)\n", err)
     assert json.loads(out.read_text())["status"] == "rejected"
+
+
+@requires_demo_model
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["bold_inline", "plain_inline"])
+@pytest.mark.parametrize("lang, rec", [("portuguese", "GEN_001"), ("samoan", "JHN_001")])
+def test_demo_chapter_aligns_the_same_from_any_docx_layout(demo_chapters, tmp_path, lang, rec, layout):
+    """The same chapter written with its verse numbers as bold runs or as plain digits inside one
+    running paragraph (a common publisher layout) reads into the same verses as the superscript
+    original, through tala.text as the workflow runs it, and so aligns to the same times."""
+    import docx_layouts
+    from tala.text import main as read_text
+
+    paths = demo_chapters[lang, rec]
+    built, expected = getattr(docx_layouts, layout)(tmp_path, docx_layouts.demo_verses(lang, rec))
+    results = {}
+    for name, source in (("superscript", DEMO / lang / "text" / f"{rec}.docx"), (layout, built)):
+        text = tmp_path / f"{name}.text.json"
+        assert run_cli(read_text, [str(source), str(paths["asr"]), str(text)]) == 0
+        assert json.loads(text.read_text())["warnings"] == []
+        results[name] = align_chapter(paths["asr"], paths["emissions"], text)
+    ours, original = results[layout], results["superscript"]
+    assert [v["label"] for v in ours["verses"]] == [label for label, _ in expected]
+    assert [(v["normalized"], v["start"], v["end"]) for v in ours["verses"]] == \
+        [(v["normalized"], v["start"], v["end"]) for v in original["verses"]]
+    errors = np.abs(boundary_errors(ours, truth_of(lang, rec)))
+    assert np.median(errors) <= MEDIAN_GOAL_S and np.percentile(errors, 95) <= P95_GOAL_S
