@@ -141,3 +141,29 @@ def test_timings_need_exactly_one_recording(tmp_path):
     paths = [str(write(tmp_path, aligned_from_truth("samoan", rec))) for rec in ("GEN_001", "RUT_001")]
     with pytest.raises(SystemExit):
         main([*paths, "--csv", str(tmp_path / "x.csv")])
+
+
+REJECTED = {"recording": "JHN_001", "status": "rejected", "stage": "align", "file": "text/JHN_001.docx",
+            "reason": "text does not match the audio"}
+
+
+def test_timing_folder_holds_every_accepted_chapter_and_no_rejected_one(tmp_path, capsys):
+    paths = [str(write(tmp_path, aligned_from_truth("samoan", rec))) for rec in ("GEN_001", "RUT_001")]
+    paths.append(str(write(tmp_path, REJECTED)))
+    out = tmp_path / "timing"
+    out.mkdir()
+    (out / "STALE_001.csv").write_text("old")
+    assert run_cli(main, ["--timing-dir", str(out), *paths]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{rec}{suffix}" for rec in ("GEN_001", "RUT_001")
+                                                     for suffix in (".csv", ".labels.txt", ".vtt")]
+    assert (out / "GEN_001.vtt").read_text() == timings_vtt(aligned_from_truth("samoan", "GEN_001"))
+    assert "verse timings of 2 of 3 recordings" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "no temporary folder left"
+
+
+def test_proofing_skips_a_rejected_chapter(tmp_path):
+    paths = [str(write(tmp_path, aligned_from_truth("samoan", "GEN_001"))), str(write(tmp_path, REJECTED))]
+    out = tmp_path / "proofing.tsv"
+    assert run_cli(main, ["--proofing", str(out), *paths]) == 0
+    assert "JHN_001" not in out.read_text()
+    assert run_cli(main, [paths[1], "--csv", str(tmp_path / "x.csv")]) == 1

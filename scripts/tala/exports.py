@@ -166,7 +166,8 @@ def timings_labels(aligned: dict, words: int = LABEL_WORDS) -> str:
 def lowest_scores(aligned_list: list[dict], fraction: float = PROOF_SCORE_QUANTILE) -> dict[tuple[int, int], float]:
     """The ``ceil(fraction * n)`` verses with the lowest scores, as (recording index, verse index) ->
     score; ties go to the earlier verse, so equal scores never list more than the fraction."""
-    scored = [(score, a, v) for a, aligned in enumerate(aligned_list) for v, verse in enumerate(aligned["verses"])
+    scored = [(score, a, v) for a, aligned in enumerate(aligned_list)
+              for v, verse in enumerate(aligned.get("verses", []))  # a rejected chapter has none
               if (score := _time(verse.get("score"))) is not None]
     scored.sort()
     return {(a, v): score for score, a, v in scored[:math.ceil(fraction * len(scored))]}
