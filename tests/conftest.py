@@ -1,9 +1,12 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def sigkill_when(command: list[str], env: dict, ready: Callable[[], bool], timeout_s: float = 120) -> str:
+    """Run a long step's CLI, SIGKILL it as soon as ``ready()`` (e.g. a checkpoint is saved), and
+    return its stderr. Fails if the step ended on its own first: a kill-and-resume test must not
+    pass without a kill."""
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while job.poll() is None and time.monotonic() < deadline and not ready():
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    stderr = job.stderr.read()
+    assert job.returncode == -signal.SIGKILL, f"the run ended before the kill (exit {job.returncode}): {stderr}"
+    return stderr
 
 
 # --------------------------------------------------------------------------- the workflow

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO
+from conftest import REPO, sigkill_when
 from tala.errors import InputError
 from tala.train_ctc import (
     TrainSettings,
@@ -255,15 +253,8 @@ def test_sigkill_of_the_cli_then_rerun_resumes_and_writes_the_same_bytes(data, t
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     reference, out = tmp_path / "reference", tmp_path / "out"
     checkpoints = tmp_path / "out.checkpoints"
-    job = subprocess.Popen(train_command(data, config, out), env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while job.poll() is None and time.monotonic() < deadline and not logged_past_a_checkpoint(checkpoints):
-        time.sleep(0.01)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    stderr = job.stderr.read()
-    assert job.returncode == -signal.SIGKILL, f"the run ended before the kill (exit {job.returncode}): {stderr}"
+    stderr = sigkill_when(train_command(data, config, out), env, lambda: logged_past_a_checkpoint(checkpoints),
+                          timeout_s=60)
     found = checkpoint_dirs(checkpoints)
     assert found, f"no checkpoint within 60 s: {stderr}"
     killed_at = found[-1][0]

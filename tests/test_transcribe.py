@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text
+from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text, sigkill_when
 from tala.errors import InputError, run_cli
 from tala.models import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
 from tala.transcribe import (
@@ -363,15 +361,7 @@ def test_sigkill_of_the_cli_then_rerun_resumes_and_writes_the_same_bytes(tmp_pat
     assert "resum" not in done.stderr
 
     data, record = partial_paths(killed / "out.emissions.npy")
-    job = subprocess.Popen(transcribe_command(wav20, tiny_model, killed), env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while windows_done(record) < 1 and job.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    stderr = job.stderr.read()
-    assert job.returncode == -signal.SIGKILL, f"the run ended before the kill (exit {job.returncode}): {stderr}"
+    sigkill_when(transcribe_command(wav20, tiny_model, killed), env, lambda: windows_done(record) >= 1)
     killed_after = windows_done(record)
     total = json.loads(record.read_text(encoding="utf-8"))["windows_total"]
     assert 1 <= killed_after < total, (killed_after, total)

@@ -259,6 +259,14 @@ def _digest(path: Path) -> tuple[str, int]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
 
 
+def _language_config(path: Path, lang: str, audio: Path, text: Path | None = None, mms_lang: str = "smo") -> Path:
+    """A user's config for one language of their own, transcribed with the demo model."""
+    language = {"audio_dir": str(audio), "mms_lang": mms_lang, **({"text_dir": str(text)} if text else {})}
+    path.write_text(yaml.safe_dump({"languages": {lang: language},
+                                    "transcribe": {"model": str(REPO / "resources" / "demo" / "model")}}))
+    return path
+
+
 def _last_lines(proc: subprocess.CompletedProcess, n: int = 15) -> list[str]:
     return (proc.stdout + proc.stderr).strip().splitlines()[-n:]
 
@@ -285,11 +293,7 @@ def test_damaged_files_are_left_out_up_front(tmp_path):
     sf.write(str(audio / "silent.wav"), np.zeros(16000 * 3, dtype=np.int16), 16000, subtype="PCM_16")
     before = {p.name: _digest(p) for p in audio.iterdir()}
 
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "languages": {"xx": {"audio_dir": str(audio), "mms_lang": "smo"}},
-        "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
-    }))  # fmt: skip
+    config = _language_config(tmp_path / "c.yaml", "xx", audio)
     workdir = tmp_path / "work"
     workdir.mkdir()
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(config), check=False)
@@ -334,11 +338,7 @@ def test_a_failed_job_still_fails_the_run(tmp_path):
     audio.mkdir()
     _tone_bursts(audio / "good.wav")
     (audio / "empty.mp3").write_bytes(b"")
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "languages": {"xx": {"audio_dir": str(audio), "mms_lang": "xyz"}},
-        "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
-    }))  # fmt: skip
+    config = _language_config(tmp_path / "c.yaml", "xx", audio, mms_lang="xyz")
     workdir = tmp_path / "work"
     workdir.mkdir()
     proc = snakemake(workdir, "--cores", "2", "--keep-going", "--configfile", str(config), check=False)
@@ -365,11 +365,7 @@ def test_one_bad_chapter_never_blocks_its_language(tmp_path):
     for rec in ("GEN_001", "RUT_001"):
         (text / f"{rec}.docx").write_bytes((demo / "text" / f"{rec}.docx").read_bytes())
     (text / "JHN_001.docx").write_bytes((demo / "text" / "RUT_001.docx").read_bytes())  # the wrong chapter
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "languages": {"samoan": {"audio_dir": str(audio), "text_dir": str(text), "mms_lang": "smo"}},
-        "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
-    }))  # fmt: skip
+    config = _language_config(tmp_path / "c.yaml", "samoan", audio, text)
     workdir = tmp_path / "work"
     workdir.mkdir()
     proc = snakemake(workdir, "--cores", "2", "--keep-going", "--configfile", str(config), check=False)

@@ -55,7 +55,7 @@ from typing import Any
 
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import current_umask, read_jsonl, replace_dir, write_json_atomic, write_text_atomic
+from tala.fileio import current_umask, read_json, read_jsonl, replace_dir, write_json_atomic, write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 RATIOS = (0.8, 0.1, 0.1)
@@ -91,13 +91,7 @@ def read_problems(path: str | Path) -> list[dict]:
     """The problems file: a JSON list of {"recording", "stage", "reason"} objects (strings; a
     "severity" and "file" are kept too, other keys left out); InputError naming it if it is missing
     or not that. Sorted by recording, stage and reason, duplicates removed."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"not valid JSON: {err}") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise InputError(path, 'expected a JSON list of {"recording", "stage", "reason"} objects')
     for position, item in enumerate(data, 1):

@@ -57,15 +57,20 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def read_json_object(path: str | Path) -> dict:
-    """A JSON file holding an object; InputError naming the file if it is missing or not that."""
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; InputError naming the file if it is missing or not JSON."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(path, f"not valid JSON: {err}") from None
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A JSON file holding an object; InputError naming the file if it is missing or not that."""
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object")
     return data
