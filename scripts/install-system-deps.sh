@@ -7,6 +7,7 @@
 #                    TALA_SKIP_SLURM=1 leaves them out). Nothing is configured or started here:
 #                    tests/slurm/start.sh runs its own daemons and stops them after the tests.
 #   chromium         headless browser that checks the report loads without console errors
+#   espeak-ng        speech synthesis for the tests that speak (segmenting speech, the demo corpus)
 # Debian/Ubuntu: apt-get (as root, or with sudo). Elsewhere: says what to install.
 # Idempotent: a second run only checks. `make demo` runs it plain, `make test` with --test.
 set -euo pipefail
@@ -19,6 +20,7 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missi
 if command -v apt-get >/dev/null 2>&1; then
     if [ "$tests" = 1 ]; then
         command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+        command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
     fi
     if [ "$tests" = 1 ] && [ "${TALA_SKIP_SLURM:-0}" != "1" ]; then
         for pkg in slurmctld slurmd slurm-client munge; do
