@@ -65,6 +65,28 @@ def test_snakefmt_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_slurm_profile_packs_40_recordings_per_group_job_on_a_rerun(tmp_path):
+    """With the inspections done (a rerun), the DAG is updated twice at start; the slurm-gpu
+    profile's groups must still hold 40 recordings each (Snakemake 9.27 alone merges them into one
+    group per language: see regroup_from_scratch in common.smk)."""
+    audio, text = tmp_path / "raw" / "audio", tmp_path / "raw" / "text"
+    audio.mkdir(parents=True)
+    text.mkdir(parents=True)
+    records = []
+    for n in range(1, 91):  # placeholders: a dry run reads neither
+        (audio / f"PSA_{n:03d}.mp3").touch()
+        (text / f"PSA_{n:03d}.docx").touch()
+        records.append({"recording": f"PSA_{n:03d}", "status": "ok", "problems": []})
+    config = _language_config(tmp_path / "c.yaml", "xx", audio, text)
+    workdir = tmp_path / "work"
+    (workdir / "results" / "xx").mkdir(parents=True)
+    (workdir / "results" / "xx" / "inspection.json").write_text(json.dumps({"recordings": records}))
+    proc = snakemake(workdir, "-n", "--configfile", str(config), "--profile", str(REPO / "profiles" / "slurm-gpu"))
+    out = proc.stdout + proc.stderr
+    assert out.count("Group job audio") == 3 and out.count("Group job text") == 3, "90 recordings, 40 a group job"
+    assert job_counts(out)["convert_audio"] == 90
+
+
 def test_config_error_stops_before_any_job(tmp_path):
     config = yaml.safe_load(demo_config(tmp_path).read_text())
     config["segment"] = {"threshold_db": "loud"}

@@ -127,6 +127,33 @@ def hub_models():
 _INSPECTED = {}
 
 
+def regroup_from_scratch():
+    """Work around Snakemake 9.27 merging group jobs again at every DAG update after a checkpoint.
+
+    DAG.update_groups() takes each connected component's GroupJob from a cache that still holds
+    the object it merged `group-components` of them into last time, and merges those again: with
+    the slurm-gpu profile's `group-components: 40`, a rerun (whose DAG is updated twice at start
+    because the inspections exist) put 1,600 chapters, then a whole language, into one Slurm job.
+    Each update now forms the groups from a fresh cache, as a first update does.
+    """
+    from snakemake.dag import DAG
+    from snakemake.jobs import GroupJobFactory
+
+    if getattr(DAG.update_groups, "_tala_fresh", False):
+        return
+    update_groups = DAG.update_groups
+
+    def update_groups_afresh(self):
+        self.group_job_factory = GroupJobFactory()
+        return update_groups(self)
+
+    update_groups_afresh._tala_fresh = True
+    DAG.update_groups = update_groups_afresh
+
+
+regroup_from_scratch()
+
+
 def inspected(lang):
     """{recording: inspection record} of a language (after its checkpoint has run)."""
     path = checkpoints.inspect_inputs.get(lang=lang).output.json
