@@ -296,9 +296,9 @@ def language_targets(lang):
 
 
 def all_targets():
-    """The default target's inputs: one function per language, so that every language's inspection runs
-    at once (Snakemake evaluates input items one by one and waits on each item's checkpoint).
-    """
+    """The default target's inputs: one function per language, so that the inspections of all
+    languages run at once (Snakemake evaluates input items one by one and waits on each item's
+    checkpoint)."""
     return [lambda wildcards, lang=lang: language_targets(lang) for lang in LANGUAGES]
 
 
@@ -309,7 +309,11 @@ def report_problems(log=sys.stderr):
     for lang in LANGUAGES:
         problems_json = Path(f"results/{lang}/report/problems.json")
         inspection_json = Path(f"results/{lang}/inspection.json")
-        if problems_json.is_file():
+        current = problems_json.is_file() and (
+            not inspection_json.is_file()
+            or problems_json.stat().st_mtime >= inspection_json.stat().st_mtime
+        )
+        if current:
             with open(problems_json, encoding="utf-8") as handle:
                 problems = json.load(handle)
         elif inspection_json.is_file():
