@@ -176,3 +176,12 @@ def test_recordings_sheet(corpus):
     sheet.write_text("recording\tfile\nX\tGEN_001.mp3\n")
     with pytest.raises(ConfigError, match="line 2"):
         discover_recordings(validate_config(config))
+
+
+def test_config_yaml_shows_every_stage_default_as_the_schema_has_it(repo):
+    """A user reads the defaults in config/config.yaml: they must be the schema's, section by section."""
+    base = load_yaml(repo / "config/config.yaml")
+    schema = load_yaml(repo / "workflow/schemas/config.schema.yaml")
+    for section in ("segment", "transcribe", "text", "align", "dataset"):
+        defaults = {key: spec["default"] for key, spec in schema["definitions"][section]["properties"].items()}
+        assert base[section] == defaults, section
