@@ -63,3 +63,7 @@ rule export_timing:
         runtime=10,
     shell:
         "python -m tala.exports --timing-dir {output.timing:q} {input.aligned:q} > {log:q} 2>&1"
+
+
+add_targets("text recording", "results/{lang}/aligned/{rec}.json")
+add_targets("text language", "results/{lang}/timing")

@@ -55,3 +55,10 @@ rule transcribe_audio:
         " {output.json:q} {output.emissions:q}"
         " --model {params.model:q} --adapter {params.adapter:q} --models-dir {params.models_dir:q}"
         " {params.options} > {log:q} 2>&1"
+
+
+add_targets(
+    "recording",
+    "results/{lang}/asr/{rec}.json",
+    "results/{lang}/asr/{rec}.emissions.npy",
+)

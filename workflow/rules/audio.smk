@@ -38,3 +38,8 @@ rule segment_audio:
         ),
     shell:
         "python -m tala.segment {input.wav:q} {output.tsv:q} {params.options} > {log:q} 2>&1"
+
+
+add_targets(
+    "recording", "results/{lang}/audio/{rec}.wav", "results/{lang}/segments/{rec}.tsv"
+)

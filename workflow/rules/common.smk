@@ -252,46 +252,46 @@ def truth_dir(lang):
     return config["languages"][lang].get("truth_dir")
 
 
+# --------------------------------------------------------------------------- default targets
+# Each rules/<stage>.smk names what `rule all` builds from it with add_targets(), so that a new
+# stage is one .smk file and one include.
+
+_TARGETS = []
+TARGET_SCOPES = {
+    "recording": "per readable recording (the inspection did not exclude it)",
+    "text recording": "per recording with a usable official text",
+    "language": "per language",
+    "audio language": "per language with at least one readable recording",
+    "text language": "per language with at least one recording with a usable text",
+    "truth language": "per text language with ground-truth verse times (truth_dir)",
+}
+
+
+def add_targets(scope, *patterns):
+    """Declare default targets: ``patterns`` with {lang} (and {rec} for the recording scopes)."""
+    if scope not in TARGET_SCOPES:
+        raise WorkflowError(
+            f"add_targets: unknown scope {scope!r} ({', '.join(TARGET_SCOPES)})"
+        )
+    _TARGETS.extend((scope, pattern) for pattern in patterns)
+
+
 def language_targets(lang):
     """Everything the default target builds for one language, from what its inspection found."""
     audio, texted = audio_recordings(lang), text_recordings(lang)
-    targets = expand(
-        [
-            "results/{lang}/audio/{rec}.wav",
-            "results/{lang}/segments/{rec}.tsv",
-            "results/{lang}/asr/{rec}.json",
-            "results/{lang}/asr/{rec}.emissions.npy",
-        ],
-        lang=lang,
-        rec=audio,
-    )
-    if audio:
-        targets += expand(
-            "results/{lang}/report/{name}",
-            lang=lang,
-            name=["recordings.html", "recordings.tsv", "span_durations.svg"],
-        )
-    targets += expand(
-        "results/{lang}/report/{name}",
-        lang=lang,
-        name=["problems.html", "problems.tsv", "problems.json"],
-    )
-    if not texted:
-        return targets
-    targets += expand("results/{lang}/aligned/{rec}.json", lang=lang, rec=texted)
-    targets.append(f"results/{lang}/timing")
-    targets += expand(
-        "results/{lang}/dataset/{name}",
-        lang=lang,
-        name=["train.jsonl", "valid.jsonl", "test.jsonl", "README.md", "summary.json"],
-    )
-    targets += expand(
-        "results/{lang}/report/{name}",
-        lang=lang,
-        name=["alignment.html", "alignment.tsv", "proofing.tsv", "listen.html"],
-    )
-    if truth_dir(lang):
-        targets.append(f"results/{lang}/report/boundary_errors.svg")
+    recordings = {"recording": audio, "text recording": texted}
+    applies = {
+        "language": True,
+        "audio language": bool(audio),
+        "text language": bool(texted),
+        "truth language": bool(texted) and bool(truth_dir(lang)),
+    }
+    targets = []
+    for scope, pattern in _TARGETS:
+        if scope in recordings:
+            targets += expand(pattern, lang=lang, rec=recordings[scope])
+        elif applies[scope]:
+            targets += expand(pattern, lang=lang)
     return targets
 
 

@@ -59,3 +59,12 @@ rule build_dataset:
         "python -m tala.dataset --language {wildcards.lang:q} --segments {input.segments:q}"
         " --out-dir {params.out_dir:q} --ratios {params.ratios} --seed {params.seed}"
         " --problems {input.problems:q} > {log:q} 2>&1"
+
+
+add_targets(
+    "text language",
+    *expand(
+        "results/{{lang}}/dataset/{name}",
+        name=["train.jsonl", "valid.jsonl", "test.jsonl", "README.md", "summary.json"],
+    ),
+)

@@ -170,3 +170,25 @@ rule listen_clips:
     shell:
         "python -m tala.listen --language {wildcards.lang:q} --dataset {params.dataset:q}"
         " --html {output.html:q} > {log:q} 2>&1"
+
+
+add_targets(
+    "audio language",
+    "results/{lang}/report/recordings.html",
+    "results/{lang}/report/recordings.tsv",
+    "results/{lang}/report/span_durations.svg",
+)
+add_targets(
+    "language",
+    "results/{lang}/report/problems.html",
+    "results/{lang}/report/problems.tsv",
+    "results/{lang}/report/problems.json",
+)
+add_targets(
+    "text language",
+    "results/{lang}/report/alignment.html",
+    "results/{lang}/report/alignment.tsv",
+    "results/{lang}/report/proofing.tsv",
+    "results/{lang}/report/listen.html",
+)
+add_targets("truth language", "results/{lang}/report/boundary_errors.svg")
