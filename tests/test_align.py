@@ -516,3 +516,19 @@ def test_demo_chapter_aligns_the_same_from_any_docx_layout(demo_chapters, tmp_pa
         [(v["normalized"], v["start"], v["end"]) for v in original["verses"]]
     errors = np.abs(boundary_errors(ours, truth_of(lang, rec)))
     assert np.median(errors) <= MEDIAN_GOAL_S and np.percentile(errors, 95) <= P95_GOAL_S
+
+
+@requires_demo_model
+@pytest.mark.slow
+def test_demo_refines_edges_on_the_wav_it_is_given(demo_chapters, tmp_path):
+    """The workflow hands align the WAV it declares as an input; the transcript JSON's own path to
+    it is only the fallback."""
+    paths = demo_chapters["samoan", "PSA_121"]
+    asr = json.loads(paths["asr"].read_text(encoding="utf-8"))
+    moved = tmp_path / "asr.json"
+    moved.write_text(json.dumps({**asr, "audio": str(tmp_path / "gone.wav")}), encoding="utf-8")
+    with pytest.raises(InputError, match="cannot read the audio to refine the edges"):
+        align_chapter(moved, paths["emissions"], paths["text"])
+    given = align_chapter(moved, paths["emissions"], paths["text"], audio=paths["wav"])
+    reference = align_chapter(paths["asr"], paths["emissions"], paths["text"])
+    assert [(v["start"], v["end"]) for v in given["verses"]] == [(v["start"], v["end"]) for v in reference["verses"]]

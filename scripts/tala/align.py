@@ -1,7 +1,7 @@
 """Align a chapter's verses to its recording: verse and word times, scores, and what the text lacks.
 
     python -m tala.align ASR.json EMISSIONS.npy TEXT.json OUT.json [--method ctc|text]
-        [--star-penalty 1.0] [--max-chapter-cer 0.6] [--refine-edges | --no-refine-edges]
+        [--star-penalty 1.0] [--max-chapter-cer 0.6] [--refine-edges | --no-refine-edges] [--audio WAV]
         [--band-s 20] [--csv OUT.csv] [--vtt OUT.vtt] [--labels OUT.labels.txt]
 
 Inputs: the transcribe step's JSON and emissions (frames x vocabulary log-probabilities) and the
@@ -440,7 +440,7 @@ def _offset(loud: np.ndarray, e: int, low: int, high: int, limit: int) -> int | 
 def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: str | Path, *,
                   method: str = "ctc", star_penalty: float = ctc_align.DEFAULT_STAR_PENALTY,
                   max_chapter_cer: float = MAX_CHAPTER_CER, refine: bool = True, band_s: float = BAND_S,
-                  full_band_cells: int = FULL_BAND_CELLS) -> dict:
+                  full_band_cells: int = FULL_BAND_CELLS, audio: str | Path | None = None) -> dict:
     """Align one recording; return the output JSON's content. ChapterRejected (naming the DOCX) for a
     text that does not fit the audio, InputError for bad inputs."""
     if method not in METHODS:
@@ -512,7 +512,8 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
         previous_end = verse_end[v]
 
     if refine:
-        verse_start, verse_end = _refine(asr, asr_path, verse_start, verse_end, duration_s, star_all)
+        verse_start, verse_end = _refine(audio or asr.get("audio"), asr_path, verse_start, verse_end, duration_s,
+                                         star_all)
         # The verse's first and last words share its refined edges.
         word_start, word_end = np.array(word_start, np.float64), np.array(word_end, np.float64)
         word_verse = np.array([v for v, _ in targets.words], np.int64)
@@ -582,11 +583,10 @@ def _forced_score(emissions, targets: Targets, vocabulary: Vocabulary, verse: in
     return float(np.mean(probs[result.path % 2 == 1]))
 
 
-def _refine(asr: dict, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float,
+def _refine(audio: str | Path | None, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float,
             star: list[tuple[float, float, int]]):
     """Edges moved within their neighbours' edges, and never into audio given to ``<star>``
     (a heading read without a pause before verse 1 stays out of it)."""
-    audio = asr.get("audio")
     if not audio:
         raise InputError(asr_path, "no audio path to refine the edges with (use --no-refine-edges)")
     energy = wav_energy_db(audio)
@@ -633,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="reject the text above this character error rate (default: %(default)s)")
     parser.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=True,
                         help="move verse edges to the speech onset/offset in the WAV (default: on)")
+    parser.add_argument("--audio", help="the recording's 16 kHz WAV, for --refine-edges (default: the one the "
+                                        "transcribe JSON names)")
     parser.add_argument("--band-s", type=float, default=BAND_S,
                         help="long recordings: Viterbi band half-width around matched words (default: %(default)s)")
     # The verse timing exports come out of the same job: at 1,189 chapters a job per recording less.
@@ -649,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = align_chapter(args.asr, args.emissions, args.text, method=args.method,
                                star_penalty=args.star_penalty, max_chapter_cer=args.max_chapter_cer,
-                               refine=args.refine_edges, band_s=args.band_s)
+                               refine=args.refine_edges, band_s=args.band_s, audio=args.audio)
     except ChapterRejected as err:
         return write_rejection(args.output, rejection(recording, "align", err.path, err.reason))
     for path, render in ((args.csv, exports.timings_csv), (args.vtt, exports.timings_vtt),

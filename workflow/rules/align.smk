@@ -43,7 +43,7 @@ rule align_transcript:
         ),
     shell:
         "python -m tala.align {input.asr:q} {input.emissions:q} {input.text:q} {output.json:q}"
-        " {params.options} > {log:q} 2>&1"
+        " --audio {input.wav:q} {params.options} > {log:q} 2>&1"
 
 
 rule export_timing:
