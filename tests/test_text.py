@@ -553,3 +553,11 @@ def test_cli_rejects_a_bad_char_map(tmp_path):
     )
     assert result.returncode == 2
     assert "--char-map: must be a JSON object of strings" in result.stderr
+
+
+def test_recording_id_is_the_one_given_not_the_docx_name(tmp_path):
+    """A recordings sheet may name a chapter's DOCX otherwise (RUT_001 -> ruth1.docx)."""
+    paragraphs = [("Normal", [("1", True), ("Um.", False), ("2", True), ("Dois.", False)])]
+    assert run_step(tmp_path, paragraphs)[1]["recording"] == "GEN_001"
+    status, result = run_step(tmp_path, paragraphs, PORTUGUESE_VOCAB, "--recording", "RUT_001")
+    assert status == 0 and result["recording"] == "RUT_001"

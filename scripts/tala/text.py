@@ -1193,6 +1193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("docx", help="the official chapter text (.docx)")
     parser.add_argument("asr_json", help="the transcription step's JSON; its vocabulary is used")
     parser.add_argument("output", help="JSON to write")
+    parser.add_argument("--recording", help="the recording id (default: the DOCX's name without .docx; a "
+                                            "recordings sheet may name the DOCX otherwise)")
     parser.add_argument("--skip-style", action="append", metavar="NAME",
                         help="paragraph style not read aloud; case-insensitive, * matches "
                              "anything; repeat for more; replaces the defaults "
@@ -1213,6 +1215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.okina is not None and len(args.okina) != 1:
         parser.error(f"--okina must be one character, got {args.okina!r}")
     skip_styles = tuple(args.skip_style) if args.skip_style else SKIP_STYLES
+    recording = args.recording or Path(args.docx).stem
 
     vocabulary, delimiter = read_vocabulary(args.asr_json)
     letters = vocabulary_letters(vocabulary, delimiter)
@@ -1229,7 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
     except TextError as err:
         # The DOCX reads, but the model cannot align it: the chapter is rejected, not the run (the
         # aligner passes the reason on to the problems table).
-        write_json_atomic(args.output, {"recording": Path(args.docx).stem, "docx": args.docx, "status": "rejected",
+        write_json_atomic(args.output, {"recording": recording, "docx": args.docx, "status": "rejected",
                                         "stage": "read_text", "reason": str(err)})
         print(f"rejected: {args.docx}: {err}", file=sys.stderr)
         return 0
@@ -1240,7 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {args.docx}: {warning}", file=sys.stderr)
 
     write_json_atomic(args.output, {
-        "recording": Path(args.docx).stem,
+        "recording": recording,
         "docx": args.docx,
         "status": "ok",
         "vocabulary_from": args.asr_json,

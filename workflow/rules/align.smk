@@ -15,7 +15,8 @@ rule read_text:
     params:
         options=text_options,
     shell:
-        "python -m tala.text {input.docx:q} {input.asr:q} {output.json:q} {params.options}"
+        "python -m tala.text {input.docx:q} {input.asr:q} {output.json:q}"
+        " --recording {wildcards.rec:q} {params.options}"
         " > {log:q} 2>&1"
 
 
