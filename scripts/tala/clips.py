@@ -43,9 +43,7 @@ import bisect
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,7 +54,7 @@ import soundfile as sf
 
 from tala.audio_io import SAMPLE_RATE, check_input_file
 from tala.errors import InputError, run_cli
-from tala.fileio import current_umask, read_json_object, replace_dir, write_text_atomic
+from tala.fileio import atomic_dir, read_json_object, write_text_atomic
 
 MIN_S = 2.0
 MAX_S = 20.0
@@ -554,10 +552,8 @@ def open_audio(path: Path, aligned_path: str | Path, duration_s: float | None) -
 
 def write_empty_clips(clips_dir: Path, out_jsonl: Path) -> None:
     """An empty clips folder and segment JSONL: a complete result for a chapter with no clips."""
-    clips_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{clips_dir.name}.", suffix=".part", dir=clips_dir.parent))
-    os.chmod(tmp_dir, 0o777 & ~current_umask())
-    replace_dir(tmp_dir, clips_dir)
+    with atomic_dir(clips_dir):  # an empty folder in place of any old clips
+        pass
     write_text_atomic(out_jsonl, "")
 
 
@@ -590,10 +586,8 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
         segments = plan_segments(aligned, duration_s=total_frames / SAMPLE_RATE, min_s=min_s, max_s=max_s,
                                  pad_s=pad_s, max_cer=max_cer, min_pause_s=min_pause_s,
                                  use_normalized=use_normalized, path=aligned_path)
-        clips_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{clips_dir.name}.", suffix=".part", dir=clips_dir.parent))
         records = []
-        try:
+        with atomic_dir(clips_dir) as tmp_dir:
             for segment in segments:
                 clip_audio = None
                 if segment.kept:
@@ -607,11 +601,6 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
                     sf.write(str(tmp_dir / name), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
                     clip_audio = Path(os.path.relpath(clips_dir / name, root)).as_posix()
                 records.append(segment_record(recording, segment, verses, clip_audio))
-            os.chmod(tmp_dir, 0o777 & ~current_umask())
-            replace_dir(tmp_dir, clips_dir)
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
     write_text_atomic(out_jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return records
 

@@ -46,16 +46,14 @@ import itertools
 import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import current_umask, read_json, read_jsonl, replace_dir, write_json_atomic, write_text_atomic
+from tala.fileio import atomic_dir, read_json, read_jsonl, write_json_atomic, write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 RATIOS = (0.8, 0.1, 0.1)
@@ -223,16 +221,9 @@ def gzip_bytes(data: bytes) -> bytes:
 def write_dir_atomic(final: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` (name -> bytes) into a temporary folder beside ``final``, then put it in
     place of ``final`` whole (an old ``final`` and anything else in it is gone)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp_dir:
         for name, data in files.items():
             (tmp_dir / name).write_bytes(data)
-        os.chmod(tmp_dir, 0o777 & ~current_umask())
-        replace_dir(tmp_dir, final)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
 
 
 def build_dataset(segment_files: list[str | Path], out_dir: str | Path, language: str, *,

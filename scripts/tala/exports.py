@@ -26,15 +26,12 @@ import argparse
 import csv
 import io
 import math
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tala.errors import InputError, run_cli
-from tala.fileio import current_umask, read_json_object, replace_dir, write_text_atomic
+from tala.fileio import atomic_dir, read_json_object, write_text_atomic
 
 LABEL_WORDS = 5
 PROOF_MAX_CER = 0.15
@@ -77,20 +74,12 @@ def is_rejected(aligned: dict) -> bool:
 def write_timing_dir(aligned_list: list[dict], out_dir: str | Path) -> int:
     """Every accepted chapter's CSV, WebVTT and label track in ``out_dir``, replaced as a whole
     (a killed job leaves the old folder or the new one, never a mix); returns the chapter count."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())
-        accepted = [aligned for aligned in aligned_list if not is_rejected(aligned)]
+    accepted = [aligned for aligned in aligned_list if not is_rejected(aligned)]
+    with atomic_dir(out_dir) as tmp:
         for aligned in accepted:
             rec = aligned["recording"]
             for suffix, render in ((".csv", timings_csv), (".vtt", timings_vtt), (".labels.txt", timings_labels)):
                 (tmp / f"{rec}{suffix}").write_text(render(aligned), encoding="utf-8")
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return len(accepted)
 
 

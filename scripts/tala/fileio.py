@@ -41,6 +41,23 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success it replaces ``final`` whole (see
+    ``replace_dir``), on any exception it is removed: a killed job leaves the old folder or the
+    new one, never a mix."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def current_umask() -> int:
     """The process's umask (read without changing it): the mode a plain open() or mkdir() would give."""
     mask = os.umask(0)
