@@ -21,6 +21,7 @@ shell.prefix(
 )
 
 from tala.config import ConfigError, hub_folder_name, load_workflow_config, settings
+from tala.problems import inspection_problems
 
 try:
     _validated, RECORDINGS = load_workflow_config(config)
@@ -318,11 +319,7 @@ def report_problems(log=sys.stderr):
                 problems = json.load(handle)
         elif inspection_json.is_file():
             with open(inspection_json, encoding="utf-8") as handle:
-                problems = [
-                    {"recording": r["recording"], **p}
-                    for r in json.load(handle)["recordings"]
-                    for p in r["problems"]
-                ]
+                problems = inspection_problems(json.load(handle), inspection_json)
         else:
             continue
         left_out = [p for p in problems if p["severity"] != "warning"]
