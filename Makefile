@@ -61,13 +61,13 @@ format: setup
 # Regenerates resources/demo (needs espeak-ng; the outputs are committed).
 demo-corpus: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-corpus needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
-	PYTHONPATH=scripts $(BIN)/python -m tala.demo_corpus --out resources/demo
+	PYTHONPATH=scripts $(BIN)/python -m tala.demo.corpus --out resources/demo
 
 # Retrains the demo's tiny MMS-style model into resources/demo/model (needs espeak-ng; seeded;
 # ~30 min on 2 CPU cores; the result is committed). Checkpoints resume after a kill.
 demo-model: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-model needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
-	PYTHONPATH=scripts $(BIN)/python -m tala.demo_model --out resources/demo/model
+	PYTHONPATH=scripts $(BIN)/python -m tala.demo.model --out resources/demo/model
 
 # Re-pins the whole dependency tree after a change to pyproject.toml.
 lock: $(STAMP)

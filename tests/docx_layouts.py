@@ -1,7 +1,7 @@
 """One chapter in the DOCX layouts publishers and Bible software write, built with python-docx.
 
 Each builder writes a DOCX of the given verses, as (label, text), into a folder and returns its
-path and the verses ``tala.text`` must read from it. To cover a new layout, write a builder and
+path and the verses ``tala.align.read_text`` must read from it. To cover a new layout, write a builder and
 add it to LAYOUTS; tests/test_text_layouts.py runs every one.
 """
 

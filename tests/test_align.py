@@ -1,4 +1,4 @@
-"""tala.align, tala.ctc_align and tala.text_align: the Viterbi kernel against brute force, bounded
+"""tala.align.align_transcript, tala.align.ctc_align and tala.align.text_align: the Viterbi kernel against brute force, bounded
 memory without a different answer, the <star>, bad inputs, and verse times on the demo corpus.
 
 The demo tests transcribe the eight demo chapters with the shipped demo model (a few seconds each)
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, demo_truth_ids, normalize_demo_text
-from tala import ctc_align, text_align
-from tala.align import Verse, Vocabulary, align_chapter, build_targets, main, refine_edges, spans_from_path
+from tala.align import ctc_align
+from tala.align import text_align
+from tala.align.align_transcript import Verse, Vocabulary, align_chapter, build_targets, main, refine_edges, spans_from_path
 from tala.errors import InputError, run_cli
 
 DEMO_MODEL = DEMO / "model"
@@ -381,8 +382,8 @@ def truth_of(lang: str, rec: str) -> dict:
 @pytest.fixture(scope="session")
 def demo_chapters(tmp_path_factory) -> dict[tuple[str, str], dict[str, Path]]:
     """Per demo chapter: the WAV, the transcribe outputs and a read_text-style JSON from the truth."""
-    from tala.convert import convert_file
-    from tala.transcribe import transcribe_file
+    from tala.audio.convert import convert_file
+    from tala.asr.transcribe import transcribe_file
 
     folder = tmp_path_factory.mktemp("align-demo")
     chapters = {}
@@ -498,9 +499,9 @@ def test_demo_another_chapters_text_is_rejected(demo_chapters, tmp_path, capsys)
 def test_demo_chapter_aligns_the_same_from_any_docx_layout(demo_chapters, tmp_path, lang, rec, layout):
     """The same chapter written with its verse numbers as bold runs or as plain digits inside one
     running paragraph (a common publisher layout) reads into the same verses as the superscript
-    original, through tala.text as the workflow runs it, and so aligns to the same times."""
+    original, through tala.align.read_text as the workflow runs it, and so aligns to the same times."""
     import docx_layouts
-    from tala.text import main as read_text
+    from tala.align.read_text import main as read_text
 
     paths = demo_chapters[lang, rec]
     built, expected = getattr(docx_layouts, layout)(tmp_path, docx_layouts.demo_verses(lang, rec))

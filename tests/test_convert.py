@@ -1,4 +1,4 @@
-"""tala.convert on real (synthesized) audio: exact length, content, offsets, determinism, bad files."""
+"""tala.audio.convert on real (synthesized) audio: exact length, content, offsets, determinism, bad files."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import soundfile as sf
 
 from conftest import REPO, require
 from tala.audio_io import SAMPLE_RATE, probe_audio, scan_mp3
-from tala.convert import convert_file, expected_frames
+from tala.audio.convert import convert_file, expected_frames
 from tala.errors import InputError
 
 RATES = (8000, 11025, 22050, 32000, 44100, 48000)
@@ -68,7 +68,7 @@ def _digest(path: Path) -> tuple[str, int]:
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
-    return subprocess.run([sys.executable, "-m", "tala.convert", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tala.audio.convert", *args], capture_output=True,
                           text=True, cwd=cwd, env=env)
 
 

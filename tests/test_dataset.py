@@ -1,4 +1,4 @@
-"""tala.clips and tala.dataset on the demo corpus, whose verse and heading times are known exactly.
+"""tala.dataset.clips and tala.dataset.build on the demo corpus, whose verse and heading times are known exactly.
 
 Aligned JSONs are made from the demo truth (the aligner's contract, with perfect times and
 transcripts), so every check below compares against ground truth: cuts fall in true pauses, the
@@ -18,16 +18,16 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
-from tala.clips import FLAG_TIGHT_CUT, main as clips_main, plan_segments, write_clips
-from tala.convert import convert_file
-from tala.dataset import SPLITS, assign_splits, build_dataset, main as dataset_main
-from tala.demo_model import normalize_text
+from tala.dataset.clips import FLAG_TIGHT_CUT, main as clips_main, plan_segments, write_clips
+from tala.audio.convert import convert_file
+from tala.dataset.build import SPLITS, assign_splits, build_dataset, main as dataset_main
+from tala.demo.model import normalize_text
 
 RATE = 16_000
 DEMO = REPO / "resources" / "demo"
 LANG_CODES = {"samoan": "smo", "portuguese": "por"}
 MIN_S, MAX_S, PAD_S = 2.0, 20.0, 0.15
-# Every file tala.dataset writes (the workflow's rule declares them; nemo/ and lhotse/ as folders).
+# Every file tala.dataset.build writes (the workflow's rule declares them; nemo/ and lhotse/ as folders).
 OUTPUTS = {"train.jsonl", "valid.jsonl", "test.jsonl", "summary.json", "README.md",
            *(f"nemo/{split}.json" for split in ("train", "valid", "test")),
            *(f"lhotse/{split}_{kind}.jsonl.gz" for split in ("train", "valid", "test")
@@ -478,7 +478,7 @@ def test_problems_are_listed_in_the_summary_and_the_card_before_what_was_dropped
     dataset, jsonls = samoan_clips
     problems = [{"recording": "MAT_005", "stage": "read_text", "reason": "no DOCX"},
                 {"recording": "ACT_002", "stage": "inspect", "reason": "clipped | distorted audio",
-                 "severity": "excluded", "file": "audio/ACT_002.mp3"},  # as tala.problems writes them
+                 "severity": "excluded", "file": "audio/ACT_002.mp3"},  # as tala.report.problems writes them
                 {"recording": "ACT_002", "stage": "align", "reason": "CER 0.41 > 0.2"}]
     problems_file = tmp_path / "problems.json"
     problems_file.write_text(json.dumps([*problems, problems[0], {**problems[2], "other": 1}]))
@@ -565,9 +565,9 @@ def test_cli_end_to_end(demo, tmp_path):
     import sys
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     aligned = demo["portuguese"]["PSA_121"]
-    subprocess.run([sys.executable, "-m", "tala.clips", str(aligned), str(tmp_path / "seg" / "PSA_121.jsonl"),
+    subprocess.run([sys.executable, "-m", "tala.dataset.clips", str(aligned), str(tmp_path / "seg" / "PSA_121.jsonl"),
                     str(tmp_path / "ds" / "clips" / "PSA_121"), "--text", "normalized"], check=True, env=env)
-    subprocess.run([sys.executable, "-m", "tala.dataset", "--language", "portuguese", "--segments",
+    subprocess.run([sys.executable, "-m", "tala.dataset.build", "--language", "portuguese", "--segments",
                     str(tmp_path / "seg" / "PSA_121.jsonl"), "--out-dir", str(tmp_path / "ds")], check=True, env=env)
     rows = read_jsonl(tmp_path / "ds" / "train.jsonl")
     assert rows and all(r["text"] == r["normalized"] for r in rows)

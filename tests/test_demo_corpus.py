@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tala import demo_corpus
+from tala.demo import corpus as demo_corpus
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 LANGUAGES = ("portuguese", "samoan")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, require
-from tala.demo_model import (
+from tala.demo.model import (
     LANGUAGES,
     OKINA,
     demo_ngrams,
@@ -88,7 +88,7 @@ def test_adapters_differ_only_in_adapter_weights():
                                           ("por", "JHN_001")])  # fmt: skip
 def test_reads_demo_chapters_within_the_goal(lang, rec, tmp_path):
     """Whole chapters (WAV and MP3: no ffmpeg needed), converted as the workflow converts them."""
-    from tala.convert import convert_file
+    from tala.audio.convert import convert_file
 
     chapter = truth(lang, rec)
     wav = tmp_path / f"{rec}.wav"
@@ -157,7 +157,7 @@ def test_utterance_plans_are_seeded():
 
 def test_rendered_utterance_has_the_demo_noise_floor_and_edges():
     require("espeak-ng")
-    from tala.demo_model import render_master
+    from tala.demo.model import render_master
 
     plan = plan_utterance("por", utterance_rng(2, "por", "test", 0), set())
     master = render_master(plan)
@@ -168,7 +168,7 @@ def test_rendered_utterance_has_the_demo_noise_floor_and_edges():
 
 
 def test_decoded_characters_are_cut_into_verses_by_time():
-    from tala.demo_model import FRAME_S, decode_timed, verse_hypotheses
+    from tala.demo.model import FRAME_S, decode_timed, verse_hypotheses
 
     vocab = {"<pad>": 0, "|": 1, "a": 2, "b": 3}
     id_to_token = {i: t for t, i in vocab.items()}

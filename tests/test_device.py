@@ -74,7 +74,7 @@ def test_ensure_mps_fallback_sets_but_never_overrides(monkeypatch):
     assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"
 
 
-@pytest.mark.parametrize("module", ["tala.device", "tala.models", "tala.transcribe"])
+@pytest.mark.parametrize("module", ["tala.device", "tala.hub", "tala.asr.transcribe"])
 def test_fallback_is_set_before_torch_is_imported(module):
     # Records the variable at the moment torch's import starts, in a fresh interpreter.
     probe = (

@@ -1,4 +1,4 @@
-"""tala.download_models without a network: file patterns, local folders, offline errors, a simulated hub."""
+"""tala.asr.download_models without a network: file patterns, local folders, offline errors, a simulated hub."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import tala.download_models as dm
+import tala.asr.download_models as dm
 from tala.errors import InputError, run_cli
-from tala.models import ModelError, resolve_model
+from tala.hub import ModelError, resolve_model
 
 HUB_FILES = [
     "config.json", "preprocessor_config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",

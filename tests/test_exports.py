@@ -1,4 +1,4 @@
-"""tala.exports: verse timings (CSV, WebVTT, Audacity labels) and the proofing table, on the demo truth."""
+"""tala.align.exports: verse timings (CSV, WebVTT, Audacity labels) and the proofing table, on the demo truth."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from tala.errors import run_cli
-from tala.exports import PROOFING_COLUMNS, main, proofing_rows, timings_vtt, vtt_time
+from tala.align.exports import PROOFING_COLUMNS, main, proofing_rows, timings_vtt, vtt_time
 
 DEMO = REPO / "resources" / "demo"
 

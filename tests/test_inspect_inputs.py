@@ -1,5 +1,5 @@
-"""The up-front inspection of raw recordings and texts (tala.inspect_inputs) and the problems table
-built from it and from the aligner's rejections (tala.problems)."""
+"""The up-front inspection of raw recordings and texts (tala.inspect.inputs) and the problems table
+built from it and from the aligner's rejections (tala.report.problems)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from docx import Document
 
 from conftest import DEMO
 from tala.errors import run_cli
-from tala.inspect_inputs import RecordingFiles, inspect_language, inspect_recording
-from tala.inspect_inputs import main as inspect_main
-from tala.problems import collect_problems, problems_html, problems_tsv
-from tala.problems import main as problems_main
+from tala.inspect.inputs import RecordingFiles, inspect_language, inspect_recording
+from tala.inspect.inputs import main as inspect_main
+from tala.report.problems import collect_problems, problems_html, problems_tsv
+from tala.report.problems import main as problems_main
 
 SAMOAN = DEMO / "samoan"
 

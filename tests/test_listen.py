@@ -16,13 +16,13 @@ import soundfile as sf
 
 from conftest import REPO, require
 from tala.errors import InputError
-from tala.listen import pick_clips, read_rows
+from tala.report.listen import pick_clips, read_rows
 
 RATE = 16_000
 
 
 def make_dataset(root: Path, recordings: dict[str, int], seconds: float = 1.5) -> None:
-    """A dataset folder as tala.dataset writes it: one split per recording, tone clips."""
+    """A dataset folder as tala.dataset.build writes it: one split per recording, tone clips."""
     (root / "clips").mkdir(parents=True)
     splits = {"train": [], "valid": [], "test": []}
     for k, (rec, count) in enumerate(recordings.items()):
@@ -63,7 +63,7 @@ def test_page_embeds_playable_clips(tmp_path):
     require("ffmpeg")
     make_dataset(tmp_path / "ds", {"GEN_001": 2, "JHN_001": 1, "PSA_121": 1})
     out = tmp_path / "listen.html"
-    proc = subprocess.run([sys.executable, "-m", "tala.listen", "--language", "xx", "--dataset", str(tmp_path / "ds"),
+    proc = subprocess.run([sys.executable, "-m", "tala.report.listen", "--language", "xx", "--dataset", str(tmp_path / "ds"),
                            "--html", str(out)], capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -79,7 +79,7 @@ def test_page_embeds_playable_clips(tmp_path):
 def test_missing_split_or_clip_is_one_clear_error(tmp_path):
     make_dataset(tmp_path / "ds", {"GEN_001": 1})
     (tmp_path / "ds" / "clips" / "GEN_001_0000.wav").unlink()
-    from tala.listen import main
+    from tala.report.listen import main
 
     with pytest.raises(InputError, match="clip missing"):
         main(["--language", "xx", "--dataset", str(tmp_path / "ds"), "--html", str(tmp_path / "x.html")])

@@ -1,4 +1,4 @@
-"""tala.segment on synthesized audio: pause edges within 10 ms, span rules, silent and tiny files."""
+"""tala.audio.segment on synthesized audio: pause edges within 10 ms, span rules, silent and tiny files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
-from tala.segment import (
+from tala.audio.segment import (
     TSV_HEADER,
     Span,
     find_pauses,
@@ -68,7 +68,7 @@ def _assert_edges(spans: list[Span], expected: list[tuple[float, float]]) -> Non
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
-    return subprocess.run([sys.executable, "-m", "tala.segment", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tala.audio.segment", *args], capture_output=True,
                           text=True, env=env)
 
 

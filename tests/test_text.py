@@ -10,7 +10,7 @@ import pytest
 from docx.enum.style import WD_STYLE_TYPE
 
 from tala.errors import run_cli
-from tala.text import (
+from tala.align.read_text import (
     NormalizeOptions,
     extract_paragraphs,
     find_verses,
@@ -484,7 +484,7 @@ def test_cli_end_to_end(tmp_path):
         [
             sys.executable,
             "-m",
-            "tala.text",
+            "tala.align.read_text",
             str(docx_path),
             str(asr),
             str(out),
@@ -504,7 +504,7 @@ def test_cli_end_to_end(tmp_path):
     assert result.stderr == (
         f"warning: {docx_path}: 1 character not in the model's vocabulary was left out: "
         "'3' (DIGIT THREE) x1 in verse 2; numbers written as digits cannot be aligned: "
-        "spell them out in the DOCX or map them with text.char_map in the config (--char-map for tala.text)\n"
+        "spell them out in the DOCX or map them with text.char_map in the config (--char-map for tala.align.read_text)\n"
     )
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["warnings"] == [result.stderr.removeprefix(f"warning: {docx_path}: ").rstrip("\n")]
@@ -545,7 +545,7 @@ def test_cli_end_to_end(tmp_path):
 
 def test_cli_rejects_a_bad_char_map(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tala.text", "a.docx", "b.json", "c.json", "--char-map", "[1]"],
+        [sys.executable, "-m", "tala.align.read_text", "a.docx", "b.json", "c.json", "--char-map", "[1]"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -1,4 +1,4 @@
-"""tala.text reads the same verses from every DOCX layout of tests/docx_layouts.py, warns when a
+"""tala.align.read_text reads the same verses from every DOCX layout of tests/docx_layouts.py, warns when a
 chapter's verse numbers were not found, and gives the aligner the same input whatever the layout."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 import docx_layouts
 from tala.errors import run_cli
-from tala.text import main, read_verses
+from tala.align.read_text import main, read_verses
 
 DEMO_CHAPTERS = sorted(docx_layouts.DEMO.glob("*/text/*.docx"))
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "|"]
@@ -159,7 +159,7 @@ def test_warnings_go_to_stderr_one_line_each_and_into_the_json(tmp_path, capsys)
     assert lines == [f"warning: {docx_path}: {warning}" for warning in data["warnings"]]
     assert len(lines) == 3  # few verses, a long verse, the digits left in the text
     assert lines[0].startswith(f"warning: {docx_path}: only 1 verse for 19 sentences")
-    assert "text.char_map in the config (--char-map for tala.text)" in lines[2]
+    assert "text.char_map in the config (--char-map for tala.align.read_text)" in lines[2]
     assert len(data["verses"]) == 1
 
 

@@ -1,4 +1,4 @@
-"""tala.train_ctc on a tiny model and tone "speech": learning, exact resume, phases, outputs, errors."""
+"""tala.finetune.train_ctc on a tiny model and tone "speech": learning, exact resume, phases, outputs, errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO, sigkill_when
 from tala.errors import InputError
-from tala.train_ctc import (
+from tala.finetune.train_ctc import (
     TrainSettings,
     checkpoint_dirs,
     epoch_batches,
@@ -229,7 +229,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(data, tmp_path):
 def train_command(data: dict, config: Path, out: Path) -> list[str]:
     """The CLI for 120 steps, a checkpoint every 15 and a log line every 10 (so a resumed log window
     starts mid-way), an evaluation every 50."""
-    return [sys.executable, "-m", "tala.train_ctc", "--train", str(data["train"]), "--valid", str(data["valid"]),
+    return [sys.executable, "-m", "tala.finetune.train_ctc", "--train", str(data["train"]), "--valid", str(data["valid"]),
             "--config", str(config), "--vocab", str(data["vocab"]), "--lang", "toy", "--out", str(out),
             "--max-steps", "120", "--checkpoint-every", "15", "--log-every", "10", "--eval-every", "50",
             "--lr", "5e-3", "--warmup-steps", "2", "--batch-seconds", "2.5", "--max-batch-size", "4",

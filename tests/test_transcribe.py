@@ -1,4 +1,4 @@
-"""tala.transcribe and tala.models: windowing, greedy decoding, chunked = unchunked, resume, bad inputs.
+"""tala.asr.transcribe and tala.hub: windowing, greedy decoding, chunked = unchunked, resume, bad inputs.
 
 Most tests use a tiny MMS-style model built from a config with seeded random weights (two language
 adapters, nested vocabulary): its transcripts are gibberish, so they compare emissions, not text.
@@ -22,20 +22,16 @@ import torch
 
 from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text, sigkill_when
 from tala.errors import InputError, run_cli
-from tala.models import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
-from tala.transcribe import (
+from tala.hub import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
+from tala.asr.transcribe import (
     audio_stats,
-    collapse_ctc,
     conv_geometry,
-    greedy_labels,
     main,
     output_frames,
     partial_paths,
     plan_batches,
     plan_windows,
-    spans_to_text,
     transcribe_file,
-    words_from_spans,
 )
 
 RATE = 16_000
@@ -178,55 +174,8 @@ def test_batches_are_consecutive_and_resume_from_a_window():
         plan_batches(windows, 0)
 
 
-# --- greedy decoding --------------------------------------------------------------------------
-
-VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "a", "l", "o", "f"]
-
-
-def ids_of(labels: str) -> np.ndarray:
-    """'_' = blank, ' ' = word delimiter, '?' = <unk>; letters as themselves."""
-    table = {"_": 0, " ": 4, "?": 3}
-    return np.array([table.get(c, VOCAB.index(c) if c in VOCAB else -1) for c in labels])
-
-
-def test_collapse_merges_runs_and_needs_a_blank_between_repeats():
-    spans = collapse_ctc(ids_of("_aall_l__oo"), blank_id=0)
-    assert [VOCAB[s.token_id] for s in spans] == ["a", "l", "l", "o"]
-    assert [(s.start, s.end) for s in spans] == [(1, 3), (3, 5), (6, 7), (9, 11)]
-    assert spans_to_text(spans, VOCAB, "|") == "allo"
-    assert collapse_ctc(np.zeros(0, int), 0) == []
-    # <unk> separates like a blank and is dropped.
-    assert [VOCAB[s.token_id] for s in collapse_ctc(ids_of("a?a"), 0, {3})] == ["a", "a"]
-
-
-def test_words_times_and_scores():
-    ids = ids_of("__fa_l  _aa_l_o__ |")
-    spans = collapse_ctc(ids, 0, {1, 2, 3})
-    log_probs = np.full(len(ids), np.log(0.5), np.float32)
-    log_probs[2] = 0.0  # 'f' is certain
-    words = words_from_spans(spans, VOCAB, "|", FRAME_S, log_probs)
-    assert spans_to_text(spans, VOCAB, "|") == "fal alo"
-    assert [w.word for w in words] == ["fal", "alo"]
-    # A word ends where the delimiter after it starts ("fal": frame 6, "alo": frame 17, after two blanks).
-    assert words[0].start == pytest.approx(2 * FRAME_S) and words[0].end == pytest.approx(6 * FRAME_S)
-    assert words[1].start == pytest.approx(9 * FRAME_S) and words[1].end == pytest.approx(17 * FRAME_S)
-    # Without a delimiter after it, at the end of its last token.
-    last = words_from_spans(collapse_ctc(ids_of("_fa__lo__"), 0), VOCAB, "|", FRAME_S, np.zeros(9, np.float32))
-    assert [(w.word, w.start, w.end) for w in last] == [("falo", pytest.approx(0.02), pytest.approx(0.14))]
-    # Geometric mean over the word's token frames (f, a, l): exp((0 + 2 log .5) / 3).
-    assert words[0].score == pytest.approx(0.5 ** (2 / 3), abs=1e-4)
-    assert words[1].score == pytest.approx(0.5, abs=1e-4)
-
-
-def test_greedy_labels_of_log_probs():
-    log_probs = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32))
-    ids, best = greedy_labels(log_probs.astype(np.float16))
-    assert ids.tolist() == [0, 2]
-    assert np.allclose(np.exp(best), [0.7, 0.8], atol=1e-3)
-
-
 def test_npy_written_in_place_reads_back(tmp_path):
-    from tala.transcribe import create_npy, iter_npy_rows, npy_layout
+    from tala.asr.transcribe import create_npy, iter_npy_rows, npy_layout
 
     rows = np.random.default_rng(0).standard_normal((1000, 7)).astype(np.float16)
     path = tmp_path / "e.npy"
@@ -337,7 +286,7 @@ def test_resume_after_a_kill_gives_the_same_result(tmp_path, tiny_model, wav20):
 
 def transcribe_command(wav: Path, model: Path, folder: Path) -> list[str]:
     """The CLI on ``wav`` into ``folder``, in ~200 windows of 0.1 s: a run of several seconds to kill."""
-    return [sys.executable, "-m", "tala.transcribe", str(wav), str(folder / "out.json"),
+    return [sys.executable, "-m", "tala.asr.transcribe", str(wav), str(folder / "out.json"),
             str(folder / "out.emissions.npy"), "--model", str(model), "--adapter", "smo", "--chunk-s", "0.1",
             "--context-s", "1", "--batch-size", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
 
@@ -542,7 +491,7 @@ CER_LIMIT = 0.05
 
 @pytest.fixture(scope="session")
 def demo_wavs(tmp_path_factory) -> dict[tuple[str, str], Path]:
-    from tala.convert import convert_file
+    from tala.audio.convert import convert_file
 
     folder = tmp_path_factory.mktemp("demo-wav")
     wavs = {}

@@ -245,7 +245,7 @@ def discover_recordings(config: Mapping[str, Any], base_dir: str | Path = ".") -
 
 def hub_folder_name(model_id: str) -> str:
     """The folder under models_dir that download_models fills for a hub id ("org/name" -> "org__name")."""
-    # Same mapping as tala.models.model_dir_name (which imports torch; the Snakefile must not).
+    # Same mapping as tala.hub.model_dir_name (which imports torch; the Snakefile must not).
     return model_id.strip().strip("/").replace("/", "__")
 
 

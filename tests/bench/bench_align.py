@@ -1,11 +1,11 @@
-"""Benchmark of tala.align: an hour-long chapter, the kernel against torchaudio's size, text-to-text.
+"""Benchmark of tala.align.align_transcript: an hour-long chapter, the kernel against torchaudio's size, text-to-text.
 
     PYTHONPATH=scripts .venv/bin/python tests/bench/bench_align.py [--hours 1] [--skip-hour]
 
 1. *One hour.* The four Samoan demo chapters are transcribed with the demo model
    (resources/demo/model), then repeated one after the other to ``--hours`` (emissions, greedy
    words, WAV and verses shifted; every chapter keeps its spoken heading, which is not in the
-   text): ~180,000 frames, ~45,000 tokens. ``python -m tala.align`` runs on it with the workflow's
+   text): ~180,000 frames, ~45,000 tokens. ``python -m tala.align.align_transcript`` runs on it with the workflow's
    defaults (ctc, edge refinement) in a subprocess: wall time, peak RSS (``ru_maxrss``), the band,
    and the verse boundary errors against the corpus' ground truth, shifted likewise (drift would
    show there). Goals: peak RSS <= 1 GiB; boundary error median <= 40 ms, p95 <= 120 ms.
@@ -53,8 +53,8 @@ RECIPE_VERSION = 1
 
 def demo_chapters() -> list[dict]:
     """The Samoan demo chapters transcribed by the demo model (cached)."""
-    from tala.convert import convert_file
-    from tala.transcribe import transcribe_file
+    from tala.audio.convert import convert_file
+    from tala.asr.transcribe import transcribe_file
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
@@ -146,12 +146,12 @@ def planted_case(frames: int, tokens: int, vocab: int = 40, seed: int = 0) -> tu
 
 def child(mode: str, hours: float) -> dict:
     if mode == "imports":
-        from tala import align  # noqa: F401
+        from tala.align import align_transcript as align  # noqa: F401
 
         return {}
     if mode in ("hour", "hour-checkpointed", "hour-exact"):
-        from tala import ctc_align
-        from tala.align import FULL_BAND_CELLS, align_chapter, main
+        from tala.align import ctc_align
+        from tala.align.align_transcript import FULL_BAND_CELLS, align_chapter, main
 
         paths = long_chapter(hours)
         inputs = [str(paths["asr"]), str(paths["emissions"]), str(paths["text"])]
@@ -178,7 +178,7 @@ def child(mode: str, hours: float) -> dict:
                 "star_s": result["summary"]["star_s"],
                 "times": [[v["start"], v["end"]] for v in result["verses"]]}
     if mode == "kernel":
-        from tala import ctc_align
+        from tala.align import ctc_align
 
         emissions, tokens = planted_case(30_000, 3_000)
         topology = ctc_align.make_topology(tokens, 0)
@@ -204,7 +204,7 @@ def child(mode: str, hours: float) -> dict:
                                 "frames_differing": int(np.count_nonzero(ours != theirs))}
         return result
     if mode == "text":
-        from tala import text_align
+        from tala.align import text_align
 
         rng = np.random.default_rng(0)
         lexicon = ["".join(rng.choice(list("aeioulmnstfgv"), int(rng.integers(1, 10)))) for _ in range(4000)]

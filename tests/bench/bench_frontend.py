@@ -2,9 +2,9 @@
 
     PYTHONPATH=scripts .venv/bin/python tests/bench/bench_frontend.py [--minutes 10] [--skip-pydub]
 
-(a) ``tala.convert`` against the ffmpeg CLI alone (``ffmpeg -i in.mp3 -ar 16000 -ac 1 -c:a
+(a) ``tala.audio.convert`` against the ffmpeg CLI alone (``ffmpeg -i in.mp3 -ar 16000 -ac 1 -c:a
     pcm_s16le out.wav``): wall time, best of 3 in the same run; goal: at least 0.8x its throughput.
-(b) ``tala.segment`` against pydub's ``detect_nonsilent`` (min_silence_len=500, silence_thresh=-40,
+(b) ``tala.audio.segment`` against pydub's ``detect_nonsilent`` (min_silence_len=500, silence_thresh=-40,
     seek_step=1: the 1 ms step matches our 1 ms hop) on the 16 kHz file from (a); goal: 100x
     faster. The raw non-silent ranges (before the min/max span rules and edge extension) are
     compared edge by edge. pydub calls a 500 ms *window* silent when its average RMS is under the
@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from tala.audio_io import decode_blocks, probe_audio  # noqa: E402
-from tala.convert import convert_file  # noqa: E402
-from tala.segment import find_spans, nonsilent_ranges, read_frame_levels_db  # noqa: E402
+from tala.audio.convert import convert_file  # noqa: E402
+from tala.audio.segment import find_spans, nonsilent_ranges, read_frame_levels_db  # noqa: E402
 
 BENCH_RATE = 44_100
 CACHE = REPO / ".bench"
@@ -179,7 +179,7 @@ def bench_convert(mp3: Path, workdir: Path) -> dict:
     times = best_of(3, {
         "ffmpeg": lambda: _run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp3), "-ar", "16000",
                                 "-ac", "1", "-c:a", "pcm_s16le", str(theirs)]),
-        "ours_cli": lambda: _run([sys.executable, "-m", "tala.convert", str(mp3), str(ours_cli)]),
+        "ours_cli": lambda: _run([sys.executable, "-m", "tala.audio.convert", str(mp3), str(ours_cli)]),
         "ours_lib": lambda: convert_file(mp3, ours_lib, progress=False),
     })
     ours, _ = sf.read(ours_lib, dtype="float32")
@@ -281,7 +281,7 @@ def truth_scores(ranges_ms: np.ndarray, truth: list[tuple[float, float]], min_ga
 
 
 def bench_segment(wav: Path, skip_pydub: bool) -> dict:
-    cli = [sys.executable, "-m", "tala.segment", str(wav), str(wav.with_suffix(".tsv"))]
+    cli = [sys.executable, "-m", "tala.audio.segment", str(wav), str(wav.with_suffix(".tsv"))]
     times = best_of(3, {
         "ours_lib": lambda: ours_segment(wav),
         "ours_cli": lambda: _run(cli),

@@ -1,4 +1,4 @@
-"""Benchmark of tala.transcribe against transformers' ASR pipeline, on the same model and audio.
+"""Benchmark of tala.asr.transcribe against transformers' ASR pipeline, on the same model and audio.
 
     PYTHONPATH=scripts .venv/bin/python tests/bench/bench_transcribe.py [--minutes 10] [--hour]
                                                                        [--batch-size N] [--skip-pipeline]
@@ -93,7 +93,7 @@ def _demo_sources() -> list[Path]:
 
 def demo_speech() -> np.ndarray:
     """The demo chapters at 16 kHz mono, one after the other (int16)."""
-    from tala.convert import convert_file
+    from tala.audio.convert import convert_file
 
     sources = _demo_sources()
     if not sources:
@@ -138,14 +138,14 @@ def child(mode: str, audio: str, model: str, batch_size: int | None) -> dict:
         # the runtime's own buffers (oneDNN, allocator pools) count as footprint too.
         import torch
 
-        from tala.models import load_ctc_model
+        from tala.hub import load_ctc_model
 
         ctc_model, _ = load_ctc_model(model, "smo", "cpu")
         with torch.inference_mode():
             ctc_model(torch.zeros(1, RATE))
         return {"mode": mode}
     if mode == "tala":
-        from tala.transcribe import transcribe_file
+        from tala.asr.transcribe import transcribe_file
 
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             result = transcribe_file(audio, Path(tmp) / "out.json", Path(tmp) / "out.emissions.npy", model=model,

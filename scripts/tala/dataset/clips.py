@@ -1,6 +1,6 @@
 """Cut an aligned recording into training segments: clips of whole verses, cut in pauses.
 
-    python -m tala.clips ALIGNED_JSON OUT_JSONL CLIPS_DIR [--audio WAV] [--root DIR]
+    python -m tala.dataset.clips ALIGNED_JSON OUT_JSONL CLIPS_DIR [--audio WAV] [--root DIR]
                          [--min-s 2] [--max-s 20] [--pad-s 0.15] [--max-cer 0.3]
                          [--min-pause-s 0.15] [--text original|normalized]
 
@@ -541,7 +541,7 @@ def open_audio(path: Path, aligned_path: str | Path, duration_s: float | None) -
     if handle.samplerate != SAMPLE_RATE or handle.channels != 1:
         handle.close()
         raise InputError(path, f"expected a {SAMPLE_RATE} Hz mono WAV, got {handle.samplerate} Hz, "
-                               f"{handle.channels} channel(s); convert it first (python -m tala.convert)")
+                               f"{handle.channels} channel(s); convert it first (python -m tala.audio.convert)")
     actual_s = handle.frames / handle.samplerate
     if duration_s is not None and abs(actual_s - duration_s) > DURATION_TOLERANCE_S:
         handle.close()
@@ -607,10 +607,10 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.clips",
+        prog="python -m tala.dataset.clips",
         description="Cut an aligned recording into training clips of whole verses (cut in pauses, "
                     "no unread heading inside); write the clips and one JSONL line per segment.")
-    parser.add_argument("aligned", help="aligned JSON of one recording (from tala.align)")
+    parser.add_argument("aligned", help="aligned JSON of one recording (from tala.align.align_transcript)")
     parser.add_argument("out_jsonl", help="JSONL to write: one line per segment, kept and dropped")
     parser.add_argument("clips_dir", help="folder to write the clips into (replaced as a whole)")
     parser.add_argument("--audio", help="the 16 kHz mono WAV (default: the aligned JSON's 'audio')")

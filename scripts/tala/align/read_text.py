@@ -1,6 +1,6 @@
 r"""Read the verses of an official chapter DOCX and normalize them for the CTC aligner.
 
-    python -m tala.text DOCX ASR_JSON OUT_JSON [--skip-style NAME ...] [--skip-pattern REGEX ...]
+    python -m tala.align.read_text DOCX ASR_JSON OUT_JSON [--skip-style NAME ...] [--skip-pattern REGEX ...]
                        [--char-map JSON] [--okina CHAR] [--macrons keep|strip] [--keep-case]
 
 Paragraphs in an unspoken style (titles, headings, footnotes, captions, headers, footers, tables
@@ -1147,7 +1147,7 @@ def unmapped_message(unmapped: dict[str, dict]) -> str | None:
             f"{'were' if total > 1 else 'was'} left out: {'; '.join(parts)}")
     if any(unicodedata.category(ch[0]) == "Nd" for ch in unmapped):
         line += ("; numbers written as digits cannot be aligned: spell them out in the DOCX "
-                 "or map them with text.char_map in the config (--char-map for tala.text)")
+                 "or map them with text.char_map in the config (--char-map for tala.align.read_text)")
     return line
 
 
@@ -1187,7 +1187,7 @@ def _regex_arg(value: str) -> re.Pattern:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.text",
+        prog="python -m tala.align.read_text",
         description="Read the verses of a chapter DOCX and normalize them to the ASR model's "
                     "vocabulary for alignment.")
     parser.add_argument("docx", help="the official chapter text (.docx)")

@@ -1,7 +1,7 @@
 """Per-language summary of the audio front end for the report: a table of recordings (duration,
 spans, speech) and a histogram of span durations.
 
-``python -m tala.audio_summary --language samoan --wavs a.wav b.wav --spans a.tsv b.tsv
+``python -m tala.report.audio_summary --language samoan --wavs a.wav b.wav --spans a.tsv b.tsv
 --tsv out.tsv --html out.html --svg out.svg``
 """
 
@@ -152,7 +152,7 @@ def write_tsv(path: str | Path, rows: list[RecordingSummary]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tala.audio_summary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tala.report.audio_summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("--language", required=True)
     parser.add_argument("--wavs", nargs="+", required=True, type=Path, help="converted recordings")
     parser.add_argument("--spans", nargs="+", required=True, type=Path, help="their span TSVs, same order")

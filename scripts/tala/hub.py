@@ -1,7 +1,7 @@
 """Find and load a wav2vec2 CTC model (MMS style, with language adapters), with one-line errors.
 
 A model is named by a Hugging Face id (``facebook/mms-1b-all``) or a local folder. Compute nodes
-often have no internet, so ``python -m tala.download_models`` fetches hub models on the login node
+often have no internet, so ``python -m tala.asr.download_models`` fetches hub models on the login node
 into ``<models_dir>/<id with "/" -> "__">``; :func:`resolve_model` prefers that copy over the hub.
 
 MMS models keep one small adapter per language: ``adapter.<lang>.safetensors`` holds the attention

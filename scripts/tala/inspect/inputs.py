@@ -1,16 +1,16 @@
 """Inspect one language's raw recordings and official texts before any job runs on them.
 
-    python -m tala.inspect_inputs --language L --out INSPECTION.json
+    python -m tala.inspect.inputs --language L --out INSPECTION.json
         [--recording REC AUDIO TEXT ...] [--audio-only] [--skip-style NAME ...]
         [--skip-pattern REGEX ...] [--jobs N]
 
 The workflow runs this as a Snakemake checkpoint: what it finds decides which chapters the rest of
 the DAG is built for, so one damaged file never stops its language. Per recording:
 
-- the audio is probed the way ``tala.convert`` will read it (``tala.audio_io.probe_audio``: empty
+- the audio is probed the way ``tala.audio.convert`` will read it (``tala.audio_io.probe_audio``: empty
   or non-audio files, no audio stream, truncated MP3/WAV); a recording whose audio fails is
   **excluded**: it is not converted, transcribed nor aligned;
-- the official text (DOCX) is read for its verses (``tala.text.read_verses``) without the model;
+- the official text (DOCX) is read for its verses (``tala.align.read_text.read_verses``) without the model;
   a missing, unreadable or verse-less text makes the recording **audio-only**: it is converted,
   segmented and transcribed, but not aligned nor in the dataset;
 - the text reader's warnings (a verse count that looks wrong, gaps in the numbers) are kept as
@@ -37,7 +37,7 @@ from tqdm import tqdm
 from tala.audio_io import probe_audio
 from tala.errors import InputError, run_cli
 from tala.fileio import write_json_atomic
-from tala.text import SKIP_STYLES, read_verses
+from tala.align.read_text import SKIP_STYLES, read_verses
 
 OK = "ok"
 AUDIO_ONLY = "audio-only"
@@ -121,7 +121,7 @@ def summary_line(language: str, records: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.inspect_inputs",
+        prog="python -m tala.inspect.inputs",
         description="Check a language's raw recordings and DOCX texts up front; write which chapters "
                     "the workflow processes and why the others are left out.")
     parser.add_argument("--language", required=True)
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a recording id, its raw audio and its DOCX (which may be missing); repeatable")
     parser.add_argument("--audio-only", action="store_true", help="the language has no texts: TEXT is ignored")
     parser.add_argument("--skip-style", action="append", metavar="NAME",
-                        help="paragraph style not read aloud, as for tala.text (default: its defaults)")
+                        help="paragraph style not read aloud, as for tala.align.read_text (default: its defaults)")
     parser.add_argument("--skip-pattern", action="append", default=[], metavar="REGEX",
-                        help="skip paragraphs whose whole text matches, as for tala.text")
+                        help="skip paragraphs whose whole text matches, as for tala.align.read_text")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="processes (default: %(default)s)")
     args = parser.parse_args(argv)
     for pattern in args.skip_pattern:

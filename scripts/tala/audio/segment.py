@@ -1,6 +1,6 @@
 """Split a recording at its pauses into spans of speech, written as a TSV (start, end, level_db).
 
-    python -m tala.segment IN.wav OUT.tsv [--threshold-db -40] [--min-silence-s 0.5]
+    python -m tala.audio.segment IN.wav OUT.tsv [--threshold-db -40] [--min-silence-s 0.5]
                                           [--min-span-s 2] [--max-span-s 120]
 
 A *pause* is a stretch of at least ``min_silence_s`` in which every 10 ms frame (1 ms hop) is
@@ -375,10 +375,10 @@ def segment_file(src: str | Path, dst: str | Path, threshold_db: float = THRESHO
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.segment",
+        prog="python -m tala.audio.segment",
         description="Split a recording at pauses into speech spans; write start, end (s) and "
                     "level (dBFS) to a TSV.")
-    parser.add_argument("input", help="audio file, normally the 16 kHz mono WAV from tala.convert")
+    parser.add_argument("input", help="audio file, normally the 16 kHz mono WAV from tala.audio.convert")
     parser.add_argument("output", help="TSV to write (header: start, end, level_db)")
     parser.add_argument("--threshold-db", type=float, default=THRESHOLD_DB,
                         help="frames below this RMS level (dBFS) are silent (default: %(default)s)")

@@ -1,6 +1,6 @@
 """Align a chapter's verses to its recording: verse and word times, scores, and what the text lacks.
 
-    python -m tala.align ASR.json EMISSIONS.npy TEXT.json OUT.json [--method ctc|text]
+    python -m tala.align.align_transcript ASR.json EMISSIONS.npy TEXT.json OUT.json [--method ctc|text]
         [--star-penalty 1.0] [--max-chapter-cer 0.6] [--refine-edges | --no-refine-edges] [--audio WAV]
         [--band-s 20] [--csv OUT.csv] [--vtt OUT.vtt] [--labels OUT.labels.txt]
 
@@ -8,11 +8,11 @@ Inputs: the transcribe step's JSON and emissions (frames x vocabulary log-probab
 read_text step's verses, whose ``normalized`` text uses only vocabulary characters, words
 separated by single spaces.
 
-Method ``ctc`` (default): CTC forced alignment of the whole chapter (:mod:`tala.ctc_align`). The
+Method ``ctc`` (default): CTC forced alignment of the whole chapter (:mod:`tala.align.ctc_align`). The
 token sequence is the verses' letters with the word delimiter after every word, and an optional
 ``<star>`` before the first verse, between verses and after the last, so a spoken heading, an
 intro or a gap goes to the star instead of stretching a verse. On long recordings the Viterbi runs
-in a band around the greedy transcript's words matched to the text (:mod:`tala.text_align`).
+in a band around the greedy transcript's words matched to the text (:mod:`tala.align.text_align`).
 Method ``text``: the matched words' times alone (the fallback, no forced alignment); a verse's
 score is then that of its letters forced into its span, a word's the log of its similarity to
 its transcript word(s).
@@ -65,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tala import ctc_align, exports, text_align
+from tala.align import ctc_align, exports, text_align
 from tala.errors import InputError, run_cli
 from tala.fileio import read_json_object, write_json_atomic, write_text_atomic
 
@@ -619,7 +619,7 @@ def wav_energy_db(path: str | Path, frame_s: float = ENERGY_FRAME_S, block_s: fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.align",
+        prog="python -m tala.align.align_transcript",
         description="Verse and word times of a chapter: CTC forced alignment with a <star> token for audio "
                     "the text lacks (or text-to-text with --method text).")
     parser.add_argument("asr", help="the transcribe step's JSON")
@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--band-s", type=float, default=BAND_S,
                         help="long recordings: Viterbi band half-width around matched words (default: %(default)s)")
     # The verse timing exports come out of the same job: at 1,189 chapters a job per recording less.
-    parser.add_argument("--csv", help="also write the verse timings as CSV (tala.exports)")
+    parser.add_argument("--csv", help="also write the verse timings as CSV (tala.align.exports)")
     parser.add_argument("--vtt", help="also write them as WebVTT")
     parser.add_argument("--labels", help="also write them as an Audacity label track")
     args = parser.parse_args(argv)

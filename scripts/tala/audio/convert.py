@@ -1,6 +1,6 @@
 """Convert a recording (MP3, MP4/M4A/AAC, WAV, FLAC, Ogg/Opus) to 16 kHz mono PCM16 WAV.
 
-    python -m tala.convert IN OUT.wav [--quality HQ|VHQ]
+    python -m tala.audio.convert IN OUT.wav [--quality HQ|VHQ]
 
 Streams in blocks, so an hour-long file needs a few MB of memory. The output is a pure function of
 the input's bytes: no dither, fixed block sizes, and a length of exactly
@@ -143,7 +143,7 @@ def convert_file(src: str | Path, dst: str | Path, *, quality: str = RESAMPLE_QU
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.convert",
+        prog="python -m tala.audio.convert",
         description="Convert an audio file (MP3, MP4/M4A/AAC, WAV, FLAC, Ogg/Opus) to 16 kHz mono "
                     "PCM16 WAV, deterministically.")
     parser.add_argument("input", help="the recording; never modified")

@@ -13,9 +13,9 @@ Stages (each is skipped when its output exists; training resumes from its checkp
     adapters  per language: adapter layers + lm_head on the frozen base      -> <work>/models/{smo,por}
     pack      the shipped HF folder, adapter.<lang>.safetensors, card; eval  -> --out (eval.json)
 
-Each training stage is one :func:`tala.train_ctc.train` run. ``<work>`` is ``.cache/demo_model``.
+Each training stage is one :func:`tala.finetune.train_ctc.train` run. ``<work>`` is ``.cache/demo_model``.
 
-    PYTHONPATH=scripts python -m tala.demo_model --out resources/demo/model
+    PYTHONPATH=scripts python -m tala.demo.model --out resources/demo/model
 
 The model is MMS-shaped (stable layer norm, attention adapters in every layer, a nested per-language
 ``vocab.json``), so the workflow loads it exactly as it loads ``facebook/mms-1b-all``::
@@ -59,7 +59,7 @@ from tala.fileio import atomic_path, read_jsonl, replace_dir, write_json_atomic,
 
 DEFAULT_SEED = 20_240_611
 DEFAULT_WORK = Path(".cache/demo_model")
-DEMO_ROOT = Path(__file__).resolve().parents[2] / "resources" / "demo"
+DEMO_ROOT = Path(__file__).resolve().parents[3] / "resources" / "demo"
 
 OKINA = "\u02bb"
 # Samoan texts write the glottal stop with the okina or with any of these look-alikes.
@@ -490,7 +490,7 @@ EDGE_SILENCE_S = (0.1, 1.5)
 MAX_UTTERANCE_S = 25.0
 NOISE_RMS_DBFS = (-68.0, -60.0)  # the demo: -65
 PEAK_DBFS = (-6.0, -1.0)  # the demo: -3
-# Stored as the demo stores chapters (then decoded with tala.convert, as the workflow does).
+# Stored as the demo stores chapters (then decoded with tala.audio.convert, as the workflow does).
 CODECS = (("wav", None, 0.55), ("mp3", "64k", 0.15), ("mp3", "96k", 0.15), ("mp4", "48k", 0.15))
 
 
@@ -579,7 +579,7 @@ def plan_easy_utterance(lang: str, rng: np.random.Generator, banned: set[tuple[s
 def render_master(plan: UtterancePlan, synth: Callable[..., np.ndarray] | None = None) -> np.ndarray:
     """The utterance at espeak-ng's 22.05 kHz, built like a demo chapter: each sentence trimmed
     and tapered, seeded pauses, peak normalization, white noise floor."""
-    from tala import demo_corpus as dc
+    from tala.demo import corpus as dc
 
     synth = synth or dc.synthesize
     rate = dc.MASTER_RATE_HZ
@@ -599,9 +599,9 @@ def render_master(plan: UtterancePlan, synth: Callable[..., np.ndarray] | None =
 
 def render_clip(plan: UtterancePlan, clip: Path) -> float:
     """Write the utterance as 16 kHz mono PCM16 WAV at ``clip``, through the planned codec and
-    ``tala.convert`` when it is a lossy one; returns the duration in seconds."""
-    from tala import demo_corpus as dc
-    from tala.convert import convert_file
+    ``tala.audio.convert`` when it is a lossy one; returns the duration in seconds."""
+    from tala.demo import corpus as dc
+    from tala.audio.convert import convert_file
 
     master = render_master(plan)
     if plan.codec == "wav":
@@ -773,7 +773,7 @@ class Recipe:
 
 
 def easy_settings(recipe: Recipe, seed: int) -> "TrainSettings":
-    from tala.train_ctc import TrainSettings
+    from tala.finetune.train_ctc import TrainSettings
 
     # The lr ends at a quarter of its peak: the base stage goes on from here with its own warm-up.
     return TrainSettings(phase="all", max_steps=recipe.easy_steps, learning_rate=recipe.easy_lr,
@@ -783,7 +783,7 @@ def easy_settings(recipe: Recipe, seed: int) -> "TrainSettings":
 
 
 def base_settings(recipe: Recipe, seed: int) -> "TrainSettings":
-    from tala.train_ctc import TrainSettings
+    from tala.finetune.train_ctc import TrainSettings
 
     return TrainSettings(phase="all", max_steps=recipe.base_steps, learning_rate=recipe.base_lr,
                          warmup_steps=recipe.base_warmup, schedule="cosine", min_lr_ratio=0.02,
@@ -794,7 +794,7 @@ def base_settings(recipe: Recipe, seed: int) -> "TrainSettings":
 def scripture_settings(recipe: Recipe, seed: int, second: bool = False) -> "TrainSettings":
     """The scripture stage's first pass, or (``second``) its second pass: a lower peak lr and
     another data order (the seed + 1)."""
-    from tala.train_ctc import TrainSettings
+    from tala.finetune.train_ctc import TrainSettings
 
     steps, lr = ((recipe.scripture2_steps, recipe.scripture2_lr) if second
                  else (recipe.scripture_steps, recipe.scripture_lr))
@@ -806,7 +806,7 @@ def scripture_settings(recipe: Recipe, seed: int, second: bool = False) -> "Trai
 
 
 def adapter_settings(recipe: Recipe, seed: int, lang: str) -> "TrainSettings":
-    from tala.train_ctc import TrainSettings
+    from tala.finetune.train_ctc import TrainSettings
 
     return TrainSettings(phase="adapter", max_steps=dict(recipe.adapter_steps)[lang], learning_rate=recipe.adapter_lr,
                          warmup_steps=recipe.adapter_warmup, schedule="cosine", min_lr_ratio=0.02,
@@ -832,7 +832,7 @@ def stage_data(work: Path, recipe: Recipe, seed: int, workers: int) -> dict[str,
 def stage_easy(work: Path, manifests: dict, recipe: Recipe, seed: int) -> Path:
     """From random weights, all parameters, both languages, joint vocabulary ``mul``: the
     curriculum's short sentences of listed words."""
-    from tala.train_ctc import train
+    from tala.finetune.train_ctc import train
 
     out = work / "models" / "easy"
     if (out / "model.safetensors").exists():
@@ -849,7 +849,7 @@ def stage_easy(work: Path, manifests: dict, recipe: Recipe, seed: int) -> Path:
 
 def stage_base(work: Path, easy: Path, manifests: dict, recipe: Recipe, seed: int) -> Path:
     """All parameters on the full data of both languages, on from the curriculum stage."""
-    from tala.train_ctc import train
+    from tala.finetune.train_ctc import train
 
     out = work / "models" / "base"
     if (out / "model.safetensors").exists():
@@ -863,7 +863,7 @@ def stage_scripture(work: Path, start: Path, manifests: dict, recipe: Recipe, se
     """All parameters again, on the full data plus the Portuguese narrative prose (the base still
     misspelled the commonest words of scripture); Samoan stays in the mix so the base keeps it.
     ``second``: the second pass, on from the first."""
-    from tala.train_ctc import train
+    from tala.finetune.train_ctc import train
 
     out = work / "models" / ("scripture-2" if second else "scripture")
     if (out / "model.safetensors").exists():
@@ -878,7 +878,7 @@ def stage_scripture(work: Path, start: Path, manifests: dict, recipe: Recipe, se
 def stage_adapter(work: Path, base: Path, manifests: dict, lang: str, recipe: Recipe, seed: int) -> Path:
     """The language's adapter layers and lm_head on the frozen base; the head starts from the
     joint head's rows of the language's characters."""
-    from tala.train_ctc import train
+    from tala.finetune.train_ctc import train
 
     out = work / "models" / lang
     if (out / f"adapter.{lang}.safetensors").exists():
@@ -892,7 +892,7 @@ def stage_adapter(work: Path, base: Path, manifests: dict, lang: str, recipe: Re
 # %% [markdown]
 # ## Evaluation on the demo chapters
 #
-# As the workflow will read them: each chapter converted to 16 kHz mono with ``tala.convert``, the
+# As the workflow will read them: each chapter converted to 16 kHz mono with ``tala.audio.convert``, the
 # model loaded with ``from_pretrained`` + ``load_adapter``, greedy CTC decoding. Two ways of cutting
 # the chapter: 30 s windows with 2 s of context on each side (the transcribe step's way), and
 # plain consecutive 30 s windows. Characters are assigned to verses by their frame time (cuts in
@@ -974,7 +974,7 @@ def verse_hypotheses(chars: Sequence[tuple[str, float]], truth: dict) -> list[st
 
 
 def chapter_wav(demo_root: Path, lang: str, rec: str, cache: Path) -> Path:
-    from tala.convert import convert_file
+    from tala.audio.convert import convert_file
 
     truth = json.loads((demo_root / LANGUAGES[lang].name / "truth" / f"{rec}.json").read_text(encoding="utf-8"))
     wav = cache / LANGUAGES[lang].name / f"{rec}.wav"
@@ -1108,7 +1108,7 @@ def check_same_base(folders: Sequence[Path]) -> None:
 def pack(out: Path, work: Path, stages: dict[str, Path], adapters: dict[str, Path], manifests: dict, recipe: Recipe,
          seed: int, demo_root: Path, command: str) -> dict:
     """Assemble the shipped folder beside ``out``, evaluate it there, write the card, rename it in."""
-    from tala.train_ctc import build_processor
+    from tala.finetune.train_ctc import build_processor
 
     check_same_base(list(adapters.values()))
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
@@ -1130,7 +1130,7 @@ def pack(out: Path, work: Path, stages: dict[str, Path], adapters: dict[str, Pat
 
     stages = {name: _stage_info(folder) for name, folder in trained.items()}
     info = {
-        "generator": "tala.demo_model",
+        "generator": "tala.demo.model",
         "tala_version": tala.__version__,
         "command": command,
         "seed": seed,
@@ -1244,7 +1244,7 @@ Vocabularies: Samoan {len(language_vocab(SAMOAN_ALPHABET))} tokens, Portuguese {
 
 ## Data
 
-Synthesized by `tala.demo_model` with espeak-ng {info['versions']['espeak-ng']}, the same voices as the demo (`haw` reads Samoan,
+Synthesized by `tala.demo.model` with espeak-ng {info['versions']['espeak-ng']}, the same voices as the demo (`haw` reads Samoan,
 `pt` Portuguese), through the demo generator's own helpers (`synthesize`, `trim_silence`, `taper_edges`):
 
 - *easy* (the curriculum): one short sentence of 2-6 listed words, little silence, 140-185 wpm, no codec;
@@ -1254,7 +1254,7 @@ Synthesized by `tala.demo_model` with espeak-ng {info['versions']['espeak-ng']},
 - 1-7 sentences per utterance, each synthesized, trimmed and tapered alone, joined by 0.2-1.5 s pauses, with
   0.1-1.5 s of leading and trailing silence, up to ~25 s; speed {SPEED_WPM[0]}-{SPEED_WPM[1]} wpm (the demo: 130-177), pitch {PITCH[0]}-{PITCH[1]};
 - peak {PEAK_DBFS[0]:g} to {PEAK_DBFS[1]:g} dBFS, a white noise floor at {NOISE_RMS_DBFS[0]:g} to {NOISE_RMS_DBFS[1]:g} dBFS RMS (the demo: -3 and -65); 45 % of the
-  utterances stored as the demo stores chapters (MP3 64/96 kbit/s, AAC 48 kbit/s in MP4) and decoded with `tala.convert`;
+  utterances stored as the demo stores chapters (MP3 64/96 kbit/s, AAC 48 kbit/s in MP4) and decoded with `tala.audio.convert`;
 - targets: lower case, punctuation removed, okina variants unified to U+02BB, diacritics kept.
 
 | language | voice | easy: utterances / hours | train | narrative | valid | word types | demo word types / tokens also in training |
@@ -1263,7 +1263,7 @@ Synthesized by `tala.demo_model` with espeak-ng {info['versions']['espeak-ng']},
 
 ## Recipe
 
-Every stage is one `tala.train_ctc` run (AdamW, linear warm-up, cosine decay, gradient clipping at 1.0, batches
+Every stage is one `tala.finetune.train_ctc` run (AdamW, linear warm-up, cosine decay, gradient clipping at 1.0, batches
 of at most {r['batch_seconds']:g} s of padded audio, data order seeded per epoch):
 
 1. **easy** (curriculum): from random weights, all parameters, both languages on the joint vocabulary `mul` (the
@@ -1293,7 +1293,7 @@ Training took {info['training_s'] / 60:.1f} min in all on 2 CPU cores (shared wi
 
 ## Results: greedy CER on the demo chapters
 
-Each chapter converted with `tala.convert` (16 kHz mono), run through the model in 30 s windows, greedy CTC
+Each chapter converted with `tala.audio.convert` (16 kHz mono), run through the model in 30 s windows, greedy CTC
 decoding; characters assigned to verses by time (cuts in the middle of each pause, the spoken heading left out);
 CER = character edits over all verses / reference characters (texts normalized as above).
 "30 s + 2 s context": each 30 s window is run with 2 s of audio on each side and only its own frames kept (the
@@ -1324,7 +1324,7 @@ same bytes. Scratch data (~2 GB of clips, checkpoints) goes to `.cache/demo_mode
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.demo_model",
+        prog="python -m tala.demo.model",
         description="Synthesize training speech, train the demo's tiny MMS-style CTC model (base, then one adapter "
         "per language), evaluate it on the demo chapters and write the shipped model folder.",
     )
@@ -1353,7 +1353,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(tool, "not found on PATH: the demo model is trained on espeak-ng speech, stored as MP3/MP4 "
                                    "with ffmpeg (Debian/Ubuntu: apt-get install espeak-ng ffmpeg)")
     recipe = Recipe()
-    command = "PYTHONPATH=scripts python -m tala.demo_model --out " + str(args.out)
+    command = "PYTHONPATH=scripts python -m tala.demo.model --out " + str(args.out)
     if args.seed != DEFAULT_SEED:
         command += f" --seed {args.seed}"
     manifests = stage_data(args.work, recipe, args.seed, args.workers)

@@ -1,6 +1,6 @@
 """Train a wav2vec2 CTC model (MMS style) on JSONL manifests; resumable, outputs written last.
 
-    python -m tala.train_ctc --train train.jsonl --valid valid.jsonl --model facebook/mms-1b-all \\
+    python -m tala.finetune.train_ctc --train train.jsonl --valid valid.jsonl --model facebook/mms-1b-all \\
         --lang smo --phase adapter --max-steps 2000 --out results/samoan/models/mms_adapter
 
 Manifests are Hugging Face "json" datasets: one object per line with ``audio`` (a 16 kHz mono WAV,
@@ -326,7 +326,7 @@ def load_start_model(
         processor = build_processor(vocab_all, lang, scratch / "tokenizer")
         return StartModel(net, processor, vocab, f"config:{config}", notes)
 
-    from tala.models import adapter_files, resolve_model
+    from tala.hub import adapter_files, resolve_model
 
     source = resolve_model(model)
     processor = Wav2Vec2Processor.from_pretrained(source)
@@ -766,7 +766,7 @@ def write_outputs(out: Path, model, processor, lang: str, settings: TrainSetting
         save_file(adapter_state_dict(model), str(tmp / ADAPTER_FILE.format(lang)), metadata={"format": "pt"})
     shutil.copyfile(log_path, tmp / LOG_FILE)
     write_json_atomic(tmp / INFO_FILE, {
-        "generator": "tala.train_ctc",
+        "generator": "tala.finetune.train_ctc",
         "tala_version": tala.__version__,
         "start_model": start.source,
         "start_notes": start.notes,
@@ -798,7 +798,7 @@ def _transformers_version() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = TrainSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m tala.train_ctc",
+        prog="python -m tala.finetune.train_ctc",
         description="Train a wav2vec2 CTC model (MMS style: all parameters, the language adapter, or the "
         "output layer) on JSONL manifests; resumes from <out>.checkpoints and writes --out last.",
     )

@@ -1,6 +1,6 @@
 """A page for listening to a language's dataset clips next to their text, for the report.
 
-    python -m tala.listen --language samoan --dataset results/samoan/dataset --html listen.html
+    python -m tala.report.listen --language samoan --dataset results/samoan/dataset --html listen.html
                           [--max-clips 40] [--bitrate 32k]
 
 Snakemake's report viewer shows files but cannot play WAV, and a report must be one
@@ -35,7 +35,7 @@ def read_rows(dataset: Path) -> list[dict]:
     for split in SPLITS:
         path = dataset / f"{split}.jsonl"
         if not path.is_file():
-            raise InputError(path, "missing: not a dataset folder written by tala.dataset")
+            raise InputError(path, "missing: not a dataset folder written by tala.dataset.build")
         rows += [{**row, "split": split} for _, row in read_jsonl(path)]
     return rows
 
@@ -135,7 +135,7 @@ log-probability per frame of the alignment (closer to 0 is better).</p>
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tala.listen", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tala.report.listen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--language", required=True)
     parser.add_argument("--dataset", required=True, type=Path, help="folder with train/valid/test.jsonl")
     parser.add_argument("--html", required=True, type=Path)

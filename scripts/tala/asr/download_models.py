@@ -1,9 +1,9 @@
 """Fetch a hub model and its language adapters into a local folder, for compute nodes without internet.
 
-    python -m tala.download_models --model facebook/mms-1b-all --adapters smo por
+    python -m tala.asr.download_models --model facebook/mms-1b-all --adapters smo por
                                    [--models-dir resources/models] [--revision main] [--marker PATH]
 
-Downloads into ``<models_dir>/<id with "/" -> "__">`` (where :func:`tala.models.resolve_model`
+Downloads into ``<models_dir>/<id with "/" -> "__">`` (where :func:`tala.hub.resolve_model`
 looks first) only what CTC inference needs: the configuration, tokenizer and feature-extractor
 files, the main weights, and ``adapter.<lang>.safetensors`` for each language asked for; all of
 mms-1b-all's 1,162 adapters would be 2.5 GB more. Safetensors are preferred; a repository with
@@ -26,7 +26,7 @@ from pathlib import Path
 import tala
 from tala.errors import InputError, run_cli
 from tala.fileio import write_json_atomic
-from tala.models import (ModelError, adapter_files, check_adapter, looks_like_path, model_dir_name,
+from tala.hub import (ModelError, adapter_files, check_adapter, looks_like_path, model_dir_name,
                          resolve_model)
 
 METADATA_PATTERNS = [
@@ -201,7 +201,7 @@ def download_model(model: str, adapters: list[str], models_dir: str | Path, *, r
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.download_models",
+        prog="python -m tala.asr.download_models",
         description="Download a Hugging Face CTC model and its language adapters into a local folder, "
                     "for machines without internet; writes a .complete marker last.")
     parser.add_argument("--model", required=True, help="Hugging Face id (or a local folder: nothing to download)")

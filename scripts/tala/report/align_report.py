@@ -2,7 +2,7 @@
 transcript-vs-text CER, audio given to ``<star>``) and, where ground-truth verse times exist
 (the demo's ``truth/`` folders), the verse boundary errors against them.
 
-``python -m tala.align_report --language samoan --aligned a.json b.json [--tsv out.tsv]
+``python -m tala.report.align_report --language samoan --aligned a.json b.json [--tsv out.tsv]
 [--html out.html] [--truth-dir resources/demo/samoan/truth [--svg boundary_errors.svg]]``
 """
 
@@ -181,7 +181,7 @@ def write_tsv(path: str | Path, rows: list[AlignmentSummary]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tala.align_report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tala.report.align_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--language", required=True)
     parser.add_argument("--aligned", nargs="+", required=True, type=Path, help="results/{lang}/aligned/*.json")
     parser.add_argument("--tsv", type=Path, help="the table as TSV")

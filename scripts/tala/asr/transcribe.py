@@ -1,6 +1,6 @@
 """Transcribe a recording with a CTC model: greedy text, word times, and the frame log-probabilities.
 
-    python -m tala.transcribe IN.wav OUT.json OUT.emissions.npy --model M [--adapter smo]
+    python -m tala.asr.transcribe IN.wav OUT.json OUT.emissions.npy --model M [--adapter smo]
         [--models-dir resources/models] [--device auto] [--dtype auto]
         [--chunk-s 30] [--context-s 2] [--batch-size N] [--no-progress]
 
@@ -73,10 +73,11 @@ from tqdm import tqdm  # noqa: E402
 
 import tala  # noqa: E402
 from tala.audio_io import SAMPLE_RATE, probe_audio  # noqa: E402
+from tala.ctc_text import CtcVocabulary, Word, collapse, greedy_labels, greedy_words, spans_text  # noqa: E402
 from tala.device import describe_device, pick_device, pick_dtype  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import write_json_atomic  # noqa: E402
-from tala.models import (ModelError, load_ctc_model, model_revision, resolve_model,  # noqa: E402
+from tala.hub import (ModelError, load_ctc_model, model_revision, resolve_model,  # noqa: E402
                          weights_signature)
 
 CHUNK_S = 30.0
@@ -188,99 +189,6 @@ def plan_batches(windows: list[Window], batch_size: int, start: int = 0) -> list
 
 
 # ---------------------------------------------------------------------------------------------
-# Greedy CTC decoding and word times (pure)
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TokenSpan:
-    """A run of frames labelled with one non-blank token by the greedy path: ``[start, end)``."""
-
-    token_id: int
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class Word:
-    """A word of the greedy transcript: seconds, and a confidence in [0, 1] (see :func:`words_from_spans`)."""
-
-    word: str
-    start: float
-    end: float
-    score: float
-
-
-def greedy_labels(log_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The best token of each frame and its log-probability (float32)."""
-    if len(log_probs) == 0:
-        return np.zeros(0, np.int32), np.zeros(0, np.float32)
-    ids = np.argmax(log_probs, axis=1).astype(np.int32)
-    best = np.take_along_axis(log_probs, ids[:, None].astype(np.intp), axis=1)[:, 0].astype(np.float32)
-    return ids, best
-
-
-def collapse_ctc(ids: np.ndarray, blank_id: int,
-                 ignore_ids: frozenset[int] | set[int] = frozenset()) -> list[TokenSpan]:
-    """CTC's greedy rule on per-frame labels: merge runs of one token, drop blanks.
-
-    A repeated letter needs a blank (or another token) between its runs, so "l l" with a blank
-    in between is two tokens and "ll" without is one. Tokens in ``ignore_ids`` (``<s>``, ``</s>``,
-    ``<unk>``) break runs like a blank does but produce no span.
-    """
-    ids = np.asarray(ids)
-    if len(ids) == 0:
-        return []
-    boundaries = np.flatnonzero(np.diff(ids)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(ids)]])
-    skip = set(ignore_ids) | {blank_id}
-    return [TokenSpan(int(ids[s]), int(s), int(e)) for s, e in zip(starts, ends) if int(ids[s]) not in skip]
-
-
-def spans_to_text(spans: list[TokenSpan], vocabulary: list[str], word_delimiter: str | None) -> str:
-    """The transcript: tokens joined, the word delimiter (``|``) as a space, spaces collapsed."""
-    pieces = [" " if vocabulary[s.token_id] == word_delimiter else vocabulary[s.token_id] for s in spans]
-    return " ".join("".join(pieces).split())
-
-
-def words_from_spans(spans: list[TokenSpan], vocabulary: list[str], word_delimiter: str | None,
-                     frame_s: float, frame_log_probs: np.ndarray) -> list[Word]:
-    """Words with times and scores from the greedy token spans.
-
-    ``start`` is the first frame of the word's first token times ``frame_s``. ``end`` is where the
-    word delimiter that follows the word begins, or, without one, the end of the word's last token.
-    CTC models emit a letter as a spike near its onset, so the last token ends too early: on the
-    demo speech by 20-50 ms, and by ~220 ms after a long final vowel ("pō"); the delimiter ``|``
-    that the model emits once the word is over falls within 20 ms of the true end there.
-    ``score`` is the exponential of the mean greedy log-probability over the frames of the word's
-    tokens (blank frames between them do not count): the geometric mean of the per-frame
-    confidences, 1.0 for a word the model is sure of.
-    """
-    words: list[Word] = []
-    current: list[TokenSpan] = []
-
-    def close(end_frame: int | None) -> None:
-        if not current:
-            return
-        text = "".join(vocabulary[s.token_id] for s in current).strip()
-        if text:
-            frames = np.concatenate([frame_log_probs[s.start:s.end] for s in current])
-            score = float(np.exp(np.mean(frames, dtype=np.float64))) if len(frames) else 0.0
-            end = current[-1].end if end_frame is None else end_frame
-            words.append(Word(text, round(current[0].start * frame_s, 6), round(end * frame_s, 6), round(score, 4)))
-        current.clear()
-
-    for span in spans:
-        token = vocabulary[span.token_id]
-        if token == word_delimiter or token.isspace():
-            close(span.start)
-        else:
-            current.append(span)
-    close(None)
-    return words
-
-
-# ---------------------------------------------------------------------------------------------
 # Audio
 # ---------------------------------------------------------------------------------------------
 
@@ -294,7 +202,7 @@ def check_audio(path: str | Path) -> int:
     seekable = info.decoder == "libsndfile" and info.format.split()[0] in ("WAV", "WAVEX", "RF64", "W64", "FLAC")
     if not seekable or info.sample_rate != SAMPLE_RATE or info.channels != 1:
         raise InputError(path, f"expected a {SAMPLE_RATE} Hz mono WAV, got {info.describe()}; convert it first "
-                               f"(python -m tala.convert IN OUT.wav, the workflow's convert step)")
+                               f"(python -m tala.audio.convert IN OUT.wav, the workflow's convert step)")
     return int(info.frames)
 
 
@@ -526,16 +434,6 @@ def _load_progress(record_path: Path, data_path: Path, settings_hash: str,
     return record
 
 
-@dataclass(frozen=True)
-class CtcVocabulary:
-    """What decoding needs to know about the model's outputs."""
-
-    tokens: list[str]  # by output id
-    blank_id: int
-    word_delimiter: str | None
-    ignore_ids: frozenset[int]  # special tokens that produce no text (<s>, </s>, <unk>)
-
-
 def ctc_vocabulary(model, tokenizer, label: str) -> CtcVocabulary:
     """The output vocabulary of a loaded model, with the tokenizer's names for its ids."""
     size = int(model.lm_head.out_features)
@@ -547,8 +445,9 @@ def ctc_vocabulary(model, tokenizer, label: str) -> CtcVocabulary:
     # CTC's blank is the pad token, as in transformers' CTC loss.
     blank_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
     ignore = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id} - {None, blank_id}
-    return CtcVocabulary([by_id[i] for i in range(size)], int(blank_id),
-                         getattr(tokenizer, "word_delimiter_token", None), frozenset(ignore))
+    tokens = [by_id[i] for i in range(size)]
+    ignore |= {i for i, t in enumerate(tokens) if len(t) > 2 and t[0] == "<" and t[-1] == ">" and i != blank_id}
+    return CtcVocabulary(tokens, int(blank_id), getattr(tokenizer, "word_delimiter_token", None), frozenset(ignore))
 
 
 def decode_emissions_file(path: Path, vocabulary: CtcVocabulary, frame_s: float) -> tuple[str, list[Word]]:
@@ -562,9 +461,8 @@ def decode_emissions_file(path: Path, vocabulary: CtcVocabulary, frame_s: float)
         ids_blocks.append(ids)
         best_blocks.append(best)
     ids, best = np.concatenate(ids_blocks), np.concatenate(best_blocks)
-    spans = collapse_ctc(ids, vocabulary.blank_id, vocabulary.ignore_ids)
-    return (spans_to_text(spans, vocabulary.tokens, vocabulary.word_delimiter),
-            words_from_spans(spans, vocabulary.tokens, vocabulary.word_delimiter, frame_s, best))
+    spans = collapse(ids, vocabulary)
+    return spans_text(spans, vocabulary), greedy_words(spans, vocabulary, frame_s, best)
 
 
 def _start_or_resume(audio: Path, data_path: Path, record_path: Path, settings: dict, shape: tuple[int, int],
@@ -694,9 +592,7 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
         "num_samples": num_samples,
         "sample_rate": SAMPLE_RATE,
         "duration_s": duration_s,
-        "vocabulary": vocabulary.tokens,
-        "blank_id": vocabulary.blank_id,
-        "word_delimiter": vocabulary.word_delimiter,
+        **vocabulary.record(),
         "emissions": {"file": out_emissions.name, "shape": list(shape), "dtype": "float16",
                       "values": "log_softmax over the vocabulary, one row per frame"},
         "normalization": norm.describe(),
@@ -720,7 +616,7 @@ def transcribe_file(audio: str | Path, out_json: str | Path, out_emissions: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.transcribe",
+        prog="python -m tala.asr.transcribe",
         description="Greedy CTC transcript, word times and frame log-probabilities of a 16 kHz mono WAV, "
                     "in bounded memory (chunked, batched inference; resumes after a kill).")
     parser.add_argument("input", help="16 kHz mono WAV (the convert step's output)")

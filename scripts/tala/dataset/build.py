@@ -1,6 +1,6 @@
 """Gather one language's segments into train/valid/test splits, a summary and a dataset card.
 
-    python -m tala.dataset --language samoan --segments a.jsonl b.jsonl ... --out-dir DIR
+    python -m tala.dataset.build --language samoan --segments a.jsonl b.jsonl ... --out-dir DIR
                            [--root DIR] [--ratios 0.8 0.1 0.1] [--seed 1234] [--problems JSON]
 
 Splits are made *by recording*, so no chapter is heard in two splits. They are chosen to bring the
@@ -11,11 +11,11 @@ the recordings first, which breaks ties (recordings of equal length) and orders 
 the same inputs and seed give the same files byte for byte. With at least as many recordings as
 splits of non-zero ratio, each of those splits gets at least one recording.
 
-The segment JSONLs come from ``tala.clips``; their ``audio`` paths are relative to ROOT (default:
+The segment JSONLs come from ``tala.dataset.clips``; their ``audio`` paths are relative to ROOT (default:
 DIR). An empty one (a chapter whose alignment was rejected) is allowed, and so are none at all
 (every chapter failed): the splits are then empty and the summary and card say why. ``--problems``
 is a JSON list of ``{"recording", "stage", "reason"}`` objects (``severity`` and ``file`` kept
-where given, as ``tala.problems`` writes them), the chapters that failed upstream (damaged audio,
+where given, as ``tala.report.problems`` writes them), the chapters that failed upstream (damaged audio,
 no text, alignment rejected, ...); they are listed in summary.json and in the card, right after
 the sizes, so that what to fix is seen at once.
 
@@ -61,7 +61,7 @@ SEED = 1234
 EXHAUSTIVE_MAX_RECORDINGS = 8  # 3^8 = 6561 assignments: instant
 CARD_DROPPED_ROWS = 50  # the card lists this many dropped segments (and flagged ids); summary.json has them all
 PROBLEM_FIELDS = ("recording", "stage", "reason")
-PROBLEM_EXTRAS = ("severity", "file")  # kept in summary.json where the problems file has them (tala.problems)
+PROBLEM_EXTRAS = ("severity", "file")  # kept in summary.json where the problems file has them (tala.report.problems)
 
 DATASET_FIELDS = ("id", "audio", "text", "normalized", "duration", "language", "recording", "verses",
                   "start", "end", "score", "cer")
@@ -78,7 +78,7 @@ def read_segments(path: str | Path) -> list[dict]:
     for number, record in read_jsonl(path):
         missing = [key for key in ("id", "recording", "kept", "text", "duration") if key not in record]
         if missing:
-            raise InputError(path, f"line {number}: missing {', '.join(missing)} (not a tala.clips JSONL?)")
+            raise InputError(path, f"line {number}: missing {', '.join(missing)} (not a tala.dataset.clips JSONL?)")
         if record["kept"] and not record.get("audio"):
             raise InputError(path, f"line {number}: a kept segment without 'audio'")
         records.append(record)
@@ -368,7 +368,7 @@ def dataset_card(summary: dict) -> str:
         "",
         f"Clips of whole verses (16 kHz mono PCM16 WAV) cut in the pauses of read-scripture "
         f"recordings, with the official text; a verse too long for one clip is cut between its words. "
-        f"Made by the tala workflow (`tala.clips`, `tala.dataset`); "
+        f"Made by the tala workflow (`tala.dataset.clips`, `tala.dataset.build`); "
         f"split by recording (no chapter in two splits), seed {summary['seed']}.",
         "",
         "## Splits",
@@ -491,12 +491,12 @@ def dataset_card(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.dataset",
+        prog="python -m tala.dataset.build",
         description="Split one language's segments by recording into train/valid/test; write the "
                     "JSONL splits, NeMo and Lhotse manifests, summary.json and a dataset card.")
     parser.add_argument("--language", required=True, help="language name, as in the config")
     parser.add_argument("--segments", nargs="*", default=[],
-                        help="segment JSONLs from tala.clips (none: every chapter failed)")
+                        help="segment JSONLs from tala.dataset.clips (none: every chapter failed)")
     parser.add_argument("--out-dir", required=True, help="the dataset folder (the clips are under it)")
     parser.add_argument("--root", help="the segments' audio paths are relative to this (default: --out-dir)")
     parser.add_argument("--ratios", nargs=3, type=float, default=list(RATIOS), metavar=("TRAIN", "VALID", "TEST"),

@@ -1,8 +1,8 @@
 """Verse timings for Bible-audio teams, and a proofing table of verses whose audio disagrees with the text.
 
-    python -m tala.exports ALIGNED_JSON [--csv OUT.csv] [--vtt OUT.vtt] [--labels OUT.txt]
-    python -m tala.exports --timing-dir DIR ALIGNED_JSON [ALIGNED_JSON ...]
-    python -m tala.exports --proofing OUT.tsv ALIGNED_JSON [ALIGNED_JSON ...]
+    python -m tala.align.exports ALIGNED_JSON [--csv OUT.csv] [--vtt OUT.vtt] [--labels OUT.txt]
+    python -m tala.align.exports --timing-dir DIR ALIGNED_JSON [ALIGNED_JSON ...]
+    python -m tala.align.exports --proofing OUT.tsv ALIGNED_JSON [ALIGNED_JSON ...]
 
 ``--timing-dir`` writes ``{recording}.csv``, ``.vtt`` and ``.labels.txt`` of every aligned
 recording of a language into DIR (the whole folder replaced at once). Chapters the aligner
@@ -232,10 +232,10 @@ def proofing_tsv(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.exports",
+        prog="python -m tala.align.exports",
         description="Export verse timings of an aligned recording (CSV, WebVTT, Audacity labels), or a "
                     "proofing table of verses whose audio disagrees with the text over many recordings.")
-    parser.add_argument("aligned", nargs="+", help="aligned JSON(s) from tala.align")
+    parser.add_argument("aligned", nargs="+", help="aligned JSON(s) from tala.align.align_transcript")
     parser.add_argument("--csv", help="write recording,verse,label,start,end,text")
     parser.add_argument("--vtt", help="write WebVTT subtitles, one cue per verse")
     parser.add_argument("--labels", help="write an Audacity label track")

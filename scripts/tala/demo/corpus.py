@@ -21,7 +21,7 @@ Any mismatch stops the run.
 The synthesis helpers (``synthesize``, ``trim_silence``, ``assemble_chapter``, ``build_chapter``)
 are importable, for synthesizing training speech for the demo's tiny ASR model.
 
-    PYTHONPATH=scripts python -m tala.demo_corpus --out resources/demo
+    PYTHONPATH=scripts python -m tala.demo.corpus --out resources/demo
 """
 
 from __future__ import annotations
@@ -784,7 +784,7 @@ def truth_record(
         "voice": lang.voice,
         "speed": speed,
         "seed": seed,
-        "generator": "tala.demo_corpus",
+        "generator": "tala.demo.corpus",
         "tool_versions": tools,
         "heading": {
             "start": seconds(chapter.heading.start),
@@ -838,7 +838,7 @@ def generate_language(lang: LanguageSource, out: Path, seed: int, verify: bool =
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tala.demo_corpus",
+        prog="python -m tala.demo.corpus",
         description="Synthesize the bundled demo corpus (audio, DOCX texts, ground-truth verse times) "
         "with espeak-ng and ffmpeg, and verify every written file.",
     )

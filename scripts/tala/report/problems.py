@@ -1,6 +1,6 @@
 """One language's problems table: every chapter left out or worth a look, with the file to fix and why.
 
-    python -m tala.problems --language L --inspection INSPECTION.json [--aligned A.json ...]
+    python -m tala.report.problems --language L --inspection INSPECTION.json [--aligned A.json ...]
                             --json OUT.json [--tsv OUT.tsv] [--html OUT.html]
 
 Gathers what the steps recorded instead of failing the run: the up-front inspection (audio that
@@ -33,7 +33,7 @@ COLUMNS = ("recording", "stage", "severity", "file", "reason")
 def inspection_problems(inspection: dict, path: str | Path = "<inspection>") -> list[dict]:
     records = inspection.get("recordings")
     if not isinstance(records, list):
-        raise InputError(path, "no 'recordings' list (not a tala.inspect_inputs result?)")
+        raise InputError(path, "no 'recordings' list (not a tala.inspect.inputs result?)")
     return [{"recording": record["recording"], **problem} for record in records
             for problem in record.get("problems", [])]
 
@@ -104,9 +104,9 @@ def collect_problems(inspection_path: str | Path, aligned_paths: list[str | Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tala.problems", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tala.report.problems", description=__doc__.split("\n\n")[0])
     parser.add_argument("--language", required=True)
-    parser.add_argument("--inspection", required=True, help="tala.inspect_inputs' JSON")
+    parser.add_argument("--inspection", required=True, help="tala.inspect.inputs' JSON")
     parser.add_argument("--aligned", nargs="*", default=[], help="the language's aligned JSONs")
     parser.add_argument("--json", required=True, help="the problems as a JSON list")
     parser.add_argument("--tsv", help="the problems as TSV")

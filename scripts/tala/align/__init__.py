@@ -1,0 +1,1 @@
+"""Stage align (workflow/rules/align.smk): read_text (DOCX -> normalized verses), align_transcript (CTC forced alignment of the official text on the emissions; kernel in ctc_align, text-to-text matching in text_align) and export_timing / proofing exports."""

@@ -1,0 +1,1 @@
+"""Stage finetune: training recognizers on the dataset (train_ctc: the two-phase CTC/adapter trainer on the shared core in tala.training)."""
