@@ -15,7 +15,7 @@ rule read_text:
     params:
         options=text_options,
     shell:
-        "python -m tala.text {input.docx:q} {input.asr:q} {output.json:q}"
+        "python -m tala.align.read_text {input.docx:q} {input.asr:q} {output.json:q}"
         " --recording {wildcards.rec:q} {params.options}"
         " > {log:q} 2>&1"
 
@@ -43,7 +43,7 @@ rule align_transcript:
             "align", "method", "star_penalty", "max_chapter_cer", "refine_edges"
         ),
     shell:
-        "python -m tala.align {input.asr:q} {input.emissions:q} {input.text:q} {output.json:q}"
+        "python -m tala.align.align_transcript {input.asr:q} {input.emissions:q} {input.text:q} {output.json:q}"
         " --audio {input.wav:q} {params.options} > {log:q} 2>&1"
 
 
@@ -63,7 +63,7 @@ rule export_timing:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tala.exports --timing-dir {output.timing:q} {input.aligned:q} > {log:q} 2>&1"
+        "python -m tala.align.exports --timing-dir {output.timing:q} {input.aligned:q} > {log:q} 2>&1"
 
 
 add_targets("text recording", "results/{lang}/aligned/{rec}.json")

@@ -21,7 +21,7 @@ rule download_model:
         adapters=lambda wildcards: sorted(hub_models()[wildcards.model_dir][1]),
         models_dir=lambda wildcards, output: Path(output.marker).parent.parent,
     shell:
-        "python -m tala.download_models --model {params.model:q} --adapters {params.adapters:q}"
+        "python -m tala.asr.download_models --model {params.model:q} --adapters {params.adapters:q}"
         " --models-dir {params.models_dir:q} > {log:q} 2>&1"
 
 
@@ -51,7 +51,7 @@ rule transcribe_audio:
             "transcribe", "device", "dtype", "chunk_s", "context_s", "batch_size"
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m tala.transcribe {input.wav:q}"
+        "OMP_NUM_THREADS={threads} python -m tala.asr.transcribe {input.wav:q}"
         " {output.json:q} {output.emissions:q}"
         " --model {params.model:q} --adapter {params.adapter:q} --models-dir {params.models_dir:q}"
         " {params.options} > {log:q} 2>&1"

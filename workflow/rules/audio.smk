@@ -14,7 +14,7 @@ rule convert_audio:
         mem_mb=1000,
         runtime=30,
     shell:
-        "python -m tala.convert {input.audio:q} {output.wav:q} > {log:q} 2>&1"
+        "python -m tala.audio.convert {input.audio:q} {output.wav:q} > {log:q} 2>&1"
 
 
 rule segment_audio:
@@ -37,7 +37,7 @@ rule segment_audio:
             "segment", "threshold_db", "min_silence_s", "min_span_s", "max_span_s"
         ),
     shell:
-        "python -m tala.segment {input.wav:q} {output.tsv:q} {params.options} > {log:q} 2>&1"
+        "python -m tala.audio.segment {input.wav:q} {output.tsv:q} {params.options} > {log:q} 2>&1"
 
 
 add_targets(

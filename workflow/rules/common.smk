@@ -21,7 +21,7 @@ shell.prefix(
 )
 
 from tala.config import ConfigError, hub_folder_name, load_workflow_config, settings
-from tala.problems import inspection_problems
+from tala.report.problems import inspection_problems
 
 try:
     _validated, RECORDINGS = load_workflow_config(config)
@@ -123,7 +123,7 @@ def hub_models():
 # --------------------------------------------------------------------------- inspected chapters
 # checkpoint inspect_inputs (inspect.smk) probes every raw recording and DOCX of a language up
 # front; the rest of the language's DAG is built from what it found, so that one damaged file
-# never stops its language (see tala.inspect_inputs).
+# never stops its language (see tala.inspect.inputs).
 
 _INSPECTED = {}
 

@@ -20,7 +20,7 @@ rule cut_clips:
             "dataset", "min_s", "max_s", "pad_s", "min_pause_s", "max_cer", "text"
         ),
     shell:
-        "python -m tala.clips {input.json:q} {output.segments:q} {output.clips:q}"
+        "python -m tala.dataset.clips {input.json:q} {output.segments:q} {output.clips:q}"
         " --audio {input.wav:q} {params.options} > {log:q} 2>&1"
 
 
@@ -56,7 +56,7 @@ rule build_dataset:
         ratios=setting("dataset", "ratios"),
         seed=setting("dataset", "seed"),
     shell:
-        "python -m tala.dataset --language {wildcards.lang:q} --segments {input.segments:q}"
+        "python -m tala.dataset.build --language {wildcards.lang:q} --segments {input.segments:q}"
         " --out-dir {params.out_dir:q} --ratios {params.ratios} --seed {params.seed}"
         " --problems {input.problems:q} > {log:q} 2>&1"
 

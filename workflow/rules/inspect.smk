@@ -1,7 +1,7 @@
 checkpoint inspect_inputs:
     """Probes every raw recording and DOCX of a language before any job uses them: the chapters
     whose audio cannot be read are left out of the DAG, those without a usable text are only
-    transcribed (tala.inspect_inputs). Local: the DAG waits on it, and it only reads headers.
+    transcribed (tala.inspect.inputs). Local: the DAG waits on it, and it only reads headers.
     """
     input:
         audio=lambda wildcards: [
@@ -22,5 +22,5 @@ checkpoint inspect_inputs:
     params:
         options=inspection_options,
     shell:
-        "python -m tala.inspect_inputs --language {wildcards.lang:q} --out {output.json:q}"
+        "python -m tala.inspect.inputs --language {wildcards.lang:q} --out {output.json:q}"
         " --jobs {threads} {params.options} > {log:q} 2>&1"

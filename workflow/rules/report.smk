@@ -27,7 +27,7 @@ rule summarize_audio:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tala.audio_summary --language {wildcards.lang:q}"
+        "python -m tala.report.audio_summary --language {wildcards.lang:q}"
         " --wavs {input.wavs:q} --spans {input.spans:q}"
         " --tsv {output.tsv:q} --html {output.table:q} --svg {output.histogram:q}"
         " > {log:q} 2>&1"
@@ -57,7 +57,7 @@ rule collect_problems:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tala.problems --language {wildcards.lang:q} --inspection {input.inspection:q}"
+        "python -m tala.report.problems --language {wildcards.lang:q} --inspection {input.inspection:q}"
         " --aligned {input.aligned:q} --json {output.json:q} --tsv {output.tsv:q} --html {output.html:q}"
         " > {log:q} 2>&1"
 
@@ -89,7 +89,7 @@ rule summarize_alignment:
             else ""
         ),
     shell:
-        "python -m tala.align_report --language {wildcards.lang:q} --aligned {input.aligned:q}"
+        "python -m tala.report.align_report --language {wildcards.lang:q} --aligned {input.aligned:q}"
         " --tsv {output.tsv:q} --html {output.table:q} {params.truth} > {log:q} 2>&1"
 
 
@@ -115,7 +115,7 @@ rule plot_boundary_errors:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tala.align_report --language {wildcards.lang:q} --aligned {input.aligned:q}"
+        "python -m tala.report.align_report --language {wildcards.lang:q} --aligned {input.aligned:q}"
         " --truth-dir {input.truth:q} --svg {output.svg:q}"
         " > {log:q} 2>&1"
 
@@ -140,7 +140,7 @@ rule proof_verses:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tala.exports --proofing {output.tsv:q} {input.aligned:q} > {log:q} 2>&1"
+        "python -m tala.align.exports --proofing {output.tsv:q} {input.aligned:q} > {log:q} 2>&1"
 
 
 rule listen_clips:
@@ -168,7 +168,7 @@ rule listen_clips:
     params:
         dataset=lambda wildcards, input: Path(input.splits[0]).parent,
     shell:
-        "python -m tala.listen --language {wildcards.lang:q} --dataset {params.dataset:q}"
+        "python -m tala.report.listen --language {wildcards.lang:q} --dataset {params.dataset:q}"
         " --html {output.html:q} > {log:q} 2>&1"
 
 
