@@ -23,16 +23,9 @@ import torch
 from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, REPO, demo_truth_ids, normalize_demo_text, sigkill_when
 from tala.errors import InputError, run_cli
 from tala.hub import ModelError, adapter_files, load_ctc_model, looks_like_path, resolve_model, vocab_languages
-from tala.asr.transcribe import (
-    audio_stats,
-    conv_geometry,
-    main,
-    output_frames,
-    partial_paths,
-    plan_batches,
-    plan_windows,
-    transcribe_file,
-)
+from tala import frames
+from tala.asr.transcribe import main, transcribe_file
+from tala.frames import audio_stats, conv_geometry, output_frames, partial_paths, plan_batches, plan_windows
 
 RATE = 16_000
 FRAME_S = 0.02
@@ -175,7 +168,7 @@ def test_batches_are_consecutive_and_resume_from_a_window():
 
 
 def test_npy_written_in_place_reads_back(tmp_path):
-    from tala.asr.transcribe import create_npy, iter_npy_rows, npy_layout
+    from tala.frames import create_npy, iter_npy_rows, npy_layout
 
     rows = np.random.default_rng(0).standard_normal((1000, 7)).astype(np.float16)
     path = tmp_path / "e.npy"
@@ -227,6 +220,44 @@ def test_group_norm_model_runs_whole_windows(tmp_path, tiny_group_model, wav20):
     assert np.abs(emissions.astype(np.float32) - reference).max() < FP16_ATOL
     result, chunked = run(tmp_path, wav20, tiny_group_model, "chunked", chunk_s=4, context_s=1, batch_size=3)
     assert chunked.shape == emissions.shape
+
+
+def layer_frames(tmp_path: Path, wav: Path, model_dir: Path, number: int, chunk_s: float, context_s: float = 2.0,
+                 batch_size: int = 2, name: str = "layer") -> np.ndarray:
+    """tala.frames' hidden-state variant: block ``number``'s output for every frame, into a float32 .npy."""
+    model, processor = load_ctc_model(str(model_dir), "smo", "cpu", torch.float32)
+    plan = frames.plan_recording(model, frames.check_audio(wav), chunk_s, context_s)
+    output = frames.Layer(number)
+    frames.check_output(model, output)
+    shape = (plan.num_frames, frames.output_size(model, output))
+    run_ = frames.WindowRun(wav, tmp_path / f"{name}.npy", shape, len(plan.windows), {"chunk_s": chunk_s},
+                            normalize=True, dtype=np.float32)
+    frames.run_windows(model, run_, plan.windows, batch_size, plan.geometry, torch.device("cpu"), torch.float32,
+                       output)
+    return np.load(run_.finish())
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_group_model"])
+def test_layer_frames_equal_the_models_hidden_states(tmp_path, wav20, fixture, request):
+    """The features for units: block 1's output (of 2), chunked and batched, equals the model's own
+    ``output_hidden_states=True`` on the whole recording (both encoder kinds)."""
+    model_dir = request.getfixturevalue(fixture)
+    model, processor = load_ctc_model(str(model_dir), "smo", "cpu", torch.float32)
+    audio, _ = sf.read(str(wav20), dtype="float32")
+    inputs = processor.feature_extractor(audio, sampling_rate=RATE, return_tensors="pt")
+    with torch.inference_mode():
+        reference = model(inputs.input_values, attention_mask=inputs.get("attention_mask"),
+                          output_hidden_states=True).hidden_states[1][0].numpy()
+    whole = layer_frames(tmp_path, wav20, model_dir, 1, chunk_s=60, name="whole")
+    assert whole.shape == reference.shape == (reference.shape[0], 64) and whole.dtype == np.float32
+    assert np.abs(whole - reference).max() < 1e-3 * np.abs(reference).max()
+    if fixture == "tiny_model":  # a local encoder: windows with context give the same frames
+        chunked = layer_frames(tmp_path, wav20, model_dir, 1, chunk_s=4, context_s=2, name="chunked")
+        assert np.abs(chunked - whole).max() < 0.05 * np.abs(whole).max()
+    # The blocks after the chosen one are not run, and the model is left whole.
+    assert len(model.wav2vec2.encoder.layers) == 2
+    with pytest.raises(ValueError, match=r"layer 3 does not exist: the model has transformer blocks 1\.\.2"):
+        frames.check_output(model, frames.Layer(3))
 
 
 def test_output_json_and_emissions_file(tmp_path, tiny_model, wav20):
