@@ -19,7 +19,8 @@ import pytest
 from conftest import DEMO, DEMO_LANGUAGES as LANGUAGES, demo_truth_ids, normalize_demo_text
 from tala.align import ctc_align
 from tala.align import text_align
-from tala.align.align_transcript import Verse, Vocabulary, align_chapter, build_targets, main, refine_edges, spans_from_path
+from tala.ctc_text import CtcVocabulary
+from tala.align.align_transcript import TextVerse, align_chapter, build_targets, main, refine_edges, spans_from_path
 from tala.errors import InputError, run_cli
 
 DEMO_MODEL = DEMO / "model"
@@ -358,8 +359,8 @@ def test_a_text_rejected_by_read_text_is_passed_on(tmp_path, capsys):
 
 
 def test_word_and_verse_spans_from_a_path():
-    vocabulary = Vocabulary(["<pad>", "|", "a", "b"], 0, 1)
-    targets = build_targets([Verse(1, "1", "Ab.", "ab"), Verse(2, "2", "B a", "b a")], vocabulary, "t.json")
+    vocabulary = CtcVocabulary(["<pad>", "|", "a", "b"], blank_id=0)
+    targets = build_targets([TextVerse(1, "1", "Ab.", "ab"), TextVerse(2, "2", "B a", "b a")], vocabulary, "t.json")
     assert targets.tokens.tolist() == [4, 2, 3, 1, 4, 3, 1, 2, 1, 4]
     # frames: star a a b | blank star b | a |
     states = [1, 3, 3, 5, 7, 8, 9, 11, 13, 15, 17]

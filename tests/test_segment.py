@@ -12,17 +12,8 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
-from tala.audio.segment import (
-    TSV_HEADER,
-    Span,
-    find_pauses,
-    find_spans,
-    frame_levels_db,
-    nonsilent_ranges,
-    read_frame_levels_db,
-    segment_file,
-    stream_frame_levels_db,
-)
+from tala.audio.segment import TSV_HEADER, SpeechSpan, find_pauses, find_spans, nonsilent_ranges, segment_file
+from tala.audio_io import frame_levels_db, read_frame_levels_db, stream_frame_levels_db
 
 RATE = 16_000
 EDGE_TOLERANCE_S = 0.010
@@ -57,12 +48,12 @@ def _assemble(pieces: list[tuple[str, float]], rate: int = RATE, seed: int = 0,
     return audio.astype(np.float32), tones
 
 
-def _spans_of(audio: np.ndarray, rate: int = RATE, **rules) -> list[Span]:
+def _spans_of(audio: np.ndarray, rate: int = RATE, **rules) -> list[SpeechSpan]:
     levels = frame_levels_db(audio, rate)
     return find_spans(levels, 1 / 1000, duration_s=len(audio) / rate, **rules)
 
 
-def _assert_edges(spans: list[Span], expected: list[tuple[float, float]]) -> None:
+def _assert_edges(spans: list[SpeechSpan], expected: list[tuple[float, float]]) -> None:
     np.testing.assert_allclose([(s.start, s.end) for s in spans], expected, atol=EDGE_TOLERANCE_S)
 
 

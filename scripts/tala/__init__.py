@@ -9,3 +9,10 @@ top (``fileio``, ``errors``, ``device``, ``config``, ``hub``, ``audio_io``, ``tr
 """
 
 __version__ = "0.1.0"
+
+
+def tool(*packages: str) -> dict[str, str]:
+    """The ``"tool"`` record of a step's JSON: tala's version and those of the distributions named."""
+    from importlib.metadata import version
+
+    return {"tala": __version__, **{name: version(name) for name in packages}}

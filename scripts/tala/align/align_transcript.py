@@ -65,7 +65,10 @@ from pathlib import Path
 
 import numpy as np
 
+import tala
 from tala.align import ctc_align, exports, text_align
+from tala.audio_io import read_frame_levels_db
+from tala.ctc_text import CtcVocabulary, char_edits, greedy_text
 from tala.errors import InputError, run_cli
 from tala.fileio import read_json_object, write_json_atomic, write_text_atomic
 
@@ -92,22 +95,13 @@ SPEECH_BELOW_PEAK_DB = 45.0
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Verse:
+class TextVerse:
+    """A verse of the read_text JSON: its text and the normalized text that is aligned."""
+
     number: int
     label: str
     text: str
     normalized: str
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    tokens: list[str]
-    blank_id: int
-    delimiter_id: int
-
-    @property
-    def ids(self) -> dict[str, int]:
-        return {token: i for i, token in enumerate(self.tokens)}
 
 
 class ChapterRejected(InputError):
@@ -124,22 +118,10 @@ def rejection(recording: str, stage: str, file: str, reason: str, **extra) -> di
     return {"recording": recording, "status": "rejected", "stage": stage, "file": file, "reason": reason, **extra}
 
 
-def read_vocabulary(asr: dict, path: str | Path) -> Vocabulary:
-    try:
-        tokens = list(asr["vocabulary"])
-        blank_id = int(asr["blank_id"])
-        delimiter = asr["word_delimiter"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(path, f"not a transcribe result: missing or bad {err}") from None
-    if delimiter not in tokens:
-        raise InputError(path, f"the vocabulary has no word delimiter ({delimiter!r})")
-    return Vocabulary(tokens, blank_id, tokens.index(delimiter))
-
-
-def read_verses(data: dict, path: str | Path) -> list[Verse]:
+def read_verses(data: dict, path: str | Path) -> list[TextVerse]:
     """The verses of a read_text result (``data``, read from ``path``)."""
     try:
-        verses = [Verse(int(v["number"]), str(v.get("label", v["number"])), str(v.get("text", "")),
+        verses = [TextVerse(int(v["number"]), str(v.get("label", v["number"])), str(v.get("text", "")),
                         " ".join(str(v["normalized"]).split())) for v in data["verses"]]
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(path, f"not a read_text result: missing or bad {err}") from None
@@ -180,7 +162,7 @@ class Targets:
     words: list[tuple[int, str]]  # (verse index, word) per global word index
 
 
-def build_targets(verses: list[Verse], vocabulary: Vocabulary, text_path: str | Path) -> Targets:
+def build_targets(verses: list[TextVerse], vocabulary: CtcVocabulary, text_path: str | Path) -> Targets:
     """``<star> verse1 | <star> verse2 | ... <star>``: letters, the delimiter after every word, optional stars.
 
     The delimiter after a verse's last word is where the verse ends: the model emits it once the
@@ -247,7 +229,7 @@ def token_anchors(targets: Targets, words: text_align.WordAlignment, frame_s: fl
     return lo, hi
 
 
-def ctc_path(emissions: np.ndarray, targets: Targets, vocabulary: Vocabulary, star_penalty: float,
+def ctc_path(emissions: np.ndarray, targets: Targets, vocabulary: CtcVocabulary, star_penalty: float,
              anchors: tuple[np.ndarray, np.ndarray] | None, band_s: float, frame_s: float,
              full_band_cells: int = FULL_BAND_CELLS) -> tuple[ctc_align.Topology, np.ndarray, dict]:
     """The Viterbi path, exact on the reachable band, or in a band around ``anchors`` on long inputs."""
@@ -278,25 +260,6 @@ def ctc_path(emissions: np.ndarray, targets: Targets, vocabulary: Vocabulary, st
         width *= 2
     result = ctc_align.viterbi(emissions, topology, star_penalty=star_penalty, band=(full_lo, full_hi))
     return topology, result.path, {"band": "full", "cells": full_cells}
-
-
-def greedy_text(emissions: np.ndarray, start: int, end: int, vocabulary: Vocabulary) -> str:
-    """The argmax transcript of frames ``[start, end)``: runs merged, blanks dropped, delimiter as space."""
-    if end <= start:
-        return ""
-    ids = np.argmax(np.asarray(emissions[start:end], np.float32), axis=1)
-    keep = np.ones(len(ids), bool)
-    keep[1:] = ids[1:] != ids[:-1]
-    pieces = []
-    for token_id in ids[keep]:
-        if token_id == vocabulary.blank_id:
-            continue
-        token = vocabulary.tokens[token_id]
-        if token_id == vocabulary.delimiter_id or token.isspace():
-            pieces.append(" ")
-        elif not (token.startswith("<") and token.endswith(">") and len(token) > 2):
-            pieces.append(token)
-    return " ".join("".join(pieces).split())
 
 
 @dataclass(frozen=True)
@@ -355,16 +318,6 @@ def spans_from_path(path: np.ndarray, frame_log_probs: np.ndarray, targets: Targ
 # ---------------------------------------------------------------------------------------------
 # Edge refinement on the WAV's energy
 # ---------------------------------------------------------------------------------------------
-
-def frame_energy_db(samples: np.ndarray, rate: int, frame_s: float = ENERGY_FRAME_S) -> np.ndarray:
-    """RMS level (dBFS) of consecutive ``frame_s`` frames."""
-    hop = max(1, round(frame_s * rate))
-    count = len(samples) // hop
-    if count == 0:
-        return np.zeros(0)
-    frames = np.asarray(samples[:count * hop], np.float64).reshape(count, hop)
-    return 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
-
 
 def speech_threshold_db(energy_db: np.ndarray) -> float:
     """A level between the noise floor (5th percentile) and the speech peaks (99th percentile)."""
@@ -446,7 +399,7 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     if method not in METHODS:
         raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
     asr = read_json_object(asr_path)
-    vocabulary = read_vocabulary(asr, asr_path)
+    vocabulary = CtcVocabulary.from_record(asr, asr_path)
     frame_s = float(asr.get("frame_s", 0.02))
     emissions = open_emissions(emissions_path, asr)
     num_frames = emissions.shape[0]
@@ -527,8 +480,8 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
     for v, verse in enumerate(verses):
         first = int(math.floor(verse_start[v] / frame_s + 1e-6))
         last = int(math.ceil(verse_end[v] / frame_s - 1e-6))
-        greedy = greedy_text(emissions, first, last, vocabulary)
-        errors = text_align.char_errors(verse.normalized, greedy)
+        greedy = greedy_text(emissions[first:last], vocabulary)
+        errors = char_edits(verse.normalized, greedy)
         total_errors += errors
         total_chars += len(verse.normalized)
         verses_out.append({
@@ -563,10 +516,11 @@ def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: s
                     "star_s": round(sum(b - a for a, b, _ in star), 3)},
         "text_warnings": list(text.get("warnings") or []),
         "settings": settings,
+        "tool": tala.tool("numba"),
     }
 
 
-def _forced_score(emissions, targets: Targets, vocabulary: Vocabulary, verse: int, start_s: float, end_s: float,
+def _forced_score(emissions, targets: Targets, vocabulary: CtcVocabulary, verse: int, start_s: float, end_s: float,
                   frame_s: float, star_penalty: float) -> float:
     """Mean log-probability of the verse's tokens forced into its span (method "text")."""
     mine = targets.verse == verse
@@ -601,20 +555,14 @@ def _refine(audio: str | Path | None, asr_path, verse_start: np.ndarray, verse_e
     return refine_edges(verse_start, verse_end, energy, threshold, lower, upper)
 
 
-def wav_energy_db(path: str | Path, frame_s: float = ENERGY_FRAME_S, block_s: float = 60.0) -> np.ndarray:
-    """:func:`frame_energy_db` of a WAV read in blocks (an hour never sits in memory as floats)."""
-    import soundfile as sf
-
+def wav_energy_db(path: str | Path, frame_s: float = ENERGY_FRAME_S) -> np.ndarray:
+    """RMS level (dBFS) of consecutive ``frame_s`` frames of a WAV, streamed (an hour never sits in
+    memory as floats): :func:`tala.audio_io.read_frame_levels_db`, the levels segment works with."""
     try:
-        with sf.SoundFile(str(path)) as handle:
-            hop = max(1, round(frame_s * handle.samplerate))
-            block = hop * max(1, round(block_s / frame_s))
-            pieces = [frame_energy_db(samples.mean(axis=1), handle.samplerate, frame_s)
-                      for samples in handle.blocks(blocksize=block, dtype="float32", always_2d=True)]
-    except (OSError, RuntimeError, sf.LibsndfileError) as err:
-        raise InputError(path, f"cannot read the audio to refine the edges ({err}); --no-refine-edges skips it") \
-            from None
-    return np.concatenate(pieces) if pieces else np.zeros(0)
+        return read_frame_levels_db(path, frame_s=frame_s, hop_s=frame_s).levels_db.astype(np.float64)
+    except InputError as err:
+        raise InputError(path, f"cannot read the audio to refine the edges ({err.reason}); --no-refine-edges "
+                               "skips it") from None
 
 
 def main(argv: list[str] | None = None) -> int:

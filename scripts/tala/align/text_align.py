@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from tala.ctc_text import char_edits
+
 MATCH_SIMILARITY = 0.5
 # Speaking time per letter (with its share of the space) for text words the transcript lacks:
 # read scripture runs at ~12-15 letters per second.
@@ -335,36 +337,6 @@ def _share(start: np.ndarray, end: np.ndarray, lengths: np.ndarray, i: int, j: i
     end[i:j] = edges[1:]
 
 
-@njit(cache=True)
-def levenshtein(a, b):
-    """Edit distance of two int arrays (code points)."""
-    n = a.shape[0]
-    m = b.shape[0]
-    row = np.arange(m + 1)
-    for i in range(1, n + 1):
-        diag = row[0]
-        row[0] = i
-        for j in range(1, m + 1):
-            above = row[j]
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            best = diag + cost
-            if above + 1 < best:
-                best = above + 1
-            if row[j - 1] + 1 < best:
-                best = row[j - 1] + 1
-            row[j] = best
-            diag = above
-    return row[m]
-
-
-def codepoints(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-
-
-def char_errors(reference: str, hypothesis: str) -> int:
-    return int(levenshtein(codepoints(reference), codepoints(hypothesis)))
-
-
 def text_cer(ref_words: Sequence[str], hyp_words: Sequence[str], alignment: WordAlignment) -> float:
     """Character error rate of the transcript against the text, from the word alignment.
 
@@ -387,7 +359,7 @@ def text_cer(ref_words: Sequence[str], hyp_words: Sequence[str], alignment: Word
         k = i + 1
         while k < len(ref_words) and partner[k] == partner[i] and partner_last[k] == partner_last[i]:
             k += 1
-        errors += char_errors(" ".join(ref_words[i:k]), " ".join(hyp_words[partner[i]:partner_last[i] + 1]))
+        errors += char_edits(" ".join(ref_words[i:k]), " ".join(hyp_words[partner[i]:partner_last[i] + 1]))
         i = k
     paired = partner >= 0
     if np.any(paired):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tala.audio_io import decode_blocks, downmix, probe_audio
+from tala.audio_io import power_to_db, read_frame_levels_db
 from tala.errors import run_cli
 from tala.fileio import write_text_atomic
 
@@ -55,14 +55,12 @@ CUT_TIE_DB = 1.0
 # edge moves by the cap, like pydub's keep_silence padding.
 EDGE_EXTEND_DB = 10.0
 EDGE_EXTEND_MAX_S = 0.1
-LEVEL_FLOOR_DB = -120.0  # the level of digital silence, instead of -inf
-READ_BLOCK_S = 30.0
 
 TSV_HEADER = "start\tend\tlevel_db"
 
 
 @dataclass(frozen=True)
-class Span:
+class SpeechSpan:
     """A stretch of speech: seconds from the start of the recording, and its RMS level in dBFS."""
 
     start: float
@@ -72,77 +70,6 @@ class Span:
     @property
     def duration(self) -> float:
         return self.end - self.start
-
-
-@dataclass(frozen=True)
-class FrameLevels:
-    """Frame levels of a recording: frame k covers [k * hop_s, k * hop_s + frame_s)."""
-
-    levels_db: np.ndarray  # float32, one per hop
-    hop_s: float
-    frame_s: float
-    duration_s: float
-    sample_rate: int
-
-
-def _hop_and_frame_samples(rate: int, frame_s: float, hop_s: float) -> tuple[int, int]:
-    hop = max(1, round(hop_s * rate))
-    frame_hops = max(1, round(frame_s / hop_s))
-    return hop, frame_hops
-
-
-def stream_frame_levels_db(blocks: Iterable[np.ndarray], rate: int, frame_s: float = FRAME_S,
-                           hop_s: float = HOP_S) -> FrameLevels:
-    """Frame levels (dBFS) of mono sample blocks of any lengths, carrying state across blocks.
-
-    Each block is reduced to mean squares per hop, and frames are sums of ``frame_hops``
-    consecutive hops, so a frame's level is exact and the result does not depend on block sizes.
-    The hop is a whole number of samples; at 44.1 kHz a 1 ms hop is 44 samples (0.998 ms), and
-    ``hop_s``/``frame_s`` of the result are the exact values used.
-    """
-    hop, frame_hops = _hop_and_frame_samples(rate, frame_s, hop_s)
-    leftover = np.zeros(0, dtype=np.float32)  # samples short of a whole hop
-    carry = np.zeros(0, dtype=np.float64)  # the last frame_hops - 1 hop energies
-    levels: list[np.ndarray] = []
-    total = 0
-    for block in blocks:
-        total += len(block)
-        block = np.asarray(block, dtype=np.float32)
-        samples = np.concatenate([leftover, block]) if len(leftover) else block
-        whole = len(samples) - len(samples) % hop
-        leftover = samples[whole:]
-        by_hop = samples[:whole].reshape(-1, hop)
-        # einsum sums the squares in float32 (error ~1e-7, nothing in dB) 25x faster than
-        # squaring in float64; running sums over many hops below are float64.
-        hop_energy = np.einsum("ij,ij->i", by_hop, by_hop).astype(np.float64)
-        energy = np.concatenate([carry, hop_energy])
-        if len(energy) >= frame_hops:
-            cumulative = np.concatenate([[0.0], np.cumsum(energy)])
-            frame_power = (cumulative[frame_hops:] - cumulative[:-frame_hops]) / (frame_hops * hop)
-            levels.append(_power_to_db(frame_power))
-        carry = energy[max(0, len(energy) - (frame_hops - 1)):]
-    levels_db = np.concatenate(levels) if levels else np.zeros(0, dtype=np.float32)
-    return FrameLevels(levels_db, hop / rate, frame_hops * hop / rate, total / rate, rate)
-
-
-def frame_levels_db(samples: np.ndarray, rate: int, frame_s: float = FRAME_S,
-                    hop_s: float = HOP_S) -> np.ndarray:
-    """RMS level in dBFS of each ``frame_s`` frame, one frame every ``hop_s`` (whole frames only)."""
-    return stream_frame_levels_db([samples], rate, frame_s, hop_s).levels_db
-
-
-def read_frame_levels_db(path: str | Path, frame_s: float = FRAME_S, hop_s: float = HOP_S,
-                         block_s: float = READ_BLOCK_S) -> FrameLevels:
-    """Frame levels of an audio file at its own rate (channels averaged), read ``block_s`` at a time."""
-    info = probe_audio(path)
-    blocks = (downmix(block) for block in
-              decode_blocks(path, max(1, round(block_s * info.sample_rate)), info))
-    return stream_frame_levels_db(blocks, info.sample_rate, frame_s, hop_s)
-
-
-def _power_to_db(power: np.ndarray) -> np.ndarray:
-    floor = 10.0 ** (LEVEL_FLOOR_DB / 10.0)
-    return (10.0 * np.log10(np.maximum(power, floor))).astype(np.float32)
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +225,7 @@ def find_spans(levels_db: np.ndarray, hop_s: float, threshold_db: float = THRESH
                min_silence_s: float = MIN_SILENCE_S, min_span_s: float = MIN_SPAN_S,
                max_span_s: float = MAX_SPAN_S, *, frame_s: float = FRAME_S,
                duration_s: float | None = None, extend_db: float = EDGE_EXTEND_DB,
-               extend_max_s: float = EDGE_EXTEND_MAX_S) -> list[Span]:
+               extend_max_s: float = EDGE_EXTEND_MAX_S) -> list[SpeechSpan]:
     """Spans of speech between pauses, each brought into [min_span_s, max_span_s] where possible.
 
     ``levels_db`` are frame levels as from :func:`frame_levels_db` (frame k starts at k * hop_s
@@ -342,19 +269,19 @@ def find_spans(levels_db: np.ndarray, hop_s: float, threshold_db: float = THRESH
         k_first, k_end = a, max(b - frame_hops + 1, a + 1)
         k_first, k_end = min(k_first, len(power) - 1), min(k_end, len(power))
         mean_power = (cumulative[k_end] - cumulative[k_first]) / max(k_end - k_first, 1)
-        level = float(_power_to_db(np.array([mean_power]))[0])
-        spans.append(Span(round(a * hop_s, 3), round(min(b * hop_s, duration_s or np.inf), 3), round(level, 1)))
+        level = float(power_to_db(np.array([mean_power]))[0])
+        spans.append(SpeechSpan(round(a * hop_s, 3), round(min(b * hop_s, duration_s or np.inf), 3), round(level, 1)))
     return spans
 
 
-def format_spans_tsv(spans: Iterable[Span]) -> str:
+def format_spans_tsv(spans: Iterable[SpeechSpan]) -> str:
     lines = [TSV_HEADER] + [f"{s.start:.3f}\t{s.end:.3f}\t{s.level_db:.1f}" for s in spans]
     return "\n".join(lines) + "\n"
 
 
 def segment_file(src: str | Path, dst: str | Path, threshold_db: float = THRESHOLD_DB,
                  min_silence_s: float = MIN_SILENCE_S, min_span_s: float = MIN_SPAN_S,
-                 max_span_s: float = MAX_SPAN_S) -> list[Span]:
+                 max_span_s: float = MAX_SPAN_S) -> list[SpeechSpan]:
     """Read ``src``, find its spans and write them to the TSV ``dst`` (atomically)."""
     levels = read_frame_levels_db(src)
     spans = find_spans(levels.levels_db, levels.hop_s, threshold_db, min_silence_s, min_span_s,

@@ -51,6 +51,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import tala
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
 from tala.fileio import atomic_dir, read_json, read_jsonl, write_json_atomic, write_text_atomic
@@ -344,6 +345,7 @@ def make_summary(language: str, records: list[dict], recordings: list[str], assi
         "recordings": per_recording,
         "recordings_without_kept_segments": sorted(rec for rec in recordings if rec not in assignment),
         "problems": problems,
+        "tool": tala.tool(),
     }
 
 

@@ -49,10 +49,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import jiwer
 import soundfile as sf
 
 from tala.audio_io import SAMPLE_RATE, check_input_file
+from tala.ctc_text import cer
 from tala.errors import InputError, run_cli
 from tala.fileio import atomic_dir, read_json_object, write_text_atomic
 
@@ -72,7 +72,7 @@ FLAG_TIGHT_CUT = "cut in a gap under min-pause-s"
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Verse:
+class AlignedVerse:
     """One verse of the aligned JSON. ``start``/``end``/``score`` are None where it was not placed."""
 
     number: int
@@ -139,7 +139,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def parse_verses(aligned: dict, path: str | Path = "<aligned>") -> list[Verse]:
+def parse_verses(aligned: dict, path: str | Path = "<aligned>") -> list[AlignedVerse]:
     """The aligned JSON's verses; InputError naming ``path`` if there are none."""
     raw = aligned.get("verses")
     if not isinstance(raw, list) or not raw:
@@ -151,7 +151,7 @@ def parse_verses(aligned: dict, path: str | Path = "<aligned>") -> list[Verse]:
         start, end = _number(item.get("start")), _number(item.get("end"))
         if start is not None and end is not None and end < start:
             raise InputError(path, f"verse {item['number']} ends ({end}) before it starts ({start})")
-        verses.append(Verse(
+        verses.append(AlignedVerse(
             number=int(item["number"]), label=str(item.get("label", item["number"])),
             start=start, end=end, text=" ".join(str(item["text"]).split()),
             normalized=" ".join(str(item.get("normalized") or "").split()),
@@ -170,7 +170,7 @@ def parse_star(aligned: dict) -> list[tuple[float, float]]:
     return sorted(spans)
 
 
-def words_by_verse(aligned: dict, verses: list[Verse]) -> dict[int, list[dict]]:
+def words_by_verse(aligned: dict, verses: list[AlignedVerse]) -> dict[int, list[dict]]:
     """The aligner's words grouped by verse index (words of unknown verses are ignored)."""
     index_of = {}
     for index, verse in enumerate(verses):
@@ -214,7 +214,7 @@ def original_token_ends(text: str, n_words: int) -> list[int] | None:
     return None
 
 
-def split_verse(verse: Verse, index: int, words: list[dict], max_s: float) -> tuple[list[Unit], str | None]:
+def split_verse(verse: AlignedVerse, index: int, words: list[dict], max_s: float) -> tuple[list[Unit], str | None]:
     """A verse as one Unit; if longer than ``max_s``, as one Unit per stretch of words between two
     places it may be cut: a word boundary (words that do not overlap) that is also a boundary
     between the text's tokens. The grouping puts them back together and cuts in the widest gaps.
@@ -270,7 +270,7 @@ class Speech:
     earliest_start: tuple[float, ...]  # [k]: the earliest start among the stretches from the k-th by end
 
 
-def speech_index(units: list[Unit], verses: list[Verse], star: list[tuple[float, float]]) -> Speech:
+def speech_index(units: list[Unit], verses: list[AlignedVerse], star: list[tuple[float, float]]) -> Speech:
     spans = [(u.start, u.end) for u in units]
     spans += [(v.start, v.end) for v in verses if not v.aligned and v.start is not None and v.end is not None]
     spans += star
@@ -299,14 +299,14 @@ def clip_edges(start: float, end: float, spans: Speech, pad_s: float, duration_s
     return min(left, start), max(right, end)
 
 
-def _forced_cut(a: Unit, b: Unit, verses: list[Verse], star: list[tuple[float, float]]) -> bool:
+def _forced_cut(a: Unit, b: Unit, verses: list[AlignedVerse], star: list[tuple[float, float]]) -> bool:
     """A boundary no segment may span: a star span or an unplaced verse between the units."""
     if b.verse - a.verse > 1:
         return True
     return any(s < b.start and e > a.end for s, e in star)
 
 
-def group_units(units: list[Unit], verses: list[Verse], star: list[tuple[float, float]], *,
+def group_units(units: list[Unit], verses: list[AlignedVerse], star: list[tuple[float, float]], *,
                 min_s: float, max_s: float, pad_s: float, min_pause_s: float,
                 duration_s: float) -> list[list[Unit]]:
     """Units (in time order) grouped into segments.
@@ -372,14 +372,7 @@ def group_units(units: list[Unit], verses: list[Verse], star: list[tuple[float, 
 # Scoring
 # ---------------------------------------------------------------------------------------------
 
-def char_error_rate(reference: str, hypothesis: str) -> float:
-    """Character error rate (edits / reference characters); 1.0 for an empty reference with output."""
-    if not reference:
-        return 0.0 if not hypothesis else 1.0
-    return float(jiwer.cer(reference, hypothesis))
-
-
-def segment_cer(members: list[Unit], verses: list[Verse]) -> tuple[float | None, str | None]:
+def segment_cer(members: list[Unit], verses: list[AlignedVerse]) -> tuple[float | None, str | None]:
     """CER and greedy text of a segment: whole verses compare their greedy transcripts joined with
     the normalized texts joined; a piece of a verse takes its verse's CER (the transcript is not
     cut by word), weighted by normalized length."""
@@ -388,7 +381,7 @@ def segment_cer(members: list[Unit], verses: list[Verse]) -> tuple[float | None,
     if whole and all(verses[i].greedy is not None for i in indices):
         greedy = " ".join(verses[i].greedy for i in indices).strip()
         reference = " ".join(verses[i].normalized for i in indices).strip()
-        return round(char_error_rate(reference, greedy), 4), greedy
+        return round(cer(reference, greedy), 4), greedy
     known = [(verses[i].cer, max(1, len(verses[i].normalized))) for i in indices if verses[i].cer is not None]
     if len(known) < len(indices):
         return None, None
@@ -501,12 +494,12 @@ def plan_segments(aligned: dict, *, duration_s: float, min_s: float = MIN_S, max
 # Writing
 # ---------------------------------------------------------------------------------------------
 
-def clip_name(recording: str, segment: Segment, verses: list[Verse]) -> str:
+def clip_name(recording: str, segment: Segment, verses: list[AlignedVerse]) -> str:
     first, last = verses[segment.verse_indices[0]].number, verses[segment.verse_indices[-1]].number
     return f"{recording}_{segment.index:04d}_{first}-{last}"
 
 
-def segment_record(recording: str, segment: Segment, verses: list[Verse], audio: str | None) -> dict:
+def segment_record(recording: str, segment: Segment, verses: list[AlignedVerse], audio: str | None) -> dict:
     """The JSONL line of a segment."""
     return {
         "id": clip_name(recording, segment, verses),

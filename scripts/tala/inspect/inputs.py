@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import tala
 from tala.audio_io import probe_audio
 from tala.errors import InputError, run_cli
 from tala.fileio import write_json_atomic
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "audio_only": args.audio_only,
         "settings": {"skip_styles": list(skip_styles), "skip_patterns": args.skip_pattern},
         "recordings": records,
+        "tool": tala.tool("python-docx", "soundfile"),
     })
     print(summary_line(args.language, records), file=sys.stderr)
     return 0
