@@ -87,8 +87,18 @@ def test_fallback_is_set_before_torch_is_imported(module):
         "        return None\n"
         "sys.meta_path.insert(0, Watch())\n"
         f"import {module}\n"
+        "import torch\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTORCH_ENABLE_MPS_FALLBACK"}
     env["PYTHONPATH"] = str(REPO / "scripts")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert "at torch import: 1" in out.stdout
+
+
+@pytest.mark.parametrize("module", ["tala.device", "tala.hub"])
+def test_device_and_hub_import_without_torch(module):
+    """The text step reads a model's vocabulary through tala.hub: it must not pay for importing torch."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    out = subprocess.run([sys.executable, "-c", f"import sys, {module}; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"

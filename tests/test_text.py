@@ -39,18 +39,21 @@ def write_docx(path: Path, paragraphs: list) -> Path:
     return path
 
 
-def write_asr(path: Path, vocabulary: list[str]) -> Path:
-    path.write_text(json.dumps({"vocabulary": vocabulary, "word_delimiter": "|"}), encoding="utf-8")
-    return path
+def write_model(folder: Path, vocabulary: list[str]) -> Path:
+    """A model folder as far as the text step reads it: a flat vocab.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocabulary)}), encoding="utf-8")
+    return folder
 
 
 def run_step(
     tmp_path: Path, paragraphs: list, vocabulary=PORTUGUESE_VOCAB, *options: str
 ) -> tuple[int, dict]:
     docx_path = write_docx(tmp_path / "GEN_001.docx", paragraphs)
-    asr = write_asr(tmp_path / "asr.json", vocabulary)
+    model = write_model(tmp_path / "model", vocabulary)
     out = tmp_path / "out.json"
-    status = run_cli(main, [str(docx_path), str(asr), str(out), *options])
+    status = run_cli(main, [str(docx_path), str(out), "--model", str(model), *options])
     return status, json.loads(out.read_text(encoding="utf-8")) if status == 0 else {}
 
 
@@ -388,8 +391,8 @@ def assert_one_line_error(capsys, path: Path, reason: str) -> None:
 
 
 def test_missing_docx(tmp_path, capsys):
-    asr = write_asr(tmp_path / "asr.json", PORTUGUESE_VOCAB)
-    assert run_cli(main, [str(tmp_path / "nope.docx"), str(asr), str(tmp_path / "o.json")]) == 1
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
+    assert run_cli(main, [str(tmp_path / "nope.docx"), str(tmp_path / "o.json"), "--model", str(model)]) == 1
     assert_one_line_error(capsys, tmp_path / "nope.docx", "file not found")
 
 
@@ -400,18 +403,33 @@ def test_missing_docx(tmp_path, capsys):
 def test_not_a_docx(tmp_path, capsys, content):
     bad = tmp_path / "GEN_001.docx"
     bad.write_bytes(content)
-    asr = write_asr(tmp_path / "asr.json", PORTUGUESE_VOCAB)
-    assert run_cli(main, [str(bad), str(asr), str(tmp_path / "o.json")]) == 1
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
+    assert run_cli(main, [str(bad), str(tmp_path / "o.json"), "--model", str(model)]) == 1
     assert_one_line_error(capsys, bad, "not a readable DOCX (Word) file")
     assert not (tmp_path / "o.json").exists()
 
 
-def test_bad_asr_json(tmp_path, capsys):
+def test_bad_model_vocabulary_is_named(tmp_path, capsys):
     docx_path = write_docx(tmp_path / "t.docx", [("Normal", "1 Texto.")])
-    asr = tmp_path / "asr.json"
-    asr.write_text('{"text": "no vocabulary here"}')
-    assert run_cli(main, [str(docx_path), str(asr), str(tmp_path / "o.json")]) == 1
-    assert_one_line_error(capsys, asr, 'no "vocabulary" list')
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
+    (model / "vocab.json").write_text('["no", "mapping"]')
+    assert run_cli(main, [str(docx_path), str(tmp_path / "o.json"), "--model", str(model)]) == 1
+    assert_one_line_error(capsys, model / "vocab.json", "not a vocabulary")
+    assert run_cli(main, [str(docx_path), str(tmp_path / "o.json"), "--model", str(tmp_path / "none")]) == 1
+    assert_one_line_error(capsys, tmp_path / "none", "model folder does not exist")
+
+
+def test_vocabulary_of_a_multilingual_model_needs_its_language(tmp_path, capsys):
+    """MMS keeps one vocabulary per adapter: the text step reads the language's, without the model."""
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
+    (model / "vocab.json").write_text(json.dumps({"por": {t: i for i, t in enumerate(PORTUGUESE_VOCAB)},
+                                                  "smo": {t: i for i, t in enumerate(SAMOAN_VOCAB)}}))
+    docx_path = write_docx(tmp_path / "t.docx", [("Normal", "1 Faʻafetai lava.")])
+    out = tmp_path / "o.json"
+    assert run_cli(main, [str(docx_path), str(out), "--model", str(model), "--adapter", "smo"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["verses"][0]["normalized"] == "faʻafetai lava"
+    assert run_cli(main, [str(docx_path), str(out), "--model", str(model), "--adapter", "tvl"]) == 1
+    assert_one_line_error(capsys, model, "no vocabulary for language 'tvl'; the model has por, smo")
 
 
 @pytest.mark.parametrize(
@@ -478,7 +496,7 @@ def test_cli_end_to_end(tmp_path):
             ("Footnote Text", "a 1:1 Ou: no tempo."),
         ],
     )
-    asr = write_asr(tmp_path / "asr.json", PORTUGUESE_VOCAB)
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
     out = tmp_path / "text" / "RUT_001.json"
     result = subprocess.run(
         [
@@ -486,8 +504,9 @@ def test_cli_end_to_end(tmp_path):
             "-m",
             "tala.align.read_text",
             str(docx_path),
-            str(asr),
             str(out),
+            "--model",
+            str(model),
             "--char-map",
             '{"ß": "ss"}',
             "--skip-pattern",
@@ -509,7 +528,7 @@ def test_cli_end_to_end(tmp_path):
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["warnings"] == [result.stderr.removeprefix(f"warning: {docx_path}: ").rstrip("\n")]
     assert data["recording"] == "RUT_001"
-    assert data["docx"] == str(docx_path) and data["vocabulary_from"] == str(asr)
+    assert data["docx"] == str(docx_path) and data["vocabulary_from"] == {"model": str(model), "adapter": None}
     assert data["verses"] == [
         {
             "number": 1,

@@ -9,6 +9,7 @@ import pytest
 import docx_layouts
 from tala.errors import run_cli
 from tala.align.read_text import main, read_verses
+from test_text import write_model
 
 DEMO_CHAPTERS = sorted(docx_layouts.DEMO.glob("*/text/*.docx"))
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "|"]
@@ -150,10 +151,9 @@ def test_plain_digits_among_superscript_numbers_are_named(tmp_path):
 
 def test_warnings_go_to_stderr_one_line_each_and_into_the_json(tmp_path, capsys):
     docx_path = docx_layouts.numbers_out_of_sequence(tmp_path)
-    asr = tmp_path / "asr.json"
-    asr.write_text(json.dumps({"vocabulary": PORTUGUESE_VOCAB, "word_delimiter": "|"}), encoding="utf-8")
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
     out = tmp_path / "out.json"
-    assert run_cli(main, [str(docx_path), str(asr), str(out)]) == 0
+    assert run_cli(main, [str(docx_path), str(out), "--model", str(model)]) == 0
     data = json.loads(out.read_text(encoding="utf-8"))
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"warning: {docx_path}: {warning}" for warning in data["warnings"]]
@@ -165,10 +165,9 @@ def test_warnings_go_to_stderr_one_line_each_and_into_the_json(tmp_path, capsys)
 
 def test_good_chapters_write_no_warnings(tmp_path, capsys):
     docx_path, _ = docx_layouts.plain_inline(tmp_path)
-    asr = tmp_path / "asr.json"
-    asr.write_text(json.dumps({"vocabulary": PORTUGUESE_VOCAB, "word_delimiter": "|"}), encoding="utf-8")
+    model = write_model(tmp_path / "model", PORTUGUESE_VOCAB)
     out = tmp_path / "out.json"
-    assert run_cli(main, [str(docx_path), str(asr), str(out)]) == 0
+    assert run_cli(main, [str(docx_path), str(out), "--model", str(model)]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["warnings"] == []
     assert capsys.readouterr().err == ""
 

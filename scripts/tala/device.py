@@ -2,8 +2,8 @@
 
 Apple's MPS backend lacks some operators, CTC loss among them. With ``PYTORCH_ENABLE_MPS_FALLBACK=1``
 torch runs those on the CPU instead of failing, but it reads the variable once, when torch is first
-imported. So this module sets it (:func:`ensure_mps_fallback`) *before* its own ``import torch``,
-and every step that may run on MPS imports this module (or calls the function) before torch:
+imported. So this module sets it (:func:`ensure_mps_fallback`) when imported (it imports torch only
+inside its functions), and every step that may run on MPS imports this module (or calls the function) before torch:
 
     from tala.device import ensure_mps_fallback
     ensure_mps_fallback()
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 MPS_FALLBACK_ENV = "PYTORCH_ENABLE_MPS_FALLBACK"
 
@@ -33,9 +34,13 @@ def ensure_mps_fallback() -> bool:
 
 ensure_mps_fallback()
 
-import torch  # noqa: E402  (after the environment variable, on purpose)
-
 from tala.errors import InputError  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions: importing this module only sets the variable, so that
+# torch-free steps (reading a vocabulary, the text step) can import tala.hub without paying for torch.
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
@@ -46,12 +51,16 @@ class DeviceError(InputError):
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
 
 def available_devices() -> list[str]:
     """The device types usable here, in the order ``auto`` tries them."""
+    import torch
+
     found = []
     if torch.cuda.is_available():
         found.append("cuda")
@@ -67,6 +76,8 @@ def pick_device(preference: str = "auto") -> torch.device:
     A specific CUDA device (``cuda:1``) is accepted too; plain ``cuda`` means the current one, so
     that CUDA_VISIBLE_DEVICES set by Slurm decides.
     """
+    import torch
+
     preference = (preference or "auto").strip().lower()
     if preference == "auto":
         return torch.device(available_devices()[0])
@@ -100,6 +111,8 @@ def pick_dtype(device: torch.device | str, preference: str = "auto") -> torch.dt
     ``bfloat16`` is honoured where the device supports it (CUDA: Ampere or newer; the CPU); it is
     never chosen by ``auto``, as float16 is as fast for inference and a little more precise.
     """
+    import torch
+
     device = torch.device(device)
     preference = (preference or "auto").strip().lower()
     if preference == "auto":
@@ -117,6 +130,8 @@ def pick_dtype(device: torch.device | str, preference: str = "auto") -> torch.dt
 
 def describe_device(device: torch.device) -> str:
     """A short human description for logs and JSON (e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)``)."""
+    import torch
+
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

@@ -23,10 +23,9 @@ from pathlib import Path
 
 from tala.device import ensure_mps_fallback
 
-ensure_mps_fallback()
+ensure_mps_fallback()  # before anything imports torch (load_ctc_model does, when called)
 
-import torch  # noqa: E402
-
+from tala.ctc_text import CtcVocabulary, read_model_vocabulary  # noqa: E402
 from tala.errors import InputError  # noqa: E402
 
 CONFIG_FILE = "config.json"
@@ -150,7 +149,7 @@ def vocab_languages(folder: str | Path) -> list[str] | None:
         vocab = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ModelError(path, f"unreadable vocabulary: {err}") from None
-    if vocab and all(isinstance(v, dict) for v in vocab.values()):
+    if isinstance(vocab, dict) and vocab and all(isinstance(v, dict) for v in vocab.values()):
         return sorted(vocab)
     return None
 
@@ -188,8 +187,7 @@ def check_adapter(folder: str | Path, adapter: str, label: str | None = None) ->
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
-                   dtype: torch.dtype = torch.float32):
+def load_ctc_model(model: str, adapter: str | None, device, dtype=None):
     """Load ``(Wav2Vec2ForCTC, Wav2Vec2Processor)`` in eval mode on ``device``, language ``adapter`` set.
 
     ``model`` is what :func:`resolve_model` returned: a local folder or a hub id (offline: taken
@@ -198,8 +196,10 @@ def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
     adapter layers and with a flat vocabulary (an ordinary fine-tuned wav2vec2) ignores ``adapter``
     with a warning, so a workflow that always passes the language still works with it.
     """
+    import torch
     from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
+    dtype = torch.float32 if dtype is None else dtype
     label = model
     folder = Path(model).expanduser()
     if folder.exists():
@@ -259,6 +259,52 @@ def load_ctc_model(model: str, adapter: str | None, device: torch.device | str,
     ctc_model.to(device)
     ctc_model.eval()
     return ctc_model, processor
+
+
+def model_vocabulary(model: str, adapter: str | None = None, models_dir: str | Path | None = None) -> CtcVocabulary:
+    """The CTC vocabulary of ``model`` for language ``adapter``, from its ``vocab.json`` alone.
+
+    What the text step needs to spell the official text with the model's letters, without loading
+    the model (and without waiting for the transcription): the model is resolved as
+    :func:`resolve_model` does (local folder, download_models copy, Hugging Face cache or hub).
+    A nested (MMS) vocabulary without ``adapter`` takes the tokenizer's default language
+    (``target_lang`` of tokenizer_config.json), as loading the tokenizer would.
+    """
+    resolved = resolve_model(model, models_dir)
+    folder = Path(resolved)
+    if not folder.is_dir():
+        folder = _cached_snapshot(resolved) or _download_vocabulary(resolved)
+    languages = vocab_languages(folder)
+    if languages is not None and not adapter:
+        adapter = _tokenizer_default_language(folder)
+        if not adapter:
+            raise ModelError(model, f"a multilingual vocabulary needs an adapter (a language); it has "
+                                    f"{_language_list(languages)}")
+    if languages is not None and adapter not in languages:
+        raise ModelError(model, f"no vocabulary for language {adapter!r}; the model has {_language_list(languages)}")
+    return read_model_vocabulary(folder, adapter if languages is not None else None)
+
+
+def _tokenizer_default_language(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("target_lang")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _download_vocabulary(repo_id: str) -> Path:
+    """The folder of ``repo_id``'s vocab.json (and tokenizer config) fetched from the hub."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = Path(hf_hub_download(repo_id, VOCAB_FILE))
+        try:
+            hf_hub_download(repo_id, "tokenizer_config.json")
+        except Exception:  # noqa: BLE001 - optional: only a default language comes from it
+            pass
+    except Exception as err:  # noqa: BLE001 - one line naming the model
+        raise ModelError(repo_id, f"cannot fetch {VOCAB_FILE} from the hub: {_first_line(err)}") from None
+    return path.parent
 
 
 def _load_processor(source: str, label: str):

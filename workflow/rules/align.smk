@@ -1,7 +1,9 @@
 rule read_text:
+    """The official text, normalized to the transcription model's letters: it reads the model's
+    vocab.json only, so it runs beside the transcription, not after it."""
     input:
         docx=official_text,
-        asr="results/{lang}/asr/{rec}.json",
+        model=asr_model_input,
     output:
         json="results/{lang}/text/{rec}.json",
     log:
@@ -13,11 +15,14 @@ rule read_text:
         mem_mb=500,
         runtime=5,
     params:
+        model=lambda wildcards: asr_model(wildcards.lang),
+        adapter=asr_adapter,
+        models_dir=config["models_dir"],
         options=text_options,
     shell:
-        "python -m tala.align.read_text {input.docx:q} {input.asr:q} {output.json:q}"
-        " --recording {wildcards.rec:q} {params.options}"
-        " > {log:q} 2>&1"
+        "python -m tala.align.read_text {input.docx:q} {output.json:q}"
+        " --model {params.model:q} --adapter {params.adapter:q} --models-dir {params.models_dir:q}"
+        " --recording {wildcards.rec:q} {params.options} > {log:q} 2>&1"
 
 
 rule align_transcript:

@@ -1,7 +1,8 @@
 r"""Read the verses of an official chapter DOCX and normalize them for the CTC aligner.
 
-    python -m tala.align.read_text DOCX ASR_JSON OUT_JSON [--skip-style NAME ...] [--skip-pattern REGEX ...]
-                       [--char-map JSON] [--okina CHAR] [--macrons keep|strip] [--keep-case]
+    python -m tala.align.read_text DOCX OUT_JSON --model M [--adapter smo] [--models-dir DIR]
+        [--skip-style NAME ...] [--skip-pattern REGEX ...] [--char-map JSON] [--okina CHAR]
+        [--macrons keep|strip] [--keep-case]
 
 Paragraphs in an unspoken style (titles, headings, footnotes, captions, headers, footers, tables
 of contents, and the heading styles of USFM/Paratext exports: "s1", "mt1", "r", "Section Head")
@@ -35,7 +36,8 @@ a verse of minutes of speech, numbers left in a verse that look like verse numbe
 ``read_verses`` does all of this without a model, for the workflow's inspection step.
 
 Each verse's text is then normalized to what the aligner consumes, driven by the model's
-vocabulary (the "vocabulary" of the transcription step's JSON): lower case, punctuation as word
+vocabulary (read from the model's vocab.json, :func:`tala.hub.model_vocabulary`: the text step does not
+wait for the transcription): lower case, punctuation as word
 breaks, okina variants unified, letters outside the vocabulary mapped to their base letter where
 that is in the vocabulary. Whatever still cannot be spelled with the vocabulary (digits, foreign
 letters) is left out of the normalized text, listed under "characters.unmapped" and named in one
@@ -67,7 +69,9 @@ from docx.text.hyperlink import Hyperlink
 from docx.text.paragraph import Paragraph as DocxParagraph
 from lxml import etree
 
+import tala
 from tala.errors import InputError, run_cli
+from tala.hub import model_vocabulary
 from tala.fileio import write_json_atomic
 
 # Case-insensitive globs on paragraph style names (a style also matches through its base styles).
@@ -183,7 +187,9 @@ class Paragraph:
 
 
 @dataclass(frozen=True)
-class Verse:
+class DocxVerse:
+    """A verse as the DOCX writes it (read_text), before normalization."""
+
     number: int  # the first number of a range
     label: str  # as written: "1", "1-2"
     text: str  # whitespace collapsed, footnote markers removed
@@ -800,7 +806,7 @@ def _leading_chapter_numbers(readable: list[tuple[Paragraph, list[Piece]]]
 
 
 def find_verses(paragraphs: Sequence[Paragraph], skip_styles: Sequence[str] = SKIP_STYLES,
-                skip_patterns: Sequence[re.Pattern] = ()) -> tuple[list[Verse], list[dict], list[str]]:
+                skip_patterns: Sequence[re.Pattern] = ()) -> tuple[list[DocxVerse], list[dict], list[str]]:
     """The verses in reading order, the skipped paragraphs (and left-out pieces: chapter numbers,
     footnotes, USFM headings) in document order, and warnings (gaps in the numbers).
 
@@ -841,8 +847,8 @@ def find_verses(paragraphs: Sequence[Paragraph], skip_styles: Sequence[str] = SK
 
 
 def _assemble_verses(readable: Sequence[tuple[Paragraph, list[Piece]]],
-                     marked: bool) -> tuple[list[Verse], list[dict], list[str]]:
-    verses: list[Verse] = []
+                     marked: bool) -> tuple[list[DocxVerse], list[dict], list[str]]:
+    verses: list[DocxVerse] = []
     skipped: list[dict] = []
     warnings: list[str] = []
     current: dict | None = None  # the verse being read: label, first, last, parts
@@ -854,7 +860,7 @@ def _assemble_verses(readable: Sequence[tuple[Paragraph, list[Piece]]],
     def finish() -> None:
         if current is not None:
             text = " ".join("".join(current["parts"]).split())
-            verses.append(Verse(current["first"], current["label"], text, current["last"]))
+            verses.append(DocxVerse(current["first"], current["label"], text, current["last"]))
 
     def leave_out(paragraph: Paragraph, text: str, reason: str) -> None:
         skipped.append({"paragraph": paragraph.index, "style": paragraph.style,
@@ -939,7 +945,7 @@ def sentence_count(text: str) -> int:
     return len(SENTENCE_END.findall(text))
 
 
-def sanity_warnings(verses: Sequence[Verse]) -> list[str]:
+def sanity_warnings(verses: Sequence[DocxVerse]) -> list[str]:
     """Warnings, one line each, when the verses look wrongly cut: far fewer verses than
     sentences, a verse of minutes of speech, or numbers left in a verse's text that look like the
     verse numbers after it (verse numbers that were not recognized)."""
@@ -970,7 +976,7 @@ def sanity_warnings(verses: Sequence[Verse]) -> list[str]:
     return warnings
 
 
-def _hidden_verse_numbers(verse: Verse) -> list[int]:
+def _hidden_verse_numbers(verse: DocxVerse) -> list[int]:
     """Numbers in a verse's text that look like the verse numbers after it: the next one, or
     two or more going up in small steps from the verse's number ("7 days and 40 nights" do not)."""
     chain = []
@@ -984,7 +990,7 @@ def _hidden_verse_numbers(verse: Verse) -> list[int]:
 
 def read_verses(docx_path: str | Path, skip_styles: Sequence[str] = SKIP_STYLES,
                 skip_patterns: Sequence[re.Pattern | str] = ()
-                ) -> tuple[list[Verse], list[dict], list[str]]:
+                ) -> tuple[list[DocxVerse], list[dict], list[str]]:
     """The verses, skipped paragraphs and warnings (gaps, ``sanity_warnings``) of a chapter DOCX,
     without the model's vocabulary. Raises InputError naming the DOCX when it cannot be read or
     has no verses."""
@@ -1098,7 +1104,7 @@ def normalize_text(text: str, letters: set[str],
 # --------------------------------------------------------------------------- the step
 
 
-def normalize_verses(verses: Sequence[Verse], letters: set[str],
+def normalize_verses(verses: Sequence[DocxVerse], letters: set[str],
                      options: NormalizeOptions) -> tuple[list[dict], dict]:
     """The output's "verses" and "characters"; raises TextError for a verse left empty."""
     mapped: dict[tuple[str, str], int] = Counter()
@@ -1151,22 +1157,6 @@ def unmapped_message(unmapped: dict[str, dict]) -> str | None:
     return line
 
 
-def read_vocabulary(path: str | Path) -> tuple[list[str], str]:
-    """The vocabulary and word delimiter of the transcription step's JSON."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"not a JSON file ({err})") from None
-    vocabulary = data.get("vocabulary") if isinstance(data, dict) else None
-    if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary):
-        raise InputError(path, 'no "vocabulary" list of tokens (is it the transcription step\'s output?)')
-    delimiter = data.get("word_delimiter") or WORD_DELIMITER
-    return vocabulary, delimiter
-
-
 def _char_map_arg(value: str) -> dict[str, str]:
     try:
         char_map = json.loads(value)
@@ -1191,8 +1181,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Read the verses of a chapter DOCX and normalize them to the ASR model's "
                     "vocabulary for alignment.")
     parser.add_argument("docx", help="the official chapter text (.docx)")
-    parser.add_argument("asr_json", help="the transcription step's JSON; its vocabulary is used")
     parser.add_argument("output", help="JSON to write")
+    parser.add_argument("--model", required=True,
+                        help="the transcription model (Hugging Face id or local folder): its vocab.json is read, "
+                             "the model is not loaded")
+    parser.add_argument("--adapter", default=None, help="the language of a multilingual (MMS) vocabulary, e.g. smo")
+    parser.add_argument("--models-dir", default="resources/models",
+                        help="where download_models put hub models (default: %(default)s)")
     parser.add_argument("--recording", help="the recording id (default: the DOCX's name without .docx; a "
                                             "recordings sheet may name the DOCX otherwise)")
     parser.add_argument("--skip-style", action="append", metavar="NAME",
@@ -1217,11 +1212,12 @@ def main(argv: list[str] | None = None) -> int:
     skip_styles = tuple(args.skip_style) if args.skip_style else SKIP_STYLES
     recording = args.recording or Path(args.docx).stem
 
-    vocabulary, delimiter = read_vocabulary(args.asr_json)
-    letters = vocabulary_letters(vocabulary, delimiter)
+    vocabulary = model_vocabulary(args.model, args.adapter, args.models_dir)
+    delimiter = vocabulary.word_delimiter or WORD_DELIMITER
+    letters = vocabulary_letters(vocabulary.tokens, delimiter)
     okina = args.okina or vocabulary_okina(letters)
     if okina is not None and okina not in letters:
-        raise InputError(args.asr_json, f"--okina {okina!r} is not in the model's vocabulary")
+        raise InputError(args.model, f"--okina {okina!r} is not in the model's vocabulary")
     options = NormalizeOptions(
         char_map=args.char_map, okina=okina, strip_macrons=args.macrons == "strip",
         case="keep" if args.keep_case else vocabulary_case(letters))
@@ -1246,7 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
         "recording": recording,
         "docx": args.docx,
         "status": "ok",
-        "vocabulary_from": args.asr_json,
+        "vocabulary_from": {"model": args.model, "adapter": args.adapter},
         "verses": records,
         "skipped": skipped,
         "characters": characters,
@@ -1260,6 +1256,7 @@ def main(argv: list[str] | None = None) -> int:
             "case": options.case,
             "word_delimiter": delimiter,
         },
+        "tool": tala.tool("python-docx"),
     })
     return 0
 
