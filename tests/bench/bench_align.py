@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from measure import mark, peak_rss_mb, run_measured  # noqa: E402  (tests/bench/measure.py)
+from measure import mark, peak_rss_mb, print_table, run_measured  # noqa: E402  (tests/bench/measure.py)
 
 CACHE = REPO / ".bench" / "align"
 DEMO = REPO / "resources" / "demo"
@@ -316,13 +316,7 @@ def main() -> int:
     else:
         rows.append(("text-to-text 10,000 x 10,000 words (s)", f"{text['wall_s']:.3f}", f"< {TEXT_GOAL_S:g}",
                      mark(text["wall_s"] < TEXT_GOAL_S)))
-    if load_before > 0.5:
-        print(f"note: load average {load_before:.1f} on {os.cpu_count()} cores before the bench: other work shared "
-              f"the CPU, so wall times are noisy")
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print(f"(total bench time {time.perf_counter() - started:.0f} s)")
+    print_table(rows, load_before, started)
     return 0
 
 

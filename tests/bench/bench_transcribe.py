@@ -42,7 +42,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from measure import mark, peak_rss_mb, run_measured  # noqa: E402  (tests/bench/measure.py)
+from measure import mark, peak_rss_mb, print_table, run_measured  # noqa: E402  (tests/bench/measure.py)
 
 CACHE = REPO / ".bench" / "transcribe"
 RATE = 16_000
@@ -266,13 +266,7 @@ def main() -> int:
         rows.append(("throughput, 1 h (audio s/s)", f"{hour['tala']['audio_s'] / hour['tala']['wall_s']:.2f}",
                      f"{pipe_hour['audio_s'] / pipe_hour['wall_s']:.2f}" if pipe_hour else "-", "", "", ""))
         rows.append(("frames, 1 h", str(hour["tala"]["frames"]), str(pipe_hour.get("frames", "-")), "", "", ""))
-    if load_before > 0.5:
-        print(f"note: load average {load_before:.1f} on {os.cpu_count()} cores before the bench: other work shared "
-              f"the CPU, so wall-time ratios are noisy (the CPU-time ratio much less so)")
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print(f"(total bench time {time.perf_counter() - started:.0f} s)")
+    print_table(rows, load_before, started, "wall-time ratios are noisy (the CPU-time ratio much less so)")
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def run_measured(command: list[str], env: dict[str, str]) -> tuple[int, dict | None, str, os.struct_rusage]:
@@ -32,3 +33,14 @@ def peak_rss_mb(usage: os.struct_rusage) -> float:
 
 def mark(ok: bool) -> str:
     return "PASS" if ok else "MISS"
+
+
+def print_table(rows: list[tuple[str, ...]], load_before: float, started: float, noisy: str = "wall times are noisy") -> None:
+    """The bench's rows as aligned columns, after a note when other work shared the CPU."""
+    if load_before > 0.5:
+        print(f"note: load average {load_before:.1f} on {os.cpu_count()} cores before the bench: other work shared "
+              f"the CPU, so {noisy}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"(total bench time {time.perf_counter() - started:.0f} s)")
