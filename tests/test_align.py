@@ -509,7 +509,8 @@ def test_demo_chapter_aligns_the_same_from_any_docx_layout(demo_chapters, tmp_pa
     results = {}
     for name, source in (("superscript", DEMO / lang / "text" / f"{rec}.docx"), (layout, built)):
         text = tmp_path / f"{name}.text.json"
-        assert run_cli(read_text, [str(source), str(paths["asr"]), str(text)]) == 0
+        options = ["--model", str(DEMO_MODEL), "--adapter", LANGUAGES[lang]]
+        assert run_cli(read_text, [str(source), str(text), *options]) == 0
         assert json.loads(text.read_text())["warnings"] == []
         results[name] = align_chapter(paths["asr"], paths["emissions"], text)
     ours, original = results[layout], results["superscript"]

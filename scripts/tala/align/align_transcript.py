@@ -60,6 +60,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -390,134 +391,207 @@ def _offset(loud: np.ndarray, e: int, low: int, high: int, limit: int) -> int | 
 # The step
 # ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Names:
+    """What the one-line errors of :func:`align_verses` name: the files the arrays came from."""
+
+    text: str | Path = "<text>"  # the read_text JSON (bad targets)
+    docx: str | Path = "<docx>"  # what a user fixes when the text does not fit the audio
+    audio: str | Path = "<audio>"  # the recording, as the rejection reasons name it
+    emissions: str | Path = "<emissions>"
+
+
+@dataclass
+class Placement:
+    """Where the verses and words went (seconds, NaN where not placed) and the audio given to ``<star>``."""
+
+    verse_start: np.ndarray
+    verse_end: np.ndarray
+    verse_score: np.ndarray
+    word_start: np.ndarray
+    word_end: np.ndarray
+    word_score: np.ndarray
+    star_all: list[tuple[float, float, int]]  # (start, end, index of the verse before or -1)
+    star: list[tuple[float, float, int]]  # those of at least STAR_MIN_S, reported
+
+
 def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: str | Path, *,
                   method: str = "ctc", star_penalty: float = ctc_align.DEFAULT_STAR_PENALTY,
                   max_chapter_cer: float = MAX_CHAPTER_CER, refine: bool = True, band_s: float = BAND_S,
                   full_band_cells: int = FULL_BAND_CELLS, audio: str | Path | None = None) -> dict:
-    """Align one recording; return the output JSON's content. ChapterRejected (naming the DOCX) for a
-    text that does not fit the audio, InputError for bad inputs."""
+    """Align one recording from the transcription and text steps' files; return the output JSON's
+    content. ChapterRejected (naming the DOCX) for a text that does not fit the audio, InputError
+    for bad inputs. The work is :func:`align_verses`, on arrays."""
     if method not in METHODS:
         raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
     asr = read_json_object(asr_path)
     vocabulary = CtcVocabulary.from_record(asr, asr_path)
     frame_s = float(asr.get("frame_s", 0.02))
     emissions = open_emissions(emissions_path, asr)
-    num_frames = emissions.shape[0]
-    duration_s = float(asr.get("duration_s", num_frames * frame_s))
     text = read_json_object(text_path)
-    docx = docx_of(text, text_path)
-    verses = read_verses(text, text_path)
-    targets = build_targets(verses, vocabulary, text_path)
-    audio_name = asr.get("audio") or emissions_path
-    try:
-        check_frames(targets, num_frames, frame_s, emissions_path)
-    except ChapterRejected as err:
-        raise ChapterRejected(docx, f"the audio {audio_name} is too short for this text: {err.reason}") from None
+    audio = audio or asr.get("audio")
 
-    # Text-to-text: the chapter check, anchors for the band, and the whole of method "text".
-    greedy_words = asr.get("words") or []
+    def energy_db() -> np.ndarray:
+        if not audio:
+            raise InputError(asr_path, "no audio path to refine the edges with (use --no-refine-edges)")
+        return wav_energy_db(audio)
+
+    aligned = align_verses(
+        emissions, vocabulary, read_verses(text, text_path), asr.get("words") or [], frame_s=frame_s,
+        duration_s=float(asr.get("duration_s", emissions.shape[0] * frame_s)), method=method,
+        star_penalty=star_penalty, max_chapter_cer=max_chapter_cer, band_s=band_s, full_band_cells=full_band_cells,
+        energy_db=energy_db if refine else None,
+        names=Names(text_path, docx_of(text, text_path), asr.get("audio") or emissions_path, emissions_path))
+    settings = aligned.pop("settings")
+    return {"recording": text.get("recording") or Path(text_path).stem, "status": "ok", "audio": asr.get("audio"),
+            "method": method, **aligned, "text_warnings": list(text.get("warnings") or []), "settings": settings,
+            "tool": tala.tool("numba")}
+
+
+def align_verses(emissions: np.ndarray, vocabulary: CtcVocabulary, verses: list[TextVerse], greedy_words: list[dict],
+                 *, frame_s: float, duration_s: float, method: str = "ctc",
+                 star_penalty: float = ctc_align.DEFAULT_STAR_PENALTY, max_chapter_cer: float = MAX_CHAPTER_CER,
+                 band_s: float = BAND_S, full_band_cells: int = FULL_BAND_CELLS,
+                 energy_db: Callable[[], np.ndarray] | None = None, names: Names = Names()) -> dict:
+    """Verse and word times of ``verses`` in ``emissions`` (frames x vocabulary log-probabilities),
+    with the greedy transcript's ``greedy_words`` (word, start, end) as anchors. ``energy_db()``, when
+    given, returns the recording's ENERGY_FRAME_S frame levels to refine the verse edges with.
+
+    The steps: the text as tokens, the chapter check against the transcript, the verses placed (CTC
+    forced alignment with ``<star>``, or text-to-text), empty verses put after their neighbours, the
+    edges refined, and each verse scored by the CER of its greedy transcript."""
+    targets = build_targets(verses, vocabulary, names.text)
+    try:
+        check_frames(targets, emissions.shape[0], frame_s, names.emissions)
+    except ChapterRejected as err:
+        raise ChapterRejected(names.docx, f"the audio {names.audio} is too short for this text: {err.reason}") \
+            from None
+    words, chapter_cer = match_transcript(targets, greedy_words, duration_s, max_chapter_cer, names)
+    settings = {"method": method, "star_penalty": star_penalty, "max_chapter_cer": max_chapter_cer,
+                "refine_edges": energy_db is not None, "band_s": band_s}
+    if method == "ctc":
+        placement, settings["band"] = place_by_ctc(emissions, targets, vocabulary, words, len(verses), frame_s,
+                                                   star_penalty, band_s, full_band_cells)
+    else:
+        placement = place_by_text(emissions, targets, vocabulary, words, len(verses), frame_s, star_penalty)
+    fill_empty_verses(placement)
+    if energy_db is not None:
+        refine_placement(placement, energy_db(), targets, duration_s)
+    verses_out, verse_cer = score_verses(verses, placement, emissions, vocabulary, frame_s)
+    scores = [v["score"] for v in verses_out if v["score"] is not None]
+    return {
+        "frame_s": frame_s,
+        "duration_s": duration_s,
+        "verses": verses_out,
+        "words": [{"word": word, "verse": verses[v].number,
+                   "start": round(float(placement.word_start[i]), 3), "end": round(float(placement.word_end[i]), 3),
+                   "score": None if not np.isfinite(placement.word_score[i]) else round(float(placement.word_score[i]), 4)}
+                  for i, (v, word) in enumerate(targets.words)],
+        "star": [{"start": round(a, 3), "end": round(b, 3), "after_verse": verses[v].number if v >= 0 else None}
+                 for a, b, v in placement.star],
+        "summary": {"verses": len(verses_out), "mean_score": round(float(np.mean(scores)), 4) if scores else None,
+                    "chapter_cer": round(chapter_cer, 4), "verse_cer": round(verse_cer, 4),
+                    "star_s": round(sum(b - a for a, b, _ in placement.star), 3)},
+        "settings": settings,
+    }
+
+
+def match_transcript(targets: Targets, greedy_words: list[dict], duration_s: float, max_chapter_cer: float,
+                     names: Names) -> tuple[text_align.WordAlignment, float]:
+    """The text's words matched to the greedy transcript's, and the chapter CER; ChapterRejected
+    when the text does not fit (another chapter's text, or no speech)."""
     hyp = [str(w["word"]) for w in greedy_words]
     ref = [word for _, word in targets.words]
     words = text_align.align_words(ref, hyp, [w["start"] for w in greedy_words], [w["end"] for w in greedy_words],
                                    start_s=0.0, end_s=duration_s, groups=[v for v, _ in targets.words])
     chapter_cer = text_align.text_cer(ref, hyp, words)
     if chapter_cer > max_chapter_cer and not greedy_words:
-        raise ChapterRejected(docx, f"the model heard no speech in {audio_name} (silent, or not speech?)")
+        raise ChapterRejected(names.docx, f"the model heard no speech in {names.audio} (silent, or not speech?)")
     if chapter_cer > max_chapter_cer:
-        raise ChapterRejected(docx, f"text does not match the audio {audio_name}: chapter CER {chapter_cer:.2f} > "
-                                    f"{max_chapter_cer:g} (another chapter's text?)")
+        raise ChapterRejected(names.docx, f"text does not match the audio {names.audio}: chapter CER "
+                                          f"{chapter_cer:.2f} > {max_chapter_cer:g} (another chapter's text?)")
+    return words, chapter_cer
 
-    settings = {"method": method, "star_penalty": star_penalty, "max_chapter_cer": max_chapter_cer,
-                "refine_edges": refine, "band_s": band_s}
-    if method == "ctc":
-        anchors = token_anchors(targets, words, frame_s, num_frames)
-        topology, path, band = ctc_path(emissions, targets, vocabulary, star_penalty, anchors, band_s, frame_s,
-                                        full_band_cells)
-        settings["band"] = band
-        log_probs = ctc_align.path_log_probs(emissions, topology, path, star_penalty=star_penalty)
-        spans = spans_from_path(path, log_probs, targets, len(verses))
-        verse_start = np.where(spans.verse_start >= 0, spans.verse_start * frame_s, np.nan)
-        verse_end = np.where(spans.verse_end >= 0, spans.verse_end * frame_s, np.nan)
-        word_start, word_end = spans.word_start * frame_s, spans.word_end * frame_s
-        word_score = spans.word_score
-        verse_score = spans.verse_score
-        star_all = [(a * frame_s, b * frame_s, v) for a, b, v in spans.star]
-        star = [(a, b, v) for a, b, v in star_all if b - a >= STAR_MIN_S - 1e-9]
-    else:
-        word_verse = np.array([v for v, _ in targets.words], np.int64)
-        verse_start = np.full(len(verses), np.nan)
-        verse_end = np.full(len(verses), np.nan)
-        for v in range(len(verses)):
-            mine = np.flatnonzero(word_verse == v)
-            if len(mine):
-                verse_start[v], verse_end[v] = words.start[mine[0]], words.end[mine[-1]]
-        word_start, word_end = words.start, words.end
-        word_score = np.where(words.partner >= 0, np.log(np.maximum(words.similarity, 1e-6)), np.nan)
-        verse_score = np.array([_forced_score(emissions, targets, vocabulary, v, verse_start[v], verse_end[v],
-                                              frame_s, star_penalty) for v in range(len(verses))])
-        star = star_all = []
 
-    # Empty verses (no letters) sit at the end of the verse before them.
+def place_by_ctc(emissions: np.ndarray, targets: Targets, vocabulary: CtcVocabulary, words: text_align.WordAlignment,
+                 num_verses: int, frame_s: float, star_penalty: float, band_s: float,
+                 full_band_cells: int) -> tuple[Placement, dict]:
+    """Method "ctc": the forced path of the whole chapter in a band around the matched words."""
+    anchors = token_anchors(targets, words, frame_s, emissions.shape[0])
+    topology, path, band = ctc_path(emissions, targets, vocabulary, star_penalty, anchors, band_s, frame_s,
+                                    full_band_cells)
+    log_probs = ctc_align.path_log_probs(emissions, topology, path, star_penalty=star_penalty)
+    spans = spans_from_path(path, log_probs, targets, num_verses)
+    star_all = [(a * frame_s, b * frame_s, v) for a, b, v in spans.star]
+    placement = Placement(
+        verse_start=np.where(spans.verse_start >= 0, spans.verse_start * frame_s, np.nan),
+        verse_end=np.where(spans.verse_end >= 0, spans.verse_end * frame_s, np.nan),
+        verse_score=spans.verse_score, word_start=spans.word_start * frame_s, word_end=spans.word_end * frame_s,
+        word_score=spans.word_score, star_all=star_all,
+        star=[(a, b, v) for a, b, v in star_all if b - a >= STAR_MIN_S - 1e-9])
+    return placement, band
+
+
+def place_by_text(emissions: np.ndarray, targets: Targets, vocabulary: CtcVocabulary, words: text_align.WordAlignment,
+                  num_verses: int, frame_s: float, star_penalty: float) -> Placement:
+    """Method "text": verses span their matched words; scores by forcing each verse into its span."""
+    word_verse = np.array([v for v, _ in targets.words], np.int64)
+    verse_start = np.full(num_verses, np.nan)
+    verse_end = np.full(num_verses, np.nan)
+    for v in range(num_verses):
+        mine = np.flatnonzero(word_verse == v)
+        if len(mine):
+            verse_start[v], verse_end[v] = words.start[mine[0]], words.end[mine[-1]]
+    verse_score = np.array([_forced_score(emissions, targets, vocabulary, v, verse_start[v], verse_end[v],
+                                          frame_s, star_penalty) for v in range(num_verses)])
+    return Placement(verse_start, verse_end, verse_score, words.start, words.end,
+                     np.where(words.partner >= 0, np.log(np.maximum(words.similarity, 1e-6)), np.nan), [], [])
+
+
+def fill_empty_verses(placement: Placement) -> None:
+    """Empty verses (no letters) sit at the end of the verse before them."""
     previous_end = 0.0
-    for v in range(len(verses)):
-        if not np.isfinite(verse_start[v]):
-            verse_start[v] = verse_end[v] = previous_end
-        previous_end = verse_end[v]
+    for v in range(len(placement.verse_start)):
+        if not np.isfinite(placement.verse_start[v]):
+            placement.verse_start[v] = placement.verse_end[v] = previous_end
+        previous_end = placement.verse_end[v]
 
-    if refine:
-        verse_start, verse_end = _refine(audio or asr.get("audio"), asr_path, verse_start, verse_end, duration_s,
-                                         star_all)
-        # The verse's first and last words share its refined edges.
-        word_start, word_end = np.array(word_start, np.float64), np.array(word_end, np.float64)
-        word_verse = np.array([v for v, _ in targets.words], np.int64)
-        for v in range(len(verses)):
-            mine = np.flatnonzero(word_verse == v)
-            if len(mine):
-                word_start[mine[0]] = verse_start[v]
-                word_end[mine[-1]] = verse_end[v]
 
+def refine_placement(placement: Placement, energy_db: np.ndarray, targets: Targets, duration_s: float) -> None:
+    """Verse edges moved onto the speech (:func:`refine_edges`); a verse's first and last words share them."""
+    placement.verse_start, placement.verse_end = _refine(energy_db, placement.verse_start, placement.verse_end,
+                                                         duration_s, placement.star_all)
+    placement.word_start = np.array(placement.word_start, np.float64)
+    placement.word_end = np.array(placement.word_end, np.float64)
+    word_verse = np.array([v for v, _ in targets.words], np.int64)
+    for v in range(len(placement.verse_start)):
+        mine = np.flatnonzero(word_verse == v)
+        if len(mine):
+            placement.word_start[mine[0]] = placement.verse_start[v]
+            placement.word_end[mine[-1]] = placement.verse_end[v]
+
+
+def score_verses(verses: list[TextVerse], placement: Placement, emissions: np.ndarray, vocabulary: CtcVocabulary,
+                 frame_s: float) -> tuple[list[dict], float]:
+    """Each verse's record, with the CER of the greedy transcript of its frames; and the pooled CER."""
     verses_out, total_errors, total_chars = [], 0, 0
     for v, verse in enumerate(verses):
-        first = int(math.floor(verse_start[v] / frame_s + 1e-6))
-        last = int(math.ceil(verse_end[v] / frame_s - 1e-6))
+        first = int(math.floor(placement.verse_start[v] / frame_s + 1e-6))
+        last = int(math.ceil(placement.verse_end[v] / frame_s - 1e-6))
         greedy = greedy_text(emissions[first:last], vocabulary)
         errors = char_edits(verse.normalized, greedy)
         total_errors += errors
         total_chars += len(verse.normalized)
+        score = placement.verse_score[v]
         verses_out.append({
             "number": verse.number, "label": verse.label,
-            "start": round(float(verse_start[v]), 3), "end": round(float(verse_end[v]), 3),
+            "start": round(float(placement.verse_start[v]), 3), "end": round(float(placement.verse_end[v]), 3),
             "text": verse.text, "normalized": verse.normalized,
-            "score": None if not np.isfinite(verse_score[v]) else round(float(verse_score[v]), 4),
+            "score": None if not np.isfinite(score) else round(float(score), 4),
             "cer": round(errors / len(verse.normalized), 4) if verse.normalized else 0.0,
             "greedy": greedy,
         })
-    verse_cer = total_errors / total_chars if total_chars else 0.0
-
-    words_out = [{"word": word, "verse": verses[v].number,
-                  "start": round(float(word_start[i]), 3), "end": round(float(word_end[i]), 3),
-                  "score": None if not np.isfinite(word_score[i]) else round(float(word_score[i]), 4)}
-                 for i, (v, word) in enumerate(targets.words)]
-    star_out = [{"start": round(a, 3), "end": round(b, 3), "after_verse": verses[v].number if v >= 0 else None}
-                for a, b, v in star]
-    scores = [v["score"] for v in verses_out if v["score"] is not None]
-    return {
-        "recording": text.get("recording") or Path(text_path).stem,
-        "status": "ok",
-        "audio": asr.get("audio"),
-        "method": method,
-        "frame_s": frame_s,
-        "duration_s": duration_s,
-        "verses": verses_out,
-        "words": words_out,
-        "star": star_out,
-        "summary": {"verses": len(verses_out), "mean_score": round(float(np.mean(scores)), 4) if scores else None,
-                    "chapter_cer": round(chapter_cer, 4), "verse_cer": round(verse_cer, 4),
-                    "star_s": round(sum(b - a for a, b, _ in star), 3)},
-        "text_warnings": list(text.get("warnings") or []),
-        "settings": settings,
-        "tool": tala.tool("numba"),
-    }
+    return verses_out, total_errors / total_chars if total_chars else 0.0
 
 
 def _forced_score(emissions, targets: Targets, vocabulary: CtcVocabulary, verse: int, start_s: float, end_s: float,
@@ -537,13 +611,10 @@ def _forced_score(emissions, targets: Targets, vocabulary: CtcVocabulary, verse:
     return float(np.mean(probs[result.path % 2 == 1]))
 
 
-def _refine(audio: str | Path | None, asr_path, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float,
+def _refine(energy: np.ndarray, verse_start: np.ndarray, verse_end: np.ndarray, duration_s: float,
             star: list[tuple[float, float, int]]):
     """Edges moved within their neighbours' edges, and never into audio given to ``<star>``
     (a heading read without a pause before verse 1 stays out of it)."""
-    if not audio:
-        raise InputError(asr_path, "no audio path to refine the edges with (use --no-refine-edges)")
-    energy = wav_energy_db(audio)
     threshold = speech_threshold_db(energy)
     lower = np.concatenate([[0.0], verse_end[:-1]])
     upper = np.concatenate([verse_start[1:], [duration_s]])
