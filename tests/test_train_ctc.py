@@ -15,17 +15,17 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, sigkill_when
+from tala.ctc_text import CtcVocabulary, greedy_batch
 from tala.errors import InputError
 from tala.finetune.train_ctc import (
     TrainSettings,
-    checkpoint_dirs,
     epoch_batches,
-    greedy_decode,
     lr_factor,
     main,
     read_manifest,
     train,
 )
+from tala.training import checkpoint_dirs
 
 RATE = 16_000
 # Each letter is a tone; a space is a short silence: a "language" a tiny CTC model learns in seconds.
@@ -371,8 +371,8 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_greedy_decode_merges_repeats_and_drops_blanks():
-    id_to_token = {v: k for k, v in VOCAB.items()}
+    vocabulary = CtcVocabulary.from_token_ids(VOCAB)
     path = [0, 5, 5, 0, 5, 4, 4, 6, 0, 1, 7]  # a a | b <s> c -> "aa bc"
     logits = torch.nn.functional.one_hot(torch.tensor([path]), len(VOCAB)).float()
-    assert greedy_decode(logits, [len(path)], id_to_token, blank_id=0) == ["aa bc"]
-    assert greedy_decode(logits, [3], id_to_token, blank_id=0) == ["a"]
+    assert greedy_batch(logits, [len(path)], vocabulary) == ["aa bc"]
+    assert greedy_batch(logits, [3], vocabulary) == ["a"]

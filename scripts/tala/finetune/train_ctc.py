@@ -19,17 +19,20 @@ is made; rows of tokens the old vocabulary had are copied (``--head-init copy``,
 training starts from what the model knows. A language missing from a nested ``vocab.json`` gets a
 vocabulary of the characters of the training texts.
 
-Checkpoints go to ``<out>.checkpoints/step-NNNNNN/`` (outside the output, which a workflow manager
-deletes when a job fails): weights as safetensors, optimizer, scheduler, data position and RNG
-states via ``torch.save`` (loaded with ``weights_only=True``). A rerun resumes from the newest one;
-the data order is a pure function of the seed and the epoch, and the random generators that
-dropout, LayerDrop and SpecAugment masking draw from (torch's and numpy's global ones) are seeded
-at the start and restored from the checkpoint, so on the same device and thread count a resumed
-run ends with the same bytes as an uninterrupted one. The output folder appears, complete, only
-at the end: ``save_pretrained`` files (config, weights, processor), ``adapter.<lang>.safetensors``
-for models with adapters (the keys ``load_adapter`` expects), ``training.json`` (settings, data,
-results: no times, paths as given) and ``training_log.jsonl`` (which also holds the times, and
-the resume events).
+Checkpoints, resume, the log, the lr schedule, the batches and the step loop are the shared core
+in :mod:`tala.training` (its docstring has the checkpoint layout): checkpoints go to
+``<out>.checkpoints/step-NNNNNN/`` (outside the output, which a workflow manager deletes when a
+job fails) and a rerun resumes from the newest complete one. The data order is a pure function of
+the seed and the epoch, and the random generators that dropout, LayerDrop and SpecAugment masking
+draw from (torch's and numpy's global ones) are seeded at the start and restored from the
+checkpoint, so on the same device and thread count a resumed run ends with the same bytes as an
+uninterrupted one. Validation decodes greedily and scores with :mod:`tala.ctc_text`, as every
+other step does.
+
+The output folder appears, complete, only at the end: ``save_pretrained`` files (config,
+weights, processor), ``adapter.<lang>.safetensors`` for models with adapters (the keys
+``load_adapter`` expects), ``training.json`` (settings, data, results: no times, paths as given)
+and ``training_log.jsonl`` (which also holds the times, and the resume events).
 """
 
 # %%
@@ -37,12 +40,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
-import re
 import shutil
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,18 +56,29 @@ import torch  # noqa: E402
 
 import tala  # noqa: E402
 from tala.audio_io import SAMPLE_RATE  # noqa: E402
+from tala.ctc_text import SPECIAL_TOKENS, WORD_DELIMITER, CtcVocabulary, error_rates, greedy_batch  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
-from tala.fileio import replace_dir, write_json_atomic, write_text_atomic  # noqa: E402
+from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.training import (  # noqa: E402
+    LOG_FILE,
+    Cadence,
+    Evaluation,
+    StepResult,
+    autocast,
+    checkpoint_root,
+    duration_batches,
+    grad_scaler,
+    new_position,
+    pack_batches,
+    resume,
+    run_loop,
+    warmup_decay_factor,
+    warmup_decay_schedule,
+)
 
 PHASES = ("all", "adapter", "lm_head")
 SCHEDULES = ("linear", "cosine")
 HEAD_INITS = ("copy", "random")
-WORD_DELIMITER = "|"
-SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
-CHECKPOINT_PREFIX = "step-"
-WEIGHTS_FILE = "model.safetensors"
-STATE_FILE = "trainer_state.pt"
-LOG_FILE = "training_log.jsonl"
 INFO_FILE = "training.json"
 ADAPTER_FILE = "adapter.{}.safetensors"  # transformers' WAV2VEC2_ADAPTER_SAFE_FILE
 
@@ -191,35 +201,15 @@ def load_audio(example: Example) -> np.ndarray:
 
 
 def epoch_batches(durations: Sequence[float], settings: TrainSettings, epoch: int) -> list[list[int]]:
-    """The batches of one epoch: a pure function of (durations, seed, epoch), so a resumed run
-    sees the same order. Shuffled, then sorted by length inside buckets of ~50 batches (little
-    padding), each batch at most ``batch_seconds`` of padded audio, and the batches shuffled."""
-    rng = np.random.default_rng([settings.seed, epoch])
-    order = [i for i in rng.permutation(len(durations)) if durations[i] <= settings.max_duration_s]
-    bucket = 50 * settings.max_batch_size
-    batches: list[list[int]] = []
-    for start in range(0, len(order), bucket):
-        chunk = sorted(order[start : start + bucket], key=lambda i: durations[i])
-        batch: list[int] = []
-        for i in chunk:
-            longest = max([durations[j] for j in batch] + [durations[i]])
-            if batch and (len(batch) + 1 > settings.max_batch_size or (len(batch) + 1) * longest > settings.batch_seconds):
-                batches.append(batch)
-                batch = []
-            batch.append(i)
-        if batch:
-            batches.append(batch)
-    return [batches[i] for i in rng.permutation(len(batches))]
+    """The batches of one epoch (:func:`tala.training.duration_batches` with the settings' sizes)."""
+    return duration_batches(durations, settings.seed, epoch, settings.batch_seconds, settings.max_batch_size,
+                            settings.max_duration_s)  # fmt: skip
 
 
 def lr_factor(step: int, settings: TrainSettings) -> float:
     """Linear warm-up to 1, then linear or cosine decay to ``min_lr_ratio`` at ``max_steps``."""
-    if step < settings.warmup_steps:
-        return (step + 1) / (settings.warmup_steps + 1)
-    span = max(1, settings.max_steps - settings.warmup_steps)
-    progress = min(1.0, (step - settings.warmup_steps) / span)
-    shape = 1.0 - progress if settings.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-    return settings.min_lr_ratio + (1.0 - settings.min_lr_ratio) * shape
+    return warmup_decay_factor(step, settings.warmup_steps, settings.max_steps, settings.schedule,
+                               settings.min_lr_ratio)  # fmt: skip
 
 
 # %% [markdown]
@@ -401,7 +391,7 @@ def adapter_state_dict(model) -> dict[str, torch.Tensor]:
 
 
 # %% [markdown]
-# ## Batches, loss, greedy decoding, evaluation
+# ## Batches and evaluation
 
 # %%
 
@@ -422,47 +412,13 @@ def make_batch(examples: Sequence[Example], labels: Sequence[Sequence[int]], fea
     }
 
 
-def greedy_decode(logits: torch.Tensor, lengths: Sequence[int], id_to_token: dict[int, str], blank_id: int) -> list[str]:
-    """Best path: argmax per frame, repeats merged, blanks and special tokens dropped, ``|`` -> space."""
-    best = logits.argmax(dim=-1).cpu().numpy()
-    texts = []
-    for row, length in zip(best, lengths):
-        path = row[: int(length)]
-        keep = np.ones(len(path), bool)
-        keep[1:] = path[1:] != path[:-1]
-        chars = []
-        for token_id in path[keep]:
-            token = id_to_token.get(int(token_id), "")
-            if token_id == blank_id or token in SPECIAL_TOKENS:
-                continue
-            chars.append(" " if token == WORD_DELIMITER else token)
-        texts.append(" ".join("".join(chars).split()))
-    return texts
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def evaluate(model, examples: Sequence[Example], labels: Sequence[Sequence[int]], feature_extractor,
              vocab: dict[str, int], device: torch.device, batch_seconds: float = 240.0,
              max_batch_size: int = 16) -> dict:
-    """CTC loss (mean over utterances) and greedy CER (jiwer, over all characters)."""
-    import jiwer
-
-    id_to_token = {i: t for t, i in vocab.items()}
+    """CTC loss (mean over utterances) and greedy CER (pooled over all characters, tala.ctc_text)."""
+    vocabulary = CtcVocabulary.from_token_ids(vocab)
     order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
-    batches, batch = [], []
-    for i in order:
-        if batch and (len(batch) + 1 > max_batch_size or (len(batch) + 1) * examples[i].duration > batch_seconds):
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
+    batches = pack_batches(order, [e.duration for e in examples], batch_seconds, max_batch_size)
     was_training = model.training
     model.eval()
     hyps: dict[int, str] = {}
@@ -470,110 +426,19 @@ def evaluate(model, examples: Sequence[Example], labels: Sequence[Sequence[int]]
     with torch.inference_mode():
         for batch in batches:
             inputs = make_batch([examples[i] for i in batch], [labels[i] for i in batch], feature_extractor, device)
-            with _autocast(device):
+            with autocast(device):
                 out = model(**inputs)
             lengths = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
             loss_sum += float(out.loss) * len(batch)
-            for i, text in zip(batch, greedy_decode(out.logits.float(), lengths, id_to_token, vocab["<pad>"])):
-                hyps[i] = text
+            hyps.update(zip(batch, greedy_batch(out.logits.float(), lengths, vocabulary)))
     model.train(was_training)
     refs = [" ".join(e.text.split()) for e in examples]
     predictions = [hyps[i] for i in range(len(examples))]
     return {
         "loss": loss_sum / len(examples),
-        "cer": float(jiwer.cer(refs, predictions)),
+        "cer": error_rates(refs, predictions)["cer"],
         "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:3]],
     }
-
-
-# %% [markdown]
-# ## Checkpoints
-
-# %%
-
-
-def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints, oldest first (a checkpoint is renamed into place only when complete)."""
-    found = []
-    if root.is_dir():
-        for path in root.iterdir():
-            match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
-            if match and (path / WEIGHTS_FILE).is_file() and (path / STATE_FILE).is_file():
-                found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def rng_states() -> dict:
-    """torch's (and CUDA's) and numpy's global generator states, in types ``weights_only`` loads."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    states = {"torch": torch.get_rng_state(),
-              "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}  # fmt: skip
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    if "numpy" in states:
-        name, keys, position, has_gauss, cached = states["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, position: dict, keep: int,
-                    scaler=None) -> Path:
-    """Write ``root/step-NNNNNN`` atomically (temporary folder, then rename); keep the newest ``keep``."""
-    from safetensors.torch import save_file
-
-    final = root / f"{CHECKPOINT_PREFIX}{step:06d}"
-    tmp = root / f".{final.name}.{os.getpid()}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "position": position,
-                "rng": rng_states(), "scaler": scaler.state_dict() if scaler is not None else {}},
-               tmp / STATE_FILE)  # fmt: skip
-    (tmp / "state.json").write_text(json.dumps(position, indent=2) + "\n", encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for _, old in checkpoint_dirs(root)[: -max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None) -> dict:
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    set_rng_states(state["rng"])
-    return state["position"]
-
-
-def _read_log(path: Path, up_to_step: int) -> list[str]:
-    """Log lines up to a resumed step: what came after the checkpoint is done again.
-
-    A line that does not parse is one a kill cut short; it came after the checkpoint, so it goes.
-    """
-    if not path.is_file():
-        return []
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            step = json.loads(line).get("step", 0)
-        except ValueError:
-            continue
-        if step <= up_to_step:
-            kept.append(line)
-    return kept
 
 
 # %% [markdown]
@@ -610,14 +475,12 @@ def train(
     ``on_step(step, loss)`` is called after every optimizer step (after any checkpoint of that
     step). The checkpoint folder is removed after success unless ``keep_checkpoint_dir``.
     """
-    from tqdm import tqdm
-
     settings.check()
     # transformers draws SpecAugment masks from numpy's global generator (torch's is seeded in
     # load_start_model): unseeded, two runs with mask_time_prob > 0 would differ.
     np.random.seed(settings.seed)
     out = Path(out)
-    root = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".checkpoints")
+    root = checkpoint_root(out, checkpoint_dir)
     train_examples = [e for m in train_manifests for e in read_manifest(m)]
     valid_examples = [e for m in valid_manifests for e in read_manifest(m)]
     root.mkdir(parents=True, exist_ok=True)
@@ -627,127 +490,67 @@ def train(
     train_labels = [encode_text(e.text, vocab, e.where, lang) for e in train_examples]
     valid_labels = [encode_text(e.text, vocab, e.where, lang) for e in valid_examples]
     durations = [e.duration for e in train_examples]
-    usable = sum(d <= settings.max_duration_s for d in durations)
-    if usable == 0:
+    if not any(d <= settings.max_duration_s for d in durations):
         raise InputError(train_manifests[0], f"no utterance is at most {settings.max_duration_s} s long")
 
     device = pick_device(settings.device)
     net.to(device)
     net.train()
-    trainable = set_trainable(net, settings)
-    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay)  # fmt: skip
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-
-    resume_settings = {k: getattr(settings, k) for k in RESUME_KEYS}
+    trainable = [p for _, p in set_trainable(net, settings)]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,
+                                      settings.min_lr_ratio)  # fmt: skip
+    scaler = grad_scaler(device)
+    modules, states = {"model": net}, {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     data_signature = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
                       "total_s": round(sum(durations), 3)}  # fmt: skip
-    # "window": the loss summed over the steps since the last log line, and their count, so that a
-    # resumed run logs the same mean loss as an uninterrupted one.
-    position = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0, "audio_s": 0.0, "window": [0.0, 0],
-                "settings": resume_settings, "data": data_signature}  # fmt: skip
-    resumed_from = None
-    found = checkpoint_dirs(root)
-    if found:
-        step, path = found[-1]
-        saved = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        if saved.get("settings") != resume_settings or saved.get("data") != data_signature:
-            raise InputError(path, "checkpoint made with other settings or data; delete "
-                                   f"{root} to start afresh")  # fmt: skip
-        position = load_checkpoint(path, net, optimizer, scheduler, scaler)
-        resumed_from = position["step"]
-    log_path = root / LOG_FILE
-    log_lines = _read_log(log_path, position["step"])
-    write_text_atomic(log_path, "".join(line + "\n" for line in log_lines))
+    fresh = new_position(settings={k: getattr(settings, k) for k in RESUME_KEYS}, data=data_signature)
+    start_event = {"model": start.source, "lang": lang, "notes": start.notes,
+                   "trainable_parameters": sum(p.numel() for p in trainable), "device": str(device)}  # fmt: skip
+    resumed = resume(root, fresh, modules, states, start=start_event, match=("settings", "data"))
 
-    def log(record: dict) -> None:
-        with log_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def batches_of_epoch(epoch: int) -> list[list[int]]:
+        return epoch_batches(durations, settings, epoch)
 
-    if resumed_from is None:
-        log({"step": 0, "event": "start", "model": start.source, "lang": lang, "notes": start.notes,
-             "trainable_parameters": sum(p.numel() for _, p in trainable), "device": str(device)})  # fmt: skip
-    else:
-        log({"step": resumed_from, "event": "resume", "checkpoint": str(found[-1][1])})
+    def train_step(index: list[int]) -> StepResult:
+        inputs = make_batch([train_examples[i] for i in index], [train_labels[i] for i in index],
+                            processor.feature_extractor, device)  # fmt: skip
+        with autocast(device):
+            loss = net(**inputs).loss
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+        # A GradScaler skips non-finite steps itself; without one, they are skipped (and counted) here.
+        stepping = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
+        if stepping:
+            scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        return StepResult({"loss": loss.detach().item()},
+                          {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
+                          audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
-    def run_eval(step: int) -> dict | None:
-        if not valid_examples:
-            return None
+    def run_eval(step: int) -> Evaluation:
         result = evaluate(net, valid_examples, valid_labels, processor.feature_extractor, vocab, device,
                           settings.eval_batch_seconds, settings.max_batch_size)  # fmt: skip
-        log({"step": step, "eval_loss": round(result["loss"], 5), "eval_cer": round(result["cer"], 5),
-             "elapsed_s": round(position["elapsed_s"], 1), "examples": result["examples"][:2]})  # fmt: skip
-        return result
+        return Evaluation({"loss": result["loss"], "cer": result["cer"]}, {"examples": result["examples"][:2]})
 
-    bar = tqdm(total=settings.max_steps, initial=position["step"], desc=f"train {lang} ({settings.phase})",
-               unit="step", file=sys.stderr, disable=not progress, mininterval=2.0, dynamic_ncols=True)  # fmt: skip
-    window_loss, window_n = position.get("window", [0.0, 0])
-    window_steps, window_audio, window_t0 = 0, 0.0, time.perf_counter()  # this process's, for the rates
-    final_eval = None
-    try:
-        while position["step"] < settings.max_steps:
-            batches = epoch_batches(durations, settings, position["epoch"])
-            while position["batch"] < len(batches) and position["step"] < settings.max_steps:
-                t0 = time.perf_counter()
-                index = batches[position["batch"]]
-                inputs = make_batch([train_examples[i] for i in index], [train_labels[i] for i in index],
-                                    processor.feature_extractor, device)  # fmt: skip
-                with _autocast(device):
-                    loss = net(**inputs).loss
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in trainable], settings.max_grad_norm)
-                if scaler.is_enabled() or torch.isfinite(grad_norm):
-                    scaler.step(optimizer)  # a GradScaler skips non-finite steps itself
-                else:
-                    position["skipped"] = position.get("skipped", 0) + 1
-                scaler.update()
-                scheduler.step()
-                position["step"] += 1
-                position["batch"] += 1
-                batch_audio = sum(durations[i] for i in index)
-                position["elapsed_s"] += time.perf_counter() - t0
-                position["audio_s"] += batch_audio
-                step, loss_value = position["step"], loss.detach().item()
-                window_loss += loss_value
-                window_n += 1
-                window_steps += 1
-                window_audio += batch_audio
-                position["window"] = [window_loss, window_n]
-                lr = scheduler.get_last_lr()[0]
-                bar.update()
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
-                if step % settings.log_every == 0 or step == settings.max_steps:
-                    wall = time.perf_counter() - window_t0
-                    log({"step": step, "epoch": position["epoch"], "loss": round(window_loss / window_n, 5),
-                         "lr": lr, "grad_norm": round(float(grad_norm), 4),
-                         "steps_per_s": round(window_steps / wall, 3),
-                         "audio_s_per_s": round(window_audio / wall, 2),
-                         "elapsed_s": round(position["elapsed_s"], 1)})  # fmt: skip
-                    window_loss, window_n, window_steps, window_audio = 0.0, 0, 0, 0.0
-                    position["window"] = [window_loss, window_n]
-                    window_t0 = time.perf_counter()
-                if settings.eval_every and step % settings.eval_every == 0 and step < settings.max_steps:
-                    run_eval(step)
-                if step % settings.checkpoint_every == 0 or step == settings.max_steps:
-                    save_checkpoint(root, step, net, optimizer, scheduler, position, settings.keep_checkpoints,
-                                    scaler)
-                if on_step is not None:
-                    on_step(step, loss_value)
-            if position["batch"] >= len(batches):
-                position["epoch"] += 1
-                position["batch"] = 0
-        final_eval = run_eval(position["step"])
-    finally:
-        bar.close()
+    def after_step(step: int, result: StepResult) -> None:
+        if on_step is not None:
+            on_step(step, result.losses["loss"])
 
-    write_outputs(out, net, processor, lang, settings, start, position, final_eval, log_path, train_manifests,
+    cadence = Cadence(settings.max_steps, settings.log_every, settings.eval_every, settings.checkpoint_every,
+                      settings.keep_checkpoints)  # fmt: skip
+    position, final = run_loop(root, resumed.position, cadence, batches_of_epoch, train_step,
+                               run_eval if valid_examples else None, modules, states, on_step=after_step,
+                               progress=progress, desc=f"train {lang} ({settings.phase})")  # fmt: skip
+    final_eval = None if final is None else {**final.metrics, **final.details}
+    write_outputs(out, net, processor, lang, settings, start, position, final_eval, root / LOG_FILE, train_manifests,
                   valid_manifests)  # fmt: skip
     if not keep_checkpoint_dir:
         shutil.rmtree(root, ignore_errors=True)
-    return TrainResult(out, position["step"], resumed_from, final_eval, position["elapsed_s"])
+    return TrainResult(out, position["step"], resumed.step, final_eval, position["elapsed_s"])
 
 
 def write_outputs(out: Path, model, processor, lang: str, settings: TrainSettings, start: StartModel,
@@ -755,32 +558,29 @@ def write_outputs(out: Path, model, processor, lang: str, settings: TrainSetting
     """The output folder, assembled beside ``out`` and renamed into place in one step."""
     from safetensors.torch import save_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    shutil.rmtree(tmp, ignore_errors=True)
     model = model.to("cpu")
     model.target_lang = lang
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    if getattr(model.config, "adapter_attn_dim", None) is not None:
-        save_file(adapter_state_dict(model), str(tmp / ADAPTER_FILE.format(lang)), metadata={"format": "pt"})
-    shutil.copyfile(log_path, tmp / LOG_FILE)
-    write_json_atomic(tmp / INFO_FILE, {
-        "generator": "tala.finetune.train_ctc",
-        "tala_version": tala.__version__,
-        "start_model": start.source,
-        "start_notes": start.notes,
-        "lang": lang,
-        "settings": asdict(settings),
-        "train_manifests": [str(m) for m in train_manifests],
-        "valid_manifests": [str(m) for m in valid_manifests],
-        "steps": position["step"],
-        "epoch": position["epoch"],
-        "train_audio_s_seen": round(position["audio_s"], 1),
-        "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer")},
-        "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
-    })  # fmt: skip
-    replace_dir(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if getattr(model.config, "adapter_attn_dim", None) is not None:
+            save_file(adapter_state_dict(model), str(tmp / ADAPTER_FILE.format(lang)), metadata={"format": "pt"})
+        shutil.copyfile(log_path, tmp / LOG_FILE)
+        write_json_atomic(tmp / INFO_FILE, {
+            "generator": "tala.finetune.train_ctc",
+            "tala_version": tala.__version__,
+            "start_model": start.source,
+            "start_notes": start.notes,
+            "lang": lang,
+            "settings": asdict(settings),
+            "train_manifests": [str(m) for m in train_manifests],
+            "valid_manifests": [str(m) for m in valid_manifests],
+            "steps": position["step"],
+            "epoch": position["epoch"],
+            "train_audio_s_seen": round(position["audio_s"], 1),
+            "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer")},
+            "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
+        })  # fmt: skip
 
 
 def _transformers_version() -> str:
