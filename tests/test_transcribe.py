@@ -222,6 +222,26 @@ def test_group_norm_model_runs_whole_windows(tmp_path, tiny_group_model, wav20):
     assert chunked.shape == emissions.shape
 
 
+def test_the_core_without_files_gives_the_files_result(tmp_path, tiny_model, wav20):
+    """transcribe_samples (in memory, e.g. for dataset clips) = transcribe_file on the same audio."""
+    from tala.asr.transcribe import ctc_vocabulary, transcribe_samples
+
+    result, emissions = run(tmp_path, wav20, tiny_model, chunk_s=5, context_s=1, batch_size=2)
+    model, processor = load_ctc_model(str(tiny_model), "smo", "cpu", torch.float32)
+    audio, _ = sf.read(str(wav20), dtype="float32")
+    text, words, log_probs = transcribe_samples(model, ctc_vocabulary(model, processor.tokenizer, "tiny"), audio,
+                                                chunk_s=5, context_s=1, batch_size=2)
+    assert log_probs.shape == emissions.shape
+    assert np.abs(log_probs - emissions.astype(np.float32)).max() < FP16_ATOL
+    # The file stores float16: a random model's near-ties may decode differently from float32, so
+    # the in-memory result is compared at the file's precision.
+    from tala.ctc_text import greedy_text
+
+    vocabulary = ctc_vocabulary(model, processor.tokenizer, "tiny")
+    assert greedy_text(log_probs.astype(np.float16).astype(np.float32), vocabulary) == result["text"]
+    assert text == greedy_text(log_probs, vocabulary) and words
+
+
 def layer_frames(tmp_path: Path, wav: Path, model_dir: Path, number: int, chunk_s: float, context_s: float = 2.0,
                  batch_size: int = 2, name: str = "layer") -> np.ndarray:
     """tala.frames' hidden-state variant: block ``number``'s output for every frame, into a float32 .npy."""

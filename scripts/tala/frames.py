@@ -76,6 +76,8 @@ STATS_BLOCK_S = 60.0
 READ_BLOCK_FRAMES = 1 << 16
 # The feature extractor's variance floor (Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm).
 NORM_EPSILON = 1e-7
+# (start, stop) -> float32 samples [start, stop) of the recording, zero-padded past its end.
+Reader = Callable[[int, int], np.ndarray]
 # Bumped whenever the partial-file layout or the computation changes, so stale partials restart.
 PARTIAL_FORMAT = 1
 
@@ -370,7 +372,7 @@ def _base(model):
     return getattr(model, "wav2vec2", model)
 
 
-def _window_hidden_states(model, batch: list[Window], handle: sf.SoundFile, geometry: FrameGeometry,
+def _window_hidden_states(model, batch: list[Window], read: Reader, geometry: FrameGeometry,
                           norm: Normalization, device: torch.device, dtype: torch.dtype,
                           local_encoder: bool) -> list[torch.Tensor]:
     """The projected features (frames x hidden) of each window of a batch."""
@@ -378,14 +380,14 @@ def _window_hidden_states(model, batch: list[Window], handle: sf.SoundFile, geom
     if local_encoder:
         first, last = min(w.start for w in batch), max(w.end for w in batch)
         lo, hi = geometry.samples_for_frames(first, last)
-        samples = torch.from_numpy(norm.apply(read_samples(handle, lo, hi))).to(device=device, dtype=dtype)
+        samples = torch.from_numpy(norm.apply(read(lo, hi))).to(device=device, dtype=dtype)
         features = _conv_features(model, samples, last - first, geometry)
         hidden, _ = base.feature_projection(features[None])
         return [hidden[0, w.start - first:w.end - first] for w in batch]
     states = []
     for window in batch:
         lo, hi = geometry.samples_for_frames(window.start, window.end)
-        samples = torch.from_numpy(norm.apply(read_samples(handle, lo, hi))).to(device=device, dtype=dtype)
+        samples = torch.from_numpy(norm.apply(read(lo, hi))).to(device=device, dtype=dtype)
         features = base.feature_extractor(samples[None]).transpose(1, 2)
         hidden, _ = base.feature_projection(features)
         states.append(hidden[0, :window.num_frames])
@@ -453,7 +455,7 @@ def _run_blocks(encoder, hidden: torch.Tensor, mask: torch.Tensor | None, number
     return caught[-1]
 
 
-def batch_outputs(model, batch: list[Window], handle: sf.SoundFile, geometry: FrameGeometry,
+def batch_outputs(model, batch: list[Window], read: Reader, geometry: FrameGeometry,
                   norm: Normalization, device: torch.device, dtype: torch.dtype, local_encoder: bool,
                   output: Output = LogProbs()) -> list[np.ndarray]:
     """The kept frames of each window of a batch (float32, frames x values): ``output`` of each.
@@ -461,7 +463,7 @@ def batch_outputs(model, batch: list[Window], handle: sf.SoundFile, geometry: Fr
     Equivalent to the model's own forward pass on each window's samples, split at the feature
     projection so that the encoder runs once per batch (see the module docstring).
     """
-    states = _window_hidden_states(model, batch, handle, geometry, norm, device, dtype, local_encoder)
+    states = _window_hidden_states(model, batch, read, geometry, norm, device, dtype, local_encoder)
     longest = max(len(s) for s in states)
     hidden = states[0].new_zeros((len(states), longest, states[0].shape[-1]))
     mask = torch.zeros((len(states), longest), dtype=torch.bool, device=hidden.device)
@@ -586,10 +588,37 @@ def run_windows(model, run: WindowRun, windows: list[Window], batch_size: int, g
                file=sys.stderr, disable=not progress, mininterval=5.0, leave=False)
     with bar, sf.SoundFile(str(run.audio)) as handle, torch.inference_mode():
         for batch in plan_batches(windows, batch_size, done):
-            blocks = batch_outputs(model, batch, handle, geometry, run.normalization, device, dtype,
-                                   local_encoder, output)
+            blocks = batch_outputs(model, batch, lambda lo, hi: read_samples(handle, lo, hi), geometry,
+                                   run.normalization, device, dtype, local_encoder, output)
             run.write(batch, blocks)
             bar.update((batch[-1].keep_end - batch[0].keep_start) * geometry.frame_s)
             bar.set_postfix_str(f"windows {run.windows_done}/{len(windows)}", refresh=False)
             if on_batch is not None:
                 on_batch(run.windows_done, len(windows))
+
+
+def frames_of_samples(model, samples: np.ndarray, output: Output = LogProbs(), *, chunk_s: float = CHUNK_S,
+                      context_s: float = CONTEXT_S, batch_size: int = 1, normalize: bool = True,
+                      device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """``output`` of every frame of an in-memory recording (16 kHz mono float32), float32 frames x values.
+
+    The same windows, normalization and arithmetic as :func:`run_windows`, without files: for clips
+    and tests (a long recording belongs in :class:`WindowRun`, whose memory does not grow with it)."""
+    samples = np.asarray(samples, np.float32)
+    plan = plan_recording(model, len(samples), chunk_s, context_s)
+    check_output(model, output)
+    if plan.num_frames == 0:
+        return np.zeros((0, output_size(model, output)), np.float32)
+    wide = samples.astype(np.float64)  # as audio_stats sums
+    norm = Normalization("recording", float(wide.mean()), float(wide.std())) if normalize else Normalization("none")
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        piece = samples[lo:hi]
+        return np.pad(piece, (0, hi - lo - len(piece))) if len(piece) < hi - lo else piece
+
+    device = torch.device(device)
+    blocks = []
+    with torch.inference_mode():
+        for batch in plan_batches(plan.windows, batch_size):
+            blocks += batch_outputs(model, batch, read, plan.geometry, norm, device, dtype, plan.local_encoder, output)
+    return np.concatenate(blocks)

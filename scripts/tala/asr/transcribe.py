@@ -81,6 +81,19 @@ def decode_emissions_file(path: Path, vocabulary: CtcVocabulary, frame_s: float)
     return spans_text(spans, vocabulary), greedy_words(spans, vocabulary, frame_s, best)
 
 
+def transcribe_samples(model, vocabulary: CtcVocabulary, samples: np.ndarray, *, chunk_s: float = CHUNK_S,
+                       context_s: float = CONTEXT_S, batch_size: int = 1, normalize: bool = True, device="cpu",
+                       dtype=torch.float32) -> tuple[str, list[Word], np.ndarray]:
+    """The core of :func:`transcribe_file` without files: greedy text, words and the log-probabilities
+    (float32 frames x vocabulary) of an in-memory 16 kHz mono recording (a clip, a test signal)."""
+    log_probs = frames.frames_of_samples(model, samples, frames.LogProbs(), chunk_s=chunk_s, context_s=context_s,
+                                         batch_size=batch_size, normalize=normalize, device=device, dtype=dtype)
+    ids, best = greedy_labels(log_probs)
+    spans = collapse(ids, vocabulary)
+    frame_s = frames.plan_recording(model, len(samples), chunk_s, context_s).geometry.frame_s
+    return spans_text(spans, vocabulary), greedy_words(spans, vocabulary, frame_s, best), log_probs
+
+
 def load_model(model: str, adapter: str | None, models_dir, device: str, dtype: str):
     """(model, processor, resolved path, adapter actually loaded, torch device, torch dtype)."""
     torch_device = pick_device(device)
