@@ -1,11 +1,13 @@
 """The committed demo corpus is what its ground truth says it is.
 
-These tests read the files under resources/demo (they do not regenerate them, so CI needs neither
-espeak-ng nor a synthesis run); only the synthesis unit test needs espeak-ng and skips without it.
+These tests read the files under resources/demo (CI needs neither espeak-ng nor a synthesis run);
+the synthesis unit test needs espeak-ng and skips without it, and the slow regeneration test runs
+only with the tool versions the committed truth records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -19,6 +21,8 @@ import pytest
 import soundfile as sf
 
 from tala.demo import corpus as demo_corpus
+from tala.demo import speech
+from tala.demo.chapters import CORPUS_LANGUAGES, verse_text
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 LANGUAGES = ("portuguese", "samoan")
@@ -217,34 +221,34 @@ def test_texts_use_real_spelling():
 
 def test_truth_texts_match_generator_sources():
     """The committed truth was produced from the texts in the generator (no stale corpus)."""
-    for lang in demo_corpus.LANGUAGES.values():
+    for lang in CORPUS_LANGUAGES.values():
         for chapter in lang.chapters:
             truth = load_truth(DEMO / lang.lang / "truth" / f"{chapter.rec}.json")
             assert truth["heading"]["text"] == chapter.spoken_heading
-            assert [v["text"] for v in truth["verses"]] == [demo_corpus.verse_text(v) for v in chapter.verses]
+            assert [v["text"] for v in truth["verses"]] == [verse_text(v) for v in chapter.verses]
 
 
 # ------------------------------------------------------------------ synthesis helpers
 
 
 def test_trim_silence_finds_speech_edges():
-    rate = demo_corpus.MASTER_RATE_HZ
+    rate = speech.MASTER_RATE_HZ
     signal = np.zeros(rate, np.float32)
     signal[4_000:9_000] = 0.5 * np.sin(2 * np.pi * 220 * np.arange(5_000) / rate)
     signal[4_000] = 0.3  # the sine starts at zero; make the first speech sample non-silent
-    trimmed, start, end = demo_corpus.trim_silence(signal)
+    trimmed, start, end = speech.trim_silence(signal)
     assert start == 4_000
     assert 8_990 <= end <= 9_000 and abs(signal[end - 1]) > 1e-3
     np.testing.assert_array_equal(trimmed, signal[start:end])
     with pytest.raises(ValueError):
-        demo_corpus.trim_silence(np.zeros(100, np.float32))
+        speech.trim_silence(np.zeros(100, np.float32))
 
 
 def test_assemble_chapter_places_spans_and_pauses():
     rng = np.random.default_rng(0)
     tone = (0.8 * np.sin(np.arange(20_000) / 5.0)).astype(np.float32)
     chapter = demo_corpus.assemble_chapter(tone[:10_000], [tone] * 5, rng)
-    rate = demo_corpus.MASTER_RATE_HZ
+    rate = speech.MASTER_RATE_HZ
     assert 0.5 * rate <= chapter.heading.start <= 1.0 * rate
     assert all(s.end - s.start == 20_000 for s in chapter.verses)
     gaps = [(b.start - a.end) / rate for a, b in zip(chapter.verses, chapter.verses[1:])]
@@ -257,10 +261,32 @@ def test_assemble_chapter_places_spans_and_pauses():
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_synthesize_speaks_both_voices():
     for text, voice in (("O le Atua o loʻu leoleo mamoe.", "haw"), ("No princípio era o Verbo.", "pt")):
-        samples = demo_corpus.synthesize(text, voice, speed=170)
+        samples = speech.synthesize(text, voice, speed=170)
         assert samples.dtype == np.float32 and samples.ndim == 1
-        _, start, end = demo_corpus.trim_silence(samples)
-        assert 0.5 < (end - start) / demo_corpus.MASTER_RATE_HZ < 5.0
+        _, start, end = speech.trim_silence(samples)
+        assert 0.5 < (end - start) / speech.MASTER_RATE_HZ < 5.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("lang", "rec"), [("samoan", "PSA_121"), ("portuguese", "RUT_001")])
+def test_regenerating_a_chapter_gives_the_committed_bytes(lang, rec, tmp_path):
+    """With the recorded tool versions, the generator reproduces a committed chapter (WAV; AAC in
+    MP4) byte for byte: audio, DOCX, and the truth's times and texts."""
+    for tool in ("espeak-ng", "ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    committed = load_truth(DEMO / lang / "truth" / f"{rec}.json")
+    if demo_corpus.tool_versions() != committed["tool_versions"]:
+        pytest.skip(f"other tool versions than the committed corpus's {committed['tool_versions']}")
+    source = CORPUS_LANGUAGES[lang]
+    one = dataclasses.replace(source, chapters=tuple(c for c in source.chapters if c.rec == rec))
+    demo_corpus.generate_language(one, tmp_path, demo_corpus.DEFAULT_SEED)
+    truth = load_truth(tmp_path / lang / "truth" / f"{rec}.json")
+    for name in (truth["audio"], truth["text"]):
+        assert (tmp_path / lang / name).read_bytes() == (DEMO / lang / name).read_bytes(), name
+    # The committed truth names its generator by the module's old path (tala.demo_corpus).
+    assert {k: v for k, v in truth.items() if k != "generator"} == {
+        k: v for k, v in committed.items() if k != "generator"}
 
 
 def test_measure_lag_finds_a_shift():
@@ -272,7 +298,7 @@ def test_measure_lag_finds_a_shift():
 
 
 def test_missing_espeak_is_one_clear_error(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(demo_corpus.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert demo_corpus.main(["--out", str(tmp_path / "demo")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: espeak-ng not found") and "\n" not in err

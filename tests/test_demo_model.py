@@ -11,21 +11,18 @@ import pytest
 import torch
 
 from conftest import REPO, require
-from tala.demo.model import (
-    LANGUAGES,
-    OKINA,
-    demo_ngrams,
-    language_vocab,
+from tala.ctc_text import CtcVocabulary
+from tala.demo.evaluate import (
+    FRAME_S,
+    evaluate_demo,
     load_demo_model,
-    nested_vocab,
-    normalize_text,
-    overlaps_demo,
-    plan_easy_utterance,
-    plan_utterance,
-    random_sentence,
     score_chapter,
-    utterance_rng,
+    verse_hypotheses,
+    windows_timed_chars,
 )
+from tala.demo.sentences import demo_ngrams, overlaps_demo, random_sentence
+from tala.demo.text import LANGUAGES, OKINA, language_vocab, nested_vocab, normalize_text
+from tala.demo.training_speech import plan_easy_utterance, plan_utterance, render_master, utterance_rng
 
 MODEL = REPO / "resources" / "demo" / "model"
 DEMO = REPO / "resources" / "demo"
@@ -157,8 +154,6 @@ def test_utterance_plans_are_seeded():
 
 def test_rendered_utterance_has_the_demo_noise_floor_and_edges():
     require("espeak-ng")
-    from tala.demo.model import render_master
-
     plan = plan_utterance("por", utterance_rng(2, "por", "test", 0), set())
     master = render_master(plan)
     assert np.array_equal(master, render_master(plan))
@@ -168,16 +163,34 @@ def test_rendered_utterance_has_the_demo_noise_floor_and_edges():
 
 
 def test_decoded_characters_are_cut_into_verses_by_time():
-    from tala.demo.model import FRAME_S, decode_timed, verse_hypotheses
-
-    vocab = {"<pad>": 0, "|": 1, "a": 2, "b": 3}
-    id_to_token = {i: t for t, i in vocab.items()}
+    vocabulary = CtcVocabulary.from_token_ids({"<pad>": 0, "|": 1, "a": 2, "b": 3})
     # "a a _ | b" from 0.2 s, then 1 s of blanks, then "b | a"
     path = [0] * 10 + [2, 2, 0, 1, 3] + [0] * 50 + [3, 1, 2]
     logits = torch.nn.functional.one_hot(torch.tensor(path), 4).float()
-    chars = decode_timed([(0.0, logits)], id_to_token, blank_id=0)
+    chars = windows_timed_chars([(0.0, logits)], vocabulary)
     assert "".join(ch for ch, _ in chars) == "a bb a "  # the window edge ends with a word break
     assert chars[0][1] == pytest.approx(10 * FRAME_S) and chars[-2][1] == pytest.approx(67 * FRAME_S)
     truth = {"heading": {"start": 0.0, "end": 0.05},
              "verses": [{"start": 0.2, "end": 0.3}, {"start": 1.3, "end": 1.4}]}  # fmt: skip
     assert verse_hypotheses(chars, truth) == ["a b", "b a"]
+
+
+def test_each_window_is_decoded_on_its_own():
+    """A letter held across a window edge is written twice (each window starts anew), with a word
+    break at the edge, at the times of the window it falls in."""
+    vocabulary = CtcVocabulary.from_token_ids({"<pad>": 0, "<s>": 1, "|": 2, "a": 3})
+    first = torch.nn.functional.one_hot(torch.tensor([0, 3, 3]), 4).float()
+    second = torch.nn.functional.one_hot(torch.tensor([3, 1, 3]), 4).float()
+    chars = windows_timed_chars([(0.0, first), (10.0, second)], vocabulary)
+    assert [ch for ch, _ in chars] == ["a", " ", "a", "a", " "]  # <s> writes nothing but breaks the run
+    assert [t for _, t in chars] == pytest.approx([FRAME_S, 3 * FRAME_S, 10.0, 10.0 + 2 * FRAME_S, 10.0 + 3 * FRAME_S])
+
+
+@pytest.mark.slow
+def test_reevaluating_the_shipped_model_reproduces_its_eval_json(tmp_path):
+    """eval.json is what evaluate_demo says of the shipped folder, number for number."""
+    require("ffmpeg")  # two chapters per language are AAC in MP4
+    recorded = json.loads((MODEL / "eval.json").read_text(encoding="utf-8"))
+    report = evaluate_demo(MODEL, DEMO, tmp_path)
+    report["model"] = recorded["model"]
+    assert report == recorded
