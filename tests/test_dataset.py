@@ -21,7 +21,7 @@ from conftest import REPO
 from tala.dataset.clips import FLAG_TIGHT_CUT, main as clips_main, plan_segments, write_clips
 from tala.audio.convert import convert_file
 from tala.dataset.build import SPLITS, assign_splits, build_dataset, main as dataset_main
-from tala.demo.model import normalize_text
+from tala.demo.text import normalize_text
 
 RATE = 16_000
 DEMO = REPO / "resources" / "demo"

@@ -47,7 +47,6 @@ from tala.demo import DEMO_ROOT
 from tala.demo.ctc_recipe import DEFAULT_SEED, DEFAULT_WORK, Recipe, run_recipe
 from tala.demo.evaluate import evaluate_demo, print_eval
 from tala.demo.pack import pack
-from tala.demo.text import normalize_text  # noqa: F401  (tests/test_dataset.py imports it from here)
 from tala.errors import InputError, run_cli
 
 
