@@ -194,16 +194,21 @@ def assert_same_outputs(out: Path, reference: Path, resumed_at: int) -> None:
     assert "elapsed" not in info and str(out) not in info and str(reference) not in info
 
 
-def test_checkpoint_holds_optimizer_scheduler_and_position(data, tmp_path):
-    class Stop(Exception):
-        pass
+class Stop(Exception):
+    """Raised from on_step: a run interrupted after a checkpoint, as a kill would."""
 
-    def stop(step, loss):
-        if step == 4:
+
+def stop_at_step(data, out, step: int) -> None:
+    def stop(current, loss):
+        if current == step:
             raise Stop
 
     with pytest.raises(Stop):
-        run(data, tmp_path / "out", on_step=stop)
+        run(data, out, on_step=stop)
+
+
+def test_checkpoint_holds_optimizer_scheduler_and_position(data, tmp_path):
+    stop_at_step(data, tmp_path / "out", 4)
     (step, path), = checkpoint_dirs(tmp_path / "out.checkpoints")
     state = torch.load(path / "trainer_state.pt", weights_only=True)
     assert step == 4 and state["position"]["step"] == 4
@@ -213,15 +218,7 @@ def test_checkpoint_holds_optimizer_scheduler_and_position(data, tmp_path):
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(data, tmp_path):
-    class Stop(Exception):
-        pass
-
-    def stop(step, loss):
-        if step == 4:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run(data, tmp_path / "out", on_step=stop)
+    stop_at_step(data, tmp_path / "out", 4)
     with pytest.raises(InputError, match="other settings"):
         run(data, tmp_path / "out", settings=settings(learning_rate=1e-3))
 
