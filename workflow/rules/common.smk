@@ -1,3 +1,5 @@
+import atexit
+import gc
 import json
 import os
 import shlex
@@ -5,6 +7,19 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+
+# Garbage collection at the scale of a whole Bible (1,189 chapters per language: ~7,000 jobs
+# and millions of objects in Snakemake's DAG, all alive until the process ends). Python's cyclic
+# collector, tuned for small heaps, traversed the whole growing DAG at each of its ~15 full
+# collections and once more at exit: 25-30% of `snakemake -n` (tests/bench/bench_dag.py).
+# Young collections now come every 50,000 allocations instead of 700 (the few cycles a job
+# leaves are still collected young), the modules loaded so far are never traversed again
+# (gc.freeze), and at exit nothing is traversed: the atexit handlers run before the last
+# collection, whose objects the end of the process frees anyway (logging closes its files in
+# its own atexit handler).
+gc.freeze()
+gc.set_threshold(50_000, 20, 10)
+atexit.register(gc.freeze)
 
 # Jobs run `python -m tala.<step>`: the package is put on PYTHONPATH for every job (local, Slurm,
 # --sdm conda) so that nobody has to install it. Which `python` runs is the job environment's:
