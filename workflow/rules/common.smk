@@ -354,3 +354,167 @@ def report_problems(log=sys.stderr):
             sep="\n",
             file=log,
         )
+
+
+# --------------------------------------------------------------------------- Snakemake at scale
+# A whole Bible is 1,189 chapters per language, ~7,000 jobs, and Snakemake 9.27 spends most of a
+# dry run in a few places that grow faster than the DAG (tests/bench/bench_dag.py: 1,189
+# chapters x 2 languages). The patches below change how fast Snakemake gets there, not what it
+# computes: the same jobs, shell commands, resources and groups (compared job by job on the
+# bench's DAG, with and without the slurm-gpu profile). Written for Snakemake 9.27 and applied
+# only to it: another version runs unpatched, only slower (re-measure with the bench, then
+# update PATCHED_SNAKEMAKE or the patches).
+
+PATCHED_SNAKEMAKE = "9.27"
+
+
+def patch_snakemake(patch):
+    """Apply one of the performance patches below: only to Snakemake PATCHED_SNAKEMAKE, and once
+    per process (the Snakefile may be read more than once)."""
+    import snakemake
+
+    applied = snakemake.__dict__.setdefault("_tala_patches", set())
+    if snakemake.__version__.startswith(PATCHED_SNAKEMAKE + ".") and (
+        patch.__name__ not in applied
+    ):
+        patch()
+        applied.add(patch.__name__)
+
+
+def remember_function_params():
+    """Snakemake inspects the signature of an input, params or resources function each time it
+    calls one (inspect.signature, 2 to 3 times per call: threads and every resource of every job
+    included): a tenth of a dry run. Each function's parameters are now inspected once (a
+    method's once per function)."""
+    import inspect
+    import weakref
+    from types import FunctionType, MethodType
+
+    import snakemake.common
+    import snakemake.rules
+
+    inspect_params = snakemake.common.get_function_params
+    functions, methods = weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
+
+    def get_function_params(func):
+        if type(func) is FunctionType:
+            known, key = functions, func
+        elif type(func) is MethodType and type(func.__func__) is FunctionType:
+            known, key = methods, func.__func__
+        else:
+            return inspect_params(func)
+        if hasattr(key, "_overwrite_params"):
+            return inspect_params(func)
+        try:
+            return known[key]
+        except KeyError:
+            known[key] = params = inspect.signature(func).parameters
+            return params
+
+    snakemake.common.get_function_params = get_function_params
+    snakemake.rules.get_function_params = get_function_params
+
+
+def format_shell_command_once():
+    """Job.log_info formats the job's shell command three times (Job.shellcmd is a property),
+    each time copying every global of the Snakefile: once now, for as long as the job is logged.
+    """
+    import threading
+
+    from snakemake.jobs import Job
+
+    format_command, log_info = Job.shellcmd.fget, Job.log_info
+    logging = threading.local()
+
+    def shellcmd(self):
+        if getattr(logging, "job", None) is self:
+            return logging.command
+        return format_command(self)
+
+    def log_info_with_command(self, *args, **kwargs):
+        logging.command, logging.job = format_command(self), self
+        try:
+            return log_info(self, *args, **kwargs)
+        finally:
+            logging.job = logging.command = None
+
+    Job.shellcmd = property(shellcmd, doc=Job.shellcmd.__doc__)
+    Job.log_info = log_info_with_command
+
+
+def input_sizes_on_the_workflow_loop():
+    """`input.size_mb` (in Snakemake's default `disk_mb` of every job of a cluster profile) ran
+    its coroutine on a new event loop at each call: InputFiles looks for the workflow's runner in
+    its own module's globals, where nothing puts it (the comment there expects it in the eval
+    context). A fifth of a dry run with the slurm-gpu profile. It now gets the workflow's
+    runner; inside a running loop the fallback still raises NestedCoroutineError, which
+    Snakemake turns into a size to be determined (<TBD>), as before."""
+    import asyncio
+
+    import snakemake.common
+    import snakemake.iocontainers
+
+    def async_run(coroutine):
+        if asyncio.events._get_running_loop() is not None:
+            return snakemake.common.async_run(coroutine)
+        return workflow.async_run(coroutine)
+
+    snakemake.iocontainers.async_run = async_run
+
+
+def check_each_group_once():
+    """DAG._check_groups checks every group once per job in it (it loops over the job -> group
+    map): a text group of the slurm-gpu profile (40 recordings, 3 jobs each) 120 times. It now
+    sees each group once."""
+    from snakemake.dag import DAG
+
+    check_groups = DAG._check_groups
+
+    def check_groups_once(self):
+        group_of_job = self._group
+        self._group = {id(group): group for group in group_of_job.values()}
+        try:
+            return check_groups(self)
+        finally:
+            self._group = group_of_job
+
+    DAG._check_groups = check_groups_once
+
+
+def group_readiness_once_per_update():
+    """DAG.update_ready asks DAG._ready about each job twice (once for a debug message), and
+    once more about each job of a group that may start. For a job in a group, _ready compares,
+    for every job of the group, the group of each of its dependencies with the group (GroupJob
+    equality compares their sets of jobs): cubic in the group's size over a group, a sixth of a
+    dry run with the slurm-gpu profile's groups of 80 and 120 jobs. Its answer (whether no job of
+    the group still waits on a job outside it) is the same for all jobs of a group, so within one
+    update_ready it is now worked out once per group."""
+    from snakemake.dag import DAG
+
+    update_ready, ready = DAG.update_ready, DAG._ready
+
+    def update_ready_per_group(self, jobs=None):
+        group_ready = {}
+
+        def job_ready(job):
+            group = self._group.get(job)
+            if group is None:
+                return ready(self, job)
+            if id(group) not in group_ready:
+                group_ready[id(group)] = ready(self, job)
+            return group_ready[id(group)]
+
+        self._ready = job_ready
+        try:
+            return update_ready(self, jobs)
+        finally:
+            del self._ready
+
+    DAG.update_ready = update_ready_per_group
+
+
+patch_snakemake(remember_function_params)
+patch_snakemake(format_shell_command_once)
+patch_snakemake(input_sizes_on_the_workflow_loop)
+patch_snakemake(check_each_group_once)
+patch_snakemake(group_readiness_once_per_update)
