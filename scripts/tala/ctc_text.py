@@ -80,10 +80,8 @@ class CtcVocabulary:
 
     @cached_property
     def letters(self) -> set[str]:
-        """The tokens that spell text: neither the blank, nor special, nor the delimiter, nor blank space."""
-        skip = {self.blank_id, *self.ignore_ids}
-        return {t for i, t in enumerate(self.tokens)
-                if i not in skip and t != self.word_delimiter and not _is_special(t) and t.strip()}
+        """The characters the model can emit (:func:`letters_of`): what a text must be spelled with."""
+        return letters_of(self.tokens, self.word_delimiter)
 
     @cached_property
     def _text_of_id(self) -> list[str]:
@@ -122,6 +120,12 @@ class CtcVocabulary:
         if delimiter not in tokens:
             raise InputError(path, f"the vocabulary has no word delimiter ({delimiter!r})")
         return cls(list(tokens), blank_id, delimiter)
+
+
+def letters_of(tokens: Sequence[str], word_delimiter: str | None = WORD_DELIMITER) -> set[str]:
+    """The characters a CTC model can emit: its single-character tokens but the word delimiter
+    (special tokens such as ``<pad>`` and ``<unk>`` are longer)."""
+    return {token for token in tokens if len(token) == 1 and token != word_delimiter}
 
 
 def read_model_vocabulary(folder: str | Path, language: str | None = None, blank: str = BLANK,

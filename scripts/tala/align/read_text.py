@@ -70,6 +70,7 @@ from docx.text.paragraph import Paragraph as DocxParagraph
 from lxml import etree
 
 import tala
+from tala.ctc_text import letters_of
 from tala.errors import InputError, run_cli
 from tala.hub import model_vocabulary
 from tala.fileio import write_json_atomic
@@ -1007,10 +1008,8 @@ def read_verses(docx_path: str | Path, skip_styles: Sequence[str] = SKIP_STYLES,
 
 
 def vocabulary_letters(vocabulary: Sequence[str], word_delimiter: str = WORD_DELIMITER) -> set[str]:
-    """The characters the model can emit: single-character tokens, less special tokens
-    ("<pad>", "<unk>", ...) and the word delimiter."""
-    return {token for token in vocabulary
-            if len(token) == 1 and token != word_delimiter and not re.fullmatch(r"<.*>", token)}
+    """The characters the model can emit (:func:`tala.ctc_text.letters_of`)."""
+    return letters_of(vocabulary, word_delimiter)
 
 
 def vocabulary_okina(letters: set[str]) -> str | None:

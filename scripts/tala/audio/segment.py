@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tala.audio_io import power_to_db, read_frame_levels_db
+from tala.audio_io import LEVEL_FRAME_S, LEVEL_HOP_S, power_to_db, read_frame_levels_db
 from tala.errors import run_cli
 from tala.fileio import write_text_atomic
 
@@ -40,8 +40,8 @@ THRESHOLD_DB = -40.0
 MIN_SILENCE_S = 0.5
 MIN_SPAN_S = 2.0
 MAX_SPAN_S = 120.0
-FRAME_S = 0.010  # short enough to see a 10 ms gap, long enough to average over a 100 Hz period
-HOP_S = 0.001  # sets the edge precision
+FRAME_S = LEVEL_FRAME_S  # 10 ms: short enough to see a 10 ms gap, long enough to average over a 100 Hz period
+HOP_S = LEVEL_HOP_S  # 1 ms: sets the edge precision
 # A long span is cut at the centre of its quietest window of this length: longer than the closure
 # of a stop consonant (50-100 ms), so cuts fall between words, not inside them.
 CUT_WINDOW_S = 0.2
