@@ -368,6 +368,10 @@ def test_word_and_verse_spans_from_a_path():
     assert spans.verse_start.tolist() == [1, 7] and spans.verse_end.tolist() == [4, 10]  # ends at the delimiter
     assert spans.word_start.tolist() == [1, 7, 9] and spans.word_end.tolist() == [4, 8, 10]
     assert [s[:2] for s in spans.star] == [(0, 1), (6, 7)] and [s[2] for s in spans.star] == [-1, 0]
+    # letters run from their first frame to the next token's: a b of "ab" tile the word, then b, a
+    letters = spans.letter_start >= 0
+    assert targets.tokens[letters].tolist() == [2, 3, 3, 2]
+    assert spans.letter_start[letters].tolist() == [1, 3, 7, 9] and spans.letter_end[letters].tolist() == [3, 4, 8, 10]
 
 
 # --- the demo corpus --------------------------------------------------------------------------

@@ -49,7 +49,9 @@ Output (``OUT.json``): status "ok", recording, audio, method, frame_s, duration_
 start, end, text, normalized, score = mean log-probability per frame of the verse's letters and
 word delimiters on the path, cer and greedy = the argmax transcript of the verse's frames), words
 (word, verse, start, end, score), star (spans of 0.1 s or more given to ``<star>``, with the verse
-they follow), summary (verses, mean_score, chapter_cer, verse_cer = all verses' greedy CER
+they follow), letters (method "ctc": ``[letter, start, end]`` of every letter of the text on the forced
+path, unrefined: from the letter's first frame to the next token's, so a word's letters tile it; the
+units stage scores acoustic units against them), summary (verses, mean_score, chapter_cer, verse_cer = all verses' greedy CER
 together, star_s), text_warnings (read_text's warnings about the DOCX) and settings. No wall times:
 two runs give the same bytes (the time goes to the log).
 """
@@ -274,6 +276,24 @@ class Spans:
     word_end: np.ndarray
     word_score: np.ndarray
     star: list[tuple[int, int, int]]  # (start, end, index of the verse before or -1)
+    letter_start: np.ndarray  # per token (letters only; -1 for delimiters, stars, skipped tokens)
+    letter_end: np.ndarray
+
+
+def letter_spans(tok_start: np.ndarray, targets: Targets) -> tuple[np.ndarray, np.ndarray]:
+    """Frame spans ``[start, end)`` of each letter token on the path: from its first frame to the
+    first frame of the next token (the blanks after a letter's spike are still that letter: the
+    spans of a word's letters tile the word). -1 for delimiters, stars and skipped tokens."""
+    start = np.full(len(tok_start), -1, np.int64)
+    end = np.full(len(tok_start), -1, np.int64)
+    placed = np.flatnonzero(tok_start >= 0)
+    letters = placed[targets.word[placed] >= 0]
+    # The token after a letter is a letter or the delimiter that ends its word: never skipped.
+    nxt = np.searchsorted(placed, letters, side="right")
+    ok = nxt < len(placed)
+    start[letters[ok]] = tok_start[letters[ok]]
+    end[letters[ok]] = tok_start[placed[nxt[ok]]]
+    return start, end
 
 
 def spans_from_path(path: np.ndarray, frame_log_probs: np.ndarray, targets: Targets, num_verses: int) -> Spans:
@@ -313,7 +333,8 @@ def spans_from_path(path: np.ndarray, frame_log_probs: np.ndarray, targets: Targ
     for j in np.flatnonzero(targets.is_star & (tok_start >= 0)):
         before = targets.verse[:j][targets.verse[:j] >= 0]
         star.append((int(tok_start[j]), int(tok_end[j]), int(before[-1]) if len(before) else -1))
-    return Spans(verse_start, verse_end, verse_score, word_start, word_end, word_score, star)
+    letter_start, letter_end = letter_spans(tok_start, targets)
+    return Spans(verse_start, verse_end, verse_score, word_start, word_end, word_score, star, letter_start, letter_end)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,6 +434,8 @@ class Placement:
     word_score: np.ndarray
     star_all: list[tuple[float, float, int]]  # (start, end, index of the verse before or -1)
     star: list[tuple[float, float, int]]  # those of at least STAR_MIN_S, reported
+    # (letter, start, end) of every letter on the forced path, in order (method "ctc" only)
+    letters: list[tuple[str, float, float]] | None = None
 
 
 def align_chapter(asr_path: str | Path, emissions_path: str | Path, text_path: str | Path, *,
@@ -489,6 +512,8 @@ def align_verses(emissions: np.ndarray, vocabulary: CtcVocabulary, verses: list[
                   for i, (v, word) in enumerate(targets.words)],
         "star": [{"start": round(a, 3), "end": round(b, 3), "after_verse": verses[v].number if v >= 0 else None}
                  for a, b, v in placement.star],
+        **({"letters": [[letter, round(float(a), 3), round(float(b), 3)] for letter, a, b in placement.letters]}
+           if placement.letters is not None else {}),
         "summary": {"verses": len(verses_out), "mean_score": round(float(np.mean(scores)), 4) if scores else None,
                     "chapter_cer": round(chapter_cer, 4), "verse_cer": round(verse_cer, 4),
                     "star_s": round(sum(b - a for a, b, _ in placement.star), 3)},
@@ -528,7 +553,9 @@ def place_by_ctc(emissions: np.ndarray, targets: Targets, vocabulary: CtcVocabul
         verse_end=np.where(spans.verse_end >= 0, spans.verse_end * frame_s, np.nan),
         verse_score=spans.verse_score, word_start=spans.word_start * frame_s, word_end=spans.word_end * frame_s,
         word_score=spans.word_score, star_all=star_all,
-        star=[(a, b, v) for a, b, v in star_all if b - a >= STAR_MIN_S - 1e-9])
+        star=[(a, b, v) for a, b, v in star_all if b - a >= STAR_MIN_S - 1e-9],
+        letters=[(vocabulary.tokens[targets.tokens[j]], spans.letter_start[j] * frame_s, spans.letter_end[j] * frame_s)
+                 for j in np.flatnonzero(spans.letter_start >= 0)])
     return placement, band
 
 
