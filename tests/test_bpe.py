@@ -187,3 +187,16 @@ def test_help_exits_zero(capsys):
         tb.main(["--help"])
     assert exit_info.value.code == 0
     assert "--vocab-size" in capsys.readouterr().out
+
+
+def test_public_functions_without_files():
+    lines = [tb.units_to_text([0, 1, 2, 3, 4, 0, 1, 2])] * 5
+    model, reached = tb.train(lines, 8)
+    assert reached == 8
+    assert tb.vocab_text(model).splitlines()[1].split("\t")[0] == "0 1"
+    # Units the model never saw (7, 8, 9) are skipped, whatever their run length.
+    segment = tb.Segment("X", [0, 1, 7, 8, 2, 9, 0, 1], [0.02 * i for i in range(8)], [1] * 8)
+    found = tb.analyze(model, [segment], top=5)
+    assert found["units"] == 8 and found["segments"] == 1
+    assert [(m["piece"], m["count"]) for m in found["top_motifs"]] == [("0 1", 2)]
+    assert found["top_motifs"][0]["listen"] == {"recording": "X", "start": 0.0, "end": 0.04}

@@ -326,6 +326,7 @@ def analyze(model: bytes, segments: Iterable[Segment], letters: dict[str, list[t
     motifs: dict[int, _Motif] = {}
     n_segments = n_units = n_frames = 0
     current, lookup = None, None
+    ids: dict[str, int] = {}
     for segment in segments:
         n_segments += 1
         n_units += len(segment.units)
@@ -338,12 +339,15 @@ def analyze(model: bytes, segments: Iterable[Segment], letters: dict[str, list[t
             lookup = _Letters(spans) if spans else None
         text = units_to_text(segment.units)
         position = 0
-        for piece_id in sp.encode(text):
-            length = len(sp.id_to_piece(piece_id))
+        # As surface strings: a run of units unknown to the model is one <unk> of several characters.
+        for piece in sp.encode(text, out_type=str):
+            first, position = position, position + len(piece)
+            if len(piece) < 2:
+                continue
+            piece_id = ids.get(piece)
+            if piece_id is None:
+                piece_id = ids[piece] = sp.piece_to_id(piece)
             if sp.is_unknown(piece_id):
-                length = 1  # <unk> stands for one character (a unit absent from training)
-            first, position = position, position + length
-            if length < 2 or sp.is_unknown(piece_id):
                 continue
             last = position - 1
             frames = sum(segment.frames[first:position])
