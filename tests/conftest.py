@@ -99,6 +99,7 @@ def demo_config(workdir: Path) -> Path:
         for key in ("audio_dir", "text_dir", "truth_dir"):
             lang[key] = str(REPO / lang[key])
     config["transcribe"]["model"] = str(REPO / config["transcribe"]["model"])
+    config["units"]["model"] = str(REPO / config["units"]["model"])
     path = workdir / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

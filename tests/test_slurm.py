@@ -36,6 +36,13 @@ RUN_TIMEOUT_S = 900
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
 
 
+GPU_RULES = ("transcribe_audio", "fit_kmeans", "quantize_units")  # `resources: gpu=1`
+
+
+def is_gpu_job(slurm_log: str) -> bool:
+    return any(f"/rule_{rule}/" in slurm_log for rule in GPU_RULES)
+
+
 def user_profile(folder: Path, cpu_partition: str, gpu_partition: str) -> Path:
     """profiles/slurm-gpu with only the lines its header says to edit changed, as a user would."""
     text = PROFILE.read_text()
@@ -195,7 +202,7 @@ def test_jobs_go_through_sbatch_in_the_right_partition(cluster, slurm_run):
     records = cluster.completed_jobs()
     for job_id, slurm_log in jobs.items():
         assert job_id in records, f"Slurm has no record of job {job_id} ({slurm_log})"
-        want = GPU_PARTITION if "/rule_transcribe_audio/" in slurm_log else CPU_PARTITION
+        want = GPU_PARTITION if is_gpu_job(slurm_log) else CPU_PARTITION
         assert records[job_id]["Partition"] == want, (slurm_log, records[job_id])
     # The small per-recording CPU steps ran as group jobs, not one Slurm job each.
     folders = {Path(p).parent.name for p in jobs.values()} | {Path(p).parent.parent.name for p in jobs.values()}
@@ -206,8 +213,8 @@ def test_jobs_go_through_sbatch_in_the_right_partition(cluster, slurm_run):
 def test_gpu_rules_get_a_gpu_and_cpu_rules_none(cluster, slurm_run):
     env = cluster.task_env()
     jobs = submitted(slurm_run["logs"])
-    gpu_jobs = [j for j, p in jobs.items() if "/rule_transcribe_audio/" in p]
-    cpu_jobs = [j for j, p in jobs.items() if "/rule_transcribe_audio/" not in p]
+    gpu_jobs = [j for j, p in jobs.items() if is_gpu_job(p)]
+    cpu_jobs = [j for j, p in jobs.items() if not is_gpu_job(p)]
     assert gpu_jobs and cpu_jobs
     finished = {j for j, record in cluster.completed_jobs().items() if record["JobState"] == "COMPLETED"}
     for job_id in gpu_jobs:

@@ -285,7 +285,9 @@ def _language_config(path: Path, lang: str, audio: Path, text: Path | None = Non
     """A user's config for one language of their own, transcribed with the demo model."""
     language = {"audio_dir": str(audio), "mms_lang": mms_lang, **({"text_dir": str(text)} if text else {})}
     path.write_text(yaml.safe_dump({"languages": {lang: language},
-                                    "transcribe": {"model": str(REPO / "resources" / "demo" / "model")}}))
+                                    "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
+                                    "units": {"model": str(REPO / "resources" / "demo" / "model"), "layer": 3,
+                                              "k": 20}}))
     return path
 
 

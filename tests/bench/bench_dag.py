@@ -62,6 +62,7 @@ def make_corpus(root: Path, n_languages: int) -> Path:
         "run_languages": list(languages),
         "languages": languages,
         "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
+        "units": {"model": str(REPO / "resources" / "demo" / "model"), "layer": 3},
     }
     path = root / "bench.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -122,7 +122,8 @@ def asr_model_input(wildcards):
 
 
 def hub_models():
-    """{folder name: (hub id, adapters)} for every hub model the selected languages use."""
+    """{folder name: (hub id, adapters)} for every hub model the selected languages use: the
+    transcription model with each language's adapter, and the units' feature model."""
     models = {}
     for lang in LANGUAGES:
         model = asr_model(lang)
@@ -132,7 +133,28 @@ def hub_models():
                 or config["languages"][lang]["mms_lang"]
             )
             models.setdefault(hub_folder_name(model), (model, set()))[1].add(adapter)
+        model = units_model(lang)
+        if not Path(model).is_dir():
+            models.setdefault(hub_folder_name(model), (model, set()))
     return models
+
+
+def units_model(lang):
+    return settings(config, lang, "units")["model"]
+
+
+def units_model_input(wildcards):
+    """The units' feature model: its config.json, or download_models' marker for a hub id."""
+    model = units_model(wildcards.lang)
+    if Path(model).is_dir():
+        return str(Path(model) / "config.json")
+    return f"{config['models_dir']}/{hub_folder_name(model)}/.complete"
+
+
+def shared_centroids(wildcards):
+    """units.kmeans: existing centroids to use instead of fitting (an input when set)."""
+    path = settings(config, wildcards.lang, "units")["kmeans"]
+    return [path] if path else []
 
 
 # --------------------------------------------------------------------------- inspected chapters

@@ -500,9 +500,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="collapse consecutive repeated units first, unless the corpus is already "
                              "deduplicated (default: %(default)s)")
     parser.add_argument("--k", type=int, default=K, help=f"number of unit ids, at most {MAX_UNITS} (default: %(default)s)")
+    parser.add_argument("--kmeans", default=None, metavar="JSON",
+                        help="fit_kmeans' kmeans.json: k is read from it (instead of --k)")
     parser.add_argument("--top", type=int, default=TOP, help="motifs described (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=SEED, help="SentencePiece's random seed (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.kmeans is not None:
+        try:
+            args.k = int(read_json_object(args.kmeans)["k"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(args.kmeans, "no number 'k' in it: not a fit_kmeans kmeans.json") from None
     if not 1 <= args.k <= MAX_UNITS:
         parser.error(f"--k must be in 1..{MAX_UNITS}")
     if args.vocab_size < 1 or args.top < 0:
