@@ -217,6 +217,42 @@ def test_demo_dataset_splits_clips_and_card(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_units_motifs_and_their_scores(demo_run):
+    import sentencepiece
+
+    workdir, _ = demo_run
+    for lang, files in demo_recordings().items():
+        units_dir, bpe_dir = workdir / "results" / lang / "units", workdir / "results" / lang / "bpe"
+        kmeans = json.loads((units_dir / "kmeans.json").read_text())
+        centroids = np.load(units_dir / "kmeans.npy", allow_pickle=False)
+        assert centroids.dtype == np.float32 and centroids.shape == (kmeans["k"], kmeans["dim"]) == (100, 192)
+        for src in files:
+            record = json.loads((units_dir / f"{src.stem}.json").read_text())
+            assert record["segments"] and record["frame_s"] == 0.02
+        lines = (units_dir / "all_units_for_bpe.txt").read_text().splitlines()
+        timestamped = [json.loads(line) for line in (units_dir / "corpus_timestamped.jsonl").read_text().splitlines()]
+        assert len(lines) == len(timestamped) > 0
+        assert lines[0] == " ".join(map(str, timestamped[0]["units"]))
+        # bpe.model loads in SentencePiece and encodes a line of the units, one code point per unit.
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(bpe_dir / "bpe.model"))
+        motifs = json.loads((bpe_dir / "motif_analysis.json").read_text())
+        offset = motifs["unit_offset"]
+        units = [int(u) for u in lines[0].split()]
+        deduped = [u for i, u in enumerate(units) if i == 0 or u != units[i - 1]]
+        pieces = sp.encode("".join(chr(offset + u) for u in deduped), out_type=str)
+        assert 0 < len(pieces) < len(deduped) and "".join(pieces) == "".join(chr(offset + u) for u in deduped)
+        assert sp.get_piece_size() == motifs["vocab_size"] and motifs["top_motifs"][0]["length"] >= 2
+        assert any(m["letters"] for m in motifs["top_motifs"]), "letters of the alignment under the motifs"
+        scores = json.loads((workdir / "results" / lang / "report" / "units.json").read_text())
+        model, mfcc = scores["model_units"], scores["mfcc_units"]
+        assert scores["recordings_scored"] == len(files) and model["frames"] > 5000
+        # The model's layer explains more of the letters than MFCCs clustered the same way.
+        assert model["pnmi"] > mfcc["pnmi"] > 0.2 and model["letter_purity"] > mfcc["letter_purity"]
+        assert model["units_used"] >= 90
+        assert "PNMI" in (workdir / "results" / lang / "report" / "units.html").read_text()
+
+
+@pytest.mark.slow
 def test_demo_dataset_loads_in_hugging_face_datasets(demo_run, monkeypatch):
     datasets = pytest.importorskip("datasets")
     workdir, _ = demo_run

@@ -1,7 +1,7 @@
 """tala: read scripture audio + official texts -> aligned ASR datasets, units and models.
 
 The package mirrors the workflow: one subpackage per ``workflow/rules/<stage>.smk`` (``tala.audio``,
-``tala.asr``, ``tala.align``, ``tala.dataset``, ``tala.inspect``, ``tala.report``, ``tala.finetune``)
+``tala.asr``, ``tala.align``, ``tala.dataset``, ``tala.units``, ``tala.inspect``, ``tala.report``, ``tala.finetune``)
 holding that stage's steps, each a module of pure functions plus a thin ``main()``
 (``python -m tala.<stage>.<step> --help``); the demo's recipes in ``tala.demo``; the shared core at the
 top (``fileio``, ``errors``, ``device``, ``config``, ``hub``, ``audio_io``, ``training``, ``ctc_text``,
