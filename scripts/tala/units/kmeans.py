@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 STATE_VERSION = 1
 REASSIGNMENT_RATIO = 0.01  # as scikit-learn's MiniBatchKMeans
-NEAREST_BLOCK = 16_384  # rows per matmul in nearest(): a 16,384 x k float32 distance block
+NEAREST_BLOCK = 2_048  # rows per matmul in nearest(): the block stays in cache for its norms
 
 
 class KMeansError(ValueError):
