@@ -27,7 +27,7 @@ from tala.errors import InputError, run_cli
 from tala.fileio import write_json_atomic
 from tala.units.features import FRAME_S, FeatureModel, Segment, log, read_segments, segment_features
 from tala.units.fit_kmeans import load_centroids
-from tala.units.kmeans import nearest
+from tala.units.kmeans import assign
 
 
 def quantize_segments(model: FeatureModel, wav: str | Path, segments: list[Segment],
@@ -35,7 +35,7 @@ def quantize_segments(model: FeatureModel, wav: str | Path, segments: list[Segme
     """``{"start", "end", "units"}`` of each segment (units: nearest centroid of each frame)."""
     out = []
     for segment, features in segment_features(model, wav, segments):
-        labels, _ = nearest(features, centroids)
+        labels = assign(features, centroids)
         out.append({"start": round(segment.start, 3), "end": round(segment.end, 3),
                     "units": [int(u) for u in labels]})
     return out

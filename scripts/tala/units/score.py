@@ -39,7 +39,7 @@ from tala.errors import InputError, run_cli
 from tala.fileio import read_json_object, write_json_atomic, write_text_atomic
 from tala.units.features import Segment, log, open_wav, read_segment_audio, read_segments
 from tala.units.fit_kmeans import sample_segments
-from tala.units.kmeans import KMeansError, StreamingKMeans, nearest
+from tala.units.kmeans import KMeansError, StreamingKMeans, assign
 from tala.units.mfcc import mfcc_frames
 from tala.units.quality import UnitLetterCounts, UnitStatistics
 
@@ -103,7 +103,7 @@ def score(units_files: list[Path], aligned_files: list[Path], wavs: dict[str, Pa
                 units = np.asarray(segment["units"], np.int64)
                 model_stats.add(units)
                 features = mfcc_frames(read_segment_audio(handle, Segment(recording, segment["start"], segment["end"])))
-                mfcc_units = nearest(features, centroids)[0].astype(np.int64) if len(features) else units[:0]
+                mfcc_units = assign(features, centroids).astype(np.int64) if len(features) else units[:0]
                 if len(mfcc_units) != len(units):
                     raise InputError(path, f"segment at {segment['start']} s has {len(units)} units but "
                                            f"{len(mfcc_units)} frames of audio: units from another audio file?")
