@@ -208,7 +208,7 @@ def main() -> int:
     rows += fit_row("partial_fit per 10k batch", sk_b)
     q = results["quantize"]
     q_ratio = q["assign_fps"] / q["predict_fps"]
-    rows.append(("quantize frames/s", f"{q["assign_fps"]:,.0f}", f"{q['predict_fps']:,.0f}", f"{q_ratio:.2f}x",
+    rows.append(("quantize frames/s", f"{q['assign_fps']:,.0f}", f"{q['predict_fps']:,.0f}", f"{q_ratio:.2f}x",
                  f">= {GOAL_PREDICT:.0f}x", "ok" if q_ratio >= GOAL_PREDICT else "MISSED"))  # fmt: skip
     if all("peak_rss_mb" in r for r in rss.values()):
         growth = rss["10 h"]["peak_rss_mb"] - rss["1 h"]["peak_rss_mb"]
