@@ -245,7 +245,8 @@ def test_demo_units_motifs_and_their_scores(demo_run):
         assert any(m["letters"] for m in motifs["top_motifs"]), "letters of the alignment under the motifs"
         scores = json.loads((workdir / "results" / lang / "report" / "units.json").read_text())
         model, mfcc = scores["model_units"], scores["mfcc_units"]
-        assert scores["recordings_scored"] == len(files) and model["frames"] > 5000
+        assert scores["recordings_scored"] == len(files) and 5000 < model["letter_frames"] < model["frames"]
+        assert scores["frames_scored"] == model["letter_frames"] == mfcc["letter_frames"]
         # The model's layer explains more of the letters than MFCCs clustered the same way.
         assert model["pnmi"] > mfcc["pnmi"] > 0.2 and model["letter_purity"] > mfcc["letter_purity"]
         assert model["units_used"] >= 90

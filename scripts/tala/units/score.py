@@ -21,7 +21,7 @@ drawn as fit_kmeans draws them), computed here on the fly. Also for both: how ma
 occur, the entropy of the unit distribution and the mean run length.
 
 Outputs: ``OUT.json`` (language, k, model, layer, ``model_units`` and ``mfcc_units`` each with the
-scores and statistics, ``pnmi_ratio`` = model PNMI / MFCC PNMI, recordings and frames scored, the
+scores (``letter_frames``: the frames scored) and statistics (``frames``: all unit frames), ``pnmi_ratio`` = model PNMI / MFCC PNMI, recordings and frames scored, the
 top motifs of ``--motifs``) and ``OUT.html``, the same as tables. Deterministic.
 """
 
@@ -113,8 +113,8 @@ def score(units_files: list[Path], aligned_files: list[Path], wavs: dict[str, Pa
                     mfcc_counts.add_spans(spans, segment["start"], mfcc_units)
         if spans:
             scored.append(recording)
-    model_scores = {**model_counts.scores(), **model_stats.result()}
-    mfcc_scores = {**mfcc_counts.scores(), **mfcc_stats.result(),
+    model_scores = {**_letter_scores(model_counts), **model_stats.result()}
+    mfcc_scores = {**_letter_scores(mfcc_counts), **mfcc_stats.result(),
                    "inertia_per_frame": round(mfcc_kmeans.last_pass_inertia
                                               / max(1, mfcc_kmeans.frames_seen // max(1, mfcc_kmeans.passes_done)), 6)}
     ratio = None
@@ -122,11 +122,18 @@ def score(units_files: list[Path], aligned_files: list[Path], wavs: dict[str, Pa
         ratio = model_scores["pnmi"] / mfcc_scores["pnmi"]
     return {"language": language, "k": k, "model": info.get("model"), "layer": info.get("layer"),
             "kmeans": info.get("kmeans"), "recordings": len(units_files), "recordings_scored": len(scored),
-            "frames_scored": model_scores.get("frames", 0), "model_units": _rounded(model_scores),
+            "frames_scored": model_scores["letter_frames"], "model_units": _rounded(model_scores),
             "mfcc_units": _rounded(mfcc_scores),
             "pnmi_ratio": None if ratio is None else round(ratio, 4),
             "baseline": {"features": "MFCC 13 + deltas + delta-deltas (39), per-segment CMVN, 50 Hz",
                          "fit_hours": fit_hours, "passes": passes, "seed": seed, "segments": len(sample)}}
+
+
+def _letter_scores(counts: UnitLetterCounts) -> dict:
+    """The scores against the letters, their frame count named apart from the units' own "frames"."""
+    scores = counts.scores()
+    scores["letter_frames"] = scores.pop("frames")
+    return scores
 
 
 def _rounded(scores: dict) -> dict:
@@ -135,7 +142,8 @@ def _rounded(scores: dict) -> dict:
 
 ROWS = [("pnmi", "PNMI (I(letter; unit) / H(letter))"), ("letter_purity", "letter purity"),
         ("cluster_purity", "cluster purity"), ("units_used", "units used"), ("entropy_bits", "unit entropy (bits)"),
-        ("mean_run_ms", "mean run (ms)"), ("frames", "frames scored"), ("letters", "distinct letters")]
+        ("mean_run_ms", "mean run (ms)"), ("frames", "unit frames"), ("letter_frames", "frames with a letter (scored)"),
+        ("letters", "distinct letters")]
 
 
 def _cell(value) -> str:
