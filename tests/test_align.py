@@ -256,16 +256,28 @@ def test_text_alignment_interpolates_unheard_words_next_to_their_verse():
     assert result.start[2] == pytest.approx(1.5) and result.end[2] < 2.0  # right after "b", not across the pause
 
 
-def test_text_alignment_of_ten_thousand_words_is_fast():
+def test_text_alignment_of_ten_thousand_words_scales_linearly():
+    """A whole book's words align in time linear in their number (a banded DP, not a full matrix):
+    5x the words take well under 5^2 = 25x the time. Timed as a ratio within this run (best of 3
+    each), so a loaded machine does not fail it; the absolute speed is the bench's business."""
     rng = np.random.default_rng(0)
     vocabulary = ["".join(rng.choice(list("aeioulmnst"), int(rng.integers(1, 9)))) for _ in range(3000)]
     ref = list(rng.choice(vocabulary, 10_000))
     hyp = [w[::-1] if rng.random() < 0.05 else w for w in ref if rng.random() > 0.02]
     times = np.arange(len(hyp)) * 0.4
     text_align.align_words(ref[:20], hyp[:20], times[:20], times[:20] + 0.3)  # compile
-    started = time.perf_counter()
+
+    def best_time(n_ref: int) -> float:
+        n_hyp = int(n_ref * len(hyp) / len(ref))
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            text_align.align_words(ref[:n_ref], hyp[:n_hyp], times[:n_hyp], times[:n_hyp] + 0.3)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert best_time(10_000) < 12 * best_time(2_000)
     result = text_align.align_words(ref, hyp, times, times + 0.3)
-    assert time.perf_counter() - started < 1.0
     assert result.matched.mean() > 0.9
 
 
