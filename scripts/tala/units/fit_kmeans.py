@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         "recordings": len({s.recording for s in sample}), "frames": frames,
         "hours": round(frames * FRAME_S / 3600, 4),
         "inertia": float(kmeans.last_pass_inertia), "inertia_per_frame": round(kmeans.last_pass_inertia / max(frames, 1), 6),
-        "library": "tala.units.kmeans.StreamingKMeans (k-means++ init, mini-batch updates, faiss nearest-centroid search)",
+        "library": "tala.units.kmeans.StreamingKMeans (k-means++ init, mini-batch updates, blocked BLAS nearest-centroid search)",
         "sha256": hashlib.sha256(centroids.tobytes()).hexdigest(),
-        "tool": tala.tool("numpy", "faiss-cpu", "torch", "transformers"),
+        "tool": tala.tool("numpy", "scipy", "torch", "transformers"),
     })
     write_json_atomic(args.out_json, record)
     checkpoint.unlink(missing_ok=True)

@@ -57,7 +57,7 @@ def quantize_file(wav: str | Path, segments_tsv: str | Path, kmeans_npy: str | P
         "model": model, "layer": layer, "k": int(len(centroids)),
         "kmeans": hashlib.sha256(centroids.tobytes()).hexdigest(),
         "frames": sum(len(s["units"]) for s in quantized), "segments": quantized,
-        "tool": tala.tool("numpy", "faiss-cpu", "torch", "transformers"),
+        "tool": tala.tool("numpy", "scipy", "torch", "transformers"),
     }
     write_json_atomic(out_json, record)
     return record

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if motifs is not None:
         result["top_motifs"] = motifs.get("top_motifs", [])[:TOP_IN_HTML]
         result["bpe_vocab_size"] = motifs.get("vocab_size")
-    result["tool"] = tala.tool("numpy", "faiss-cpu")
+    result["tool"] = tala.tool("numpy", "scipy")
     write_text_atomic(args.out_html, render_html(result, motifs))
     write_json_atomic(args.out_json, result)
     m, b = result["model_units"], result["mfcc_units"]
