@@ -1,0 +1,104 @@
+"""tala.finetune.evaluate_asr on clips cut from a demo chapter at its true verse times.
+
+The demo model has a Samoan (smo) and a Portuguese (por) adapter: on Samoan speech the right
+adapter must score far better than the wrong one, so the evaluation is seen to discriminate."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from conftest import REPO, normalize_demo_text
+from tala.errors import InputError
+from tala.finetune import evaluate_asr
+
+MODEL = REPO / "resources" / "demo" / "model"
+DEMO = REPO / "resources" / "demo" / "samoan"
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    """A dataset-shaped JSONL of PSA_121's verses (16 kHz clips, normalized references)."""
+    root = tmp_path_factory.mktemp("eval")
+    truth = json.loads((DEMO / "truth" / "PSA_121.json").read_text(encoding="utf-8"))
+    audio, rate = sf.read(str(DEMO / "audio" / "PSA_121.wav"), dtype="float32")
+    audio = soxr.resample(audio, rate, 16000)
+    (root / "clips").mkdir()
+    rows = []
+    for verse in truth["verses"][:5]:
+        clip = audio[int((verse["start"] - 0.1) * 16000):int((verse["end"] + 0.1) * 16000)]
+        name = f"clips/PSA_121_{verse['number']}.wav"
+        sf.write(str(root / name), clip, 16000, subtype="PCM_16")
+        rows.append({"id": f"PSA_121_{verse['number']}", "audio": name, "text": verse["text"],
+                     "normalized": normalize_demo_text(verse["text"]), "duration": len(clip) / 16000,
+                     "recording": "PSA_121"})
+    path = root / "test.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_the_right_adapter_scores_far_better_and_outputs_are_deterministic(split, tmp_path):
+    args = ["--language", "samoan", "--split", "test", str(split), "--system", "por", str(MODEL), "por",
+            "--system", "smo", str(MODEL), "smo", "--device", "cpu"]
+    out_json, out_tsv = tmp_path / "eval.json", tmp_path / "worst.tsv"
+    assert evaluate_asr.main([str(out_json), str(out_tsv), *args]) == 0
+    result = json.loads(out_json.read_text())
+    test = result["splits"]["test"]
+    assert test["clips"] == 5 and result["systems"]["smo"] == {"model": str(MODEL), "adapter": "smo"}
+    assert test["smo"]["cer"] < 0.1 and test["por"]["cer"] > 2 * test["smo"]["cer"]
+    assert test["smo"]["wer"] >= test["smo"]["cer"] and test["smo"]["ref_chars"] > 100
+    rows = list(csv.DictReader(out_tsv.open(encoding="utf-8"), delimiter="\t"))
+    assert len(rows) == 5 and {"cer_por", "cer_smo", "reference", "hypothesis_smo"} <= set(rows[0])
+    assert [float(r["cer_smo"]) for r in rows] == sorted((float(r["cer_smo"]) for r in rows), reverse=True)
+    again = tmp_path / "again"
+    again.mkdir()
+    assert evaluate_asr.main([str(again / "eval.json"), str(again / "worst.tsv"), *args]) == 0
+    assert (again / "eval.json").read_bytes() == out_json.read_bytes()
+    assert (again / "worst.tsv").read_bytes() == out_tsv.read_bytes()
+
+
+def test_a_clip_that_cannot_be_read_names_its_line(split, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    lines = split.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[1])
+    row["audio"] = "clips/missing.wav"
+    bad.write_text(lines[0] + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    (tmp_path / "clips").symlink_to(split.parent / "clips")
+    with pytest.raises(InputError, match=r"bad.jsonl:2: cannot read the audio"):
+        evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan",
+                           "--split", "test", str(bad), "--system", "smo", str(MODEL), "smo", "--device", "cpu"])
+
+
+def test_an_empty_split_is_one_error_naming_the_language(tmp_path):
+    empty = tmp_path / "test.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match=r"samoan: no clips to evaluate"):
+        evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan",
+                           "--split", "test", str(empty), "--system", "smo", str(MODEL), "smo"])
+
+
+def test_an_adapter_the_model_lacks_lists_those_it_has(split, tmp_path):
+    from tala.hub import ModelError
+
+    with pytest.raises(ModelError, match=r"por.*smo|smo.*por"):
+        evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan",
+                           "--split", "test", str(split), "--system", "x", str(MODEL), "tvl", "--device", "cpu"])
+
+
+def test_help():
+    with pytest.raises(SystemExit) as exit_:
+        evaluate_asr.main(["--help"])
+    assert exit_.value.code == 0
+
+
+def test_references_and_hypotheses_are_normalized_the_same_way(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"audio": "a.wav", "text": "A  b", "normalized": " a   b "}) + "\n")
+    (clip,) = evaluate_asr.read_split("test", path)
+    assert clip.reference == "a b" and clip.id == "test:1"
+    assert np.isclose(clip.duration, 0.0)
