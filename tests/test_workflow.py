@@ -87,6 +87,19 @@ def test_slurm_profile_packs_40_recordings_per_group_job_on_a_rerun(tmp_path):
     assert job_counts(out)["convert_audio"] == 90
 
 
+def test_shared_centroids_go_to_fit_kmeans(tmp_path):
+    """units.kmeans: existing centroids become fit_kmeans' input and its --centroids."""
+    config = demo_config(tmp_path)
+    shared = tmp_path / "shared kmeans.npy"
+    np.save(shared, np.zeros((100, 192), np.float32))
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"units": {"kmeans": str(shared)}}))
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), str(extra), "--until", "inspect_inputs")
+    out = snakemake(tmp_path, "results/samoan/units/kmeans.npy", "-n", "-p", "--configfile", str(config),
+                    str(extra)).stdout
+    assert f"--centroids '{shared}'" in out, out[-2000:]
+
+
 def test_config_error_stops_before_any_job(tmp_path):
     config = yaml.safe_load(demo_config(tmp_path).read_text())
     config["segment"] = {"threshold_db": "loud"}

@@ -32,7 +32,7 @@ rule fit_kmeans:
         model=lambda wildcards: units_model(wildcards.lang),
         models_dir=config["models_dir"],
         centroids=lambda wildcards, input: (
-            shlex.join(["--centroids", input.centroids]) if input.centroids else ""
+            shlex.join(["--centroids", *input.centroids]) if input.centroids else ""
         ),
         options=step_options(
             "units",
