@@ -62,10 +62,13 @@ def read_letters(path: Path) -> tuple[str, list[tuple[str, float, float]]] | Non
 def fit_mfcc_kmeans(sample: list[Segment], wavs: dict[str, Path], *, k: int, passes: int, seed: int,
                     batch_frames: int, language: str) -> StreamingKMeans:
     kmeans = StreamingKMeans(k, MFCC_DIM, seed=seed, batch_frames=batch_frames)
+    by_recording: dict[str, list[Segment]] = {}
+    for segment in sample:
+        by_recording.setdefault(segment.recording, []).append(segment)
     for _ in range(passes):
-        for recording in dict.fromkeys(s.recording for s in sample):
+        for recording, segments in by_recording.items():
             with open_wav(wavs[recording]) as handle:
-                for segment in (s for s in sample if s.recording == recording):
+                for segment in segments:
                     kmeans.add(mfcc_frames(read_segment_audio(handle, segment)))
         try:
             kmeans.end_pass()
