@@ -23,9 +23,14 @@ import soundfile as sf
 from tala.demo import corpus as demo_corpus
 from tala.demo import speech
 from tala.demo.chapters import CORPUS_LANGUAGES, verse_text
+from tala.demo.text import TUVALUAN, normalize_text
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
-LANGUAGES = ("portuguese", "samoan")
+LANGUAGES = ("portuguese", "samoan", "tuvaluan")
+CHAPTERS = {"portuguese": 4, "samoan": 4, "tuvaluan": 5}
+# Tuvaluan is the language the workflow fine-tunes a new adapter on and tests on a held-out chapter:
+# each chapter's vocabulary must be its own, or the test chapter would be half memorized.
+MIN_NOVEL_WORD_SHARE = 0.50
 AUDIO_EXTENSIONS = (".mp3", ".mp4", ".wav")
 EXPECTED_FORMAT = {  # ext -> (sample rate, channels)
     ".mp3": (44_100, 2),
@@ -88,10 +93,10 @@ def docx_verses(path: Path) -> dict[int, str]:
 def test_corpus_is_present_and_small():
     assert {p.parts[-3] for p in TRUTH_FILES} == set(LANGUAGES)
     for lang in LANGUAGES:
-        assert len(list((DEMO / lang / "truth").glob("*.json"))) == 4
+        assert len(list((DEMO / lang / "truth").glob("*.json"))) == CHAPTERS[lang]
     # The corpus itself (audio, texts, truth); the demo model beside it has its own size check.
     total_bytes = sum(p.stat().st_size for lang in LANGUAGES for p in (DEMO / lang).rglob("*") if p.is_file())
-    assert total_bytes < 8_000_000
+    assert total_bytes < 14_000_000
 
 
 @pytest.mark.parametrize("audio", AUDIO_FILES, ids=lambda p: f"{p.parts[-3]}/{p.name}")
@@ -111,10 +116,12 @@ def test_truth_names_existing_files(truth_path: Path):
     assert (lang_dir / truth["text"]).is_file()
 
 
-def test_each_language_has_two_mp3_one_mp4_one_wav():
+def test_each_language_mixes_mp3_of_two_bitrates_mp4_and_wav():
     for lang in LANGUAGES:
         suffixes = sorted(p.suffix for p in (DEMO / lang / "audio").iterdir())
-        assert suffixes == [".mp3", ".mp3", ".mp4", ".wav"], lang
+        assert suffixes == [".mp3"] * (CHAPTERS[lang] - 2) + [".mp4", ".wav"], lang
+        formats = [load_truth(p)["audio_format"] for p in (DEMO / lang / "truth").glob("*.json")]
+        assert {f["bitrate"] for f in formats if f["container"] == "mp3"} == {"64k", "96k"}, lang
 
 
 @pytest.mark.parametrize("audio", AUDIO_FILES, ids=lambda p: f"{p.parts[-3]}/{p.name}")
@@ -217,6 +224,32 @@ def test_texts_use_real_spelling():
     assert "'" not in samoan and "\u2018" not in samoan and "\u2019" not in samoan
     portuguese = " ".join(v["text"] for p in DEMO.glob("portuguese/truth/*.json") for v in load_truth(p)["verses"])
     assert set("ãçéêí") <= set(portuguese)
+    tuvaluan = " ".join(v["text"] for p in DEMO.glob("tuvaluan/truth/*.json") for v in load_truth(p)["verses"])
+    assert set(normalize_text(tuvaluan, TUVALUAN.code).replace(" ", "")) <= set(TUVALUAN.alphabet)
+    assert "\u02bb" not in tuvaluan and "'" not in tuvaluan  # no okina in Tuvaluan spelling
+    assert set("āēīōū") & set(tuvaluan)
+
+
+def test_tuvaluan_chapters_are_lexically_distinct():
+    """At least half of each Tuvaluan chapter's distinct words (normalized) occur in no other chapter."""
+    words = {
+        path.stem: set(normalize_text(" ".join(v["text"] for v in load_truth(path)["verses"]), TUVALUAN.code).split())
+        for path in sorted((DEMO / "tuvaluan" / "truth").glob("*.json"))
+    }
+    assert len(words) == CHAPTERS["tuvaluan"]
+    for rec, own in words.items():
+        others = set().union(*(w for other, w in words.items() if other != rec))
+        novel = len(own - others) / len(own)
+        assert novel >= MIN_NOVEL_WORD_SHARE, f"{rec}: only {novel:.0%} of its {len(own)} words are its own"
+
+
+def test_tuvaluan_is_not_a_demo_model_language():
+    """The demo model stays as it is: Tuvaluan is a corpus language, read by a voice it never heard."""
+    from tala.demo.text import LANGUAGES as MODEL_LANGUAGES
+
+    assert TUVALUAN.code not in MODEL_LANGUAGES
+    assert CORPUS_LANGUAGES["tuvaluan"].voice == TUVALUAN.voice == "haw+f3"
+    assert all(load_truth(p)["voice"] == "haw+f3" for p in (DEMO / "tuvaluan" / "truth").glob("*.json"))
 
 
 def test_truth_texts_match_generator_sources():
@@ -258,9 +291,36 @@ def test_assemble_chapter_places_spans_and_pauses():
     assert rms_dbfs(silence) == pytest.approx(-65.0, abs=1.0)
 
 
+def test_remove_echo_undoes_a_fed_back_echo():
+    rate = speech.MASTER_RATE_HZ
+    dry = np.zeros(rate, np.float32)
+    dry[1_000:5_000] = 0.8 * np.sin(np.arange(4_000) / 3.0)
+    delay = 120 * rate // 1000
+    wet = dry.copy()
+    for n in range(delay, len(wet)):  # espeak-ng: y[n] = x[n] + amp/256 * y[n - d]
+        wet[n] += np.float32(10 / 256) * wet[n - delay]
+    np.testing.assert_allclose(speech.remove_echo(wet, 120, 10), dry, atol=1e-6)
+    # The echo tail ends the wet utterance ~0.12 s + later; the dry one ends with the tone.
+    assert speech.trim_silence(wet)[2] > 5_000 + delay
+    assert speech.trim_silence(speech.remove_echo(wet, 120, 10), end_threshold_dbfs=-50.0)[2] <= 5_000
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_synthesize_speaks_both_voices():
-    for text, voice in (("O le Atua o loʻu leoleo mamoe.", "haw"), ("No princípio era o Verbo.", "pt")):
+def test_echo_voice_utterance_ends_with_its_speech():
+    """haw+f3 echoes (120 ms, 10/256, fed back): the trimmed utterance drops the echo-only tail."""
+    assert speech.voice_echo("haw+f3") == (120, 10)
+    assert speech.voice_echo("haw") is None
+    text = "Te Salamo ivagafulu mo te tasi."
+    raw = speech.trim_silence(speech.synthesize(text, "haw+f3", 170))[0]
+    kept = speech.speak_trimmed(text, "haw+f3", 170)
+    assert 0.1 < (len(raw) - len(kept)) / speech.MASTER_RATE_HZ < 0.3  # one delay period and more
+    assert rms_dbfs(kept[-441:]) > rms_dbfs(raw[-441:]) + 20
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_synthesize_speaks_the_corpus_voices():
+    for text, voice in (("O le Atua o loʻu leoleo mamoe.", "haw"), ("No princípio era o Verbo.", "pt"),
+                        ("Ko te Aliki toku sulufaiga.", "haw+f3")):
         samples = speech.synthesize(text, voice, speed=170)
         assert samples.dtype == np.float32 and samples.ndim == 1
         _, start, end = speech.trim_silence(samples)
@@ -268,10 +328,10 @@ def test_synthesize_speaks_both_voices():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("lang", "rec"), [("samoan", "PSA_121"), ("portuguese", "RUT_001")])
+@pytest.mark.parametrize(("lang", "rec"), [("samoan", "PSA_121"), ("portuguese", "RUT_001"), ("tuvaluan", "GEN_002")])
 def test_regenerating_a_chapter_gives_the_committed_bytes(lang, rec, tmp_path):
     """With the recorded tool versions, the generator reproduces a committed chapter (WAV; AAC in
-    MP4) byte for byte: audio, DOCX, and the truth's times and texts."""
+    MP4; MP3) byte for byte: audio, DOCX, and the truth's times and texts."""
     for tool in ("espeak-ng", "ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")

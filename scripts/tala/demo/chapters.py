@@ -3,7 +3,9 @@ how the publisher's DOCX lays them out, and how each recording is stored.
 
 The Portuguese verses follow the wording of João Ferreira de Almeida's translation (the public-domain
 Revista e Corrigida), in modern spelling; the Samoan verses were written for this corpus after the
-style of the public-domain 1887 Samoan Bible (see resources/demo/README.md).
+style of the public-domain 1887 Samoan Bible; the Tuvaluan verses were written for this corpus after the
+style of a Tuvaluan Bible, each chapter on its own topic so that its words are mostly its own (see
+resources/demo/README.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from tala.demo.speech import AudioFormat
-from tala.demo.text import PORTUGUESE, SAMOAN
+from tala.demo.text import PORTUGUESE, SAMOAN, TUVALUAN
 
 FOOTNOTE_MARKER = re.compile(r"\{([^{}]+)\}")  # footnote reference in a verse source: "Deus{a} se movia"
 
@@ -301,4 +303,177 @@ SAMOAN_CHAPTERS = LanguageSource(
     ),
 )
 
-CORPUS_LANGUAGES: dict[str, LanguageSource] = {src.lang: src for src in (SAMOAN_CHAPTERS, PORTUGUESE_CHAPTERS)}
+
+TUVALUAN_CHAPTERS = LanguageSource(
+    lang=TUVALUAN.name,
+    voice=TUVALUAN.voice,
+    base_speed_wpm=170,
+    formats={
+        "GEN_002": AudioFormat("mp3", "96k"),
+        "EXO_016": AudioFormat("mp4", "48k"),
+        "PSA_091": AudioFormat("wav"),
+        "LUK_005": AudioFormat("mp3", "64k"),
+        "ACT_002": AudioFormat("mp3", "64k"),
+    },
+    chapters=(
+        ChapterSource(
+            rec="GEN_002",
+            book_title="Kenese",
+            chapter_heading="Mataupu 2",
+            spoken_heading="Te Tusi o Kenese, mataupu lua.",
+            verses=(
+                "I te aso ne faite ei te kelekele mo te vanimonimo, ne seki tupu se lakau i te vao, "
+                "me ne seki tō mai se ua.",
+                "Kae ne pupuna se vai mai te kelekele, o fakasusu te eleele.",
+                "Ne faite ne te Aliki te Atua te tagata mai te efu o te eleele, kae ne ifi ne ia "
+                "te mānava{a} o te ola ki ana isu; ne ola ei te tagata.",
+                "Ne fakatoka ne te Aliki te Atua se fatoaga i Etena i te itu ki sasae, "
+                "kae ne fakanofo ne ia i ei te tagata ne faite ne ia.",
+                "Ne fakatupu ne ia a lakau e gali kae fua lelei, mo te lakau o te ola "
+                "i te ogatotonu o te fatoaga, mo te lakau o te iloaga o te lei mo te masei.",
+                "Ne tafe mai se vaitafe mai Etena ke fakasusu te fatoaga, kae ne mavae ei ki vaitafe e fā.",
+                "Te igoa o te vaitafe muamua ko Pisona; e tafe fakataka i te fenua o Havila, "
+                "kolā e maua ei te aulo.",
+                "Ne ave ne te Aliki te Atua te tagata o fakanofo i te fatoaga o Etena, "
+                "ke galue kae ke tausi ki ei.",
+                "Ne fakamoegase ne te Atua te tagata, kae ne ave ne ia se ivi kaokao "
+                "o te tagata, o faite ei se fafine.",
+            ),
+            layout=(
+                Section("Te fatoaga i Etena"),
+                Para("Normal", (1, 2, 3)),
+                Para("Normal", (4, 5)),
+                Para("Verse", (6, 7)),
+                Section("Te fafine muamua"),
+                Para("Verse", (8, 9)),
+            ),
+            footnotes=("a 2:7 Io me: te agaga o te ola.",),
+        ),
+        ChapterSource(
+            rec="EXO_016",
+            book_title="Esoto",
+            chapter_heading="Mataupu 16",
+            spoken_heading="Te Tusi o Esoto, mataupu sefulu ono.",
+            verses=(
+                "Ne olo atu te kautama o Isalaelu mai Elimi, kae ne taunu latou ki te toafa o Sini, "
+                "i te vā o Elimi mo Sinai.",
+                "Ne muimui te fakapotopotoga kātoa ki a Mose mo Alona i te toafa.",
+                "Ne fetagisi latou, Manafai ne mamate matou i Aikupito, i tafa o ipu moa, "
+                "i te kakai ki falaoa ke makona matou.",
+                "Ne fai mai te Aliki ki a Mose, Ka fakatō ne au se falaoa mai te lagi mō koutou; "
+                "ka olo atu te kautama i aso takitasi o ao te vaegā mō te aso tenā.",
+                "I te afiafi ne ōmai a manu kolo{a} o ufiufi te nofoaga; kae i te taeao ne takoto te sau "
+                "takamilo i te nofoaga.",
+                "Kae ne mafuli aka te sau, onoono la, ne takoto i te fuga o te toafa se mea tāfoliki, "
+                "lilikiliki, pelā me se kiona.",
+                "Ne fai atu a Mose ki a latou, Ko te falaoa tenā ne tuku atu ne te Aliki mō koutou ke kai.",
+                "Ne ao ne nisi ke lasi kae ne ao ne nisi ke tokoitiiti; kae ne seai se mea ne toe "
+                "ki te tino ne lasi tena ao, kae ne seai se mea ne mativa te tino ne ao foliki.",
+                "Ne fakaigoa ne te kāiga o Isalaelu te mea tenā ko te mana; e pelā me se fatu koliana, "
+                "kae ko tena malie e pelā me se keke ne fai ki te meli.",
+            ),
+            layout=(
+                Section("Ne muimui te kautama i te toafa"),
+                Para("Normal", (1, 2, 3)),
+                Section("Te mana mo manu kolo"),
+                Para("Normal", (4, 5, 6)),
+                Para("Verse", (7, 8, 9)),
+            ),
+            footnotes=("a 16:13 Manu kolo: se vaegā manu lele e pelā me se lupe.",),
+        ),
+        ChapterSource(
+            rec="PSA_091",
+            book_title="Salamo",
+            chapter_heading="Salamo 91",
+            spoken_heading="Te Salamo ivagafulu mo te tasi.",
+            verses=(
+                "Ko te tino e api i te malu o te Mea Maluga, ka moe i lalo o te ata o te Mea Malosi.",
+                "Ka fai atu au ki te Aliki, Ko koe toku sulufaiga mo toku pā puipui, "
+                "ko toku Atua telā e fakatuanaki au ki ei.",
+                "Me ka fakasao ne ia koe mai te mailei a te tino seu lupe, mai te mageso fakamataku.",
+                "Ka puipui ne ia koe ki ona fulu, kae i lalo o ona kapakau ka malu ei koe; "
+                "ko tena fakamaoni se talipupu mo se pā.",
+                "E se fefe koe i te fakamataku o te pō, me i te ū e lele i te ao,",
+                "Me i te mageso e sāvali i te pouliuli, me i te fakamasei e fakaseai i te mālūga o te aso.",
+                "E tokoafe ka paku i tou feitu, kae e tokosefulu afe i tou lima taumatau; "
+                "kae e se pili atu ki a koe.",
+                "Ka kilokilo fua koe ki ou mata, kae ka lavea ne koe te taui o tino amio pikopiko.",
+                "Me ne fai ne koe te Aliki mo tou sulufaiga, te Mea Maluga mo tou api.",
+            ),
+            layout=(
+                Section("Te Aliki ko te sulufaiga"),
+                *(Para("Poetry", (n,)) for n in range(1, 10)),
+            ),
+            speed_offset_wpm=-15,
+        ),
+        ChapterSource(
+            rec="LUK_005",
+            book_title="Luka",
+            chapter_heading="Mataupu 5",
+            spoken_heading="Te Tala Lei ne tusi ne Luka, mataupu lima.",
+            verses=(
+                "I te aso e tasi ne tu ei Iesu i te matafaga o te vaituloto o Kenesaleta, "
+                "kae ne fakapipiki mai a tino ke fakalogo ki te muna a te Atua.",
+                "Ne kilo atu a ia ki vaka e lua i te gataifale; ne ō ki uta a tino faiika, "
+                "kae ne fufulu olotou upega.",
+                "Ne heke a ia ki te vaka o Simona, kae ne fakamolemole atu ke tuleki teitei "
+                "mai te gataifale; ne saofaki a ia o akoako a tino mai te vaka.",
+                "Kae ne oti tena akoakoga, ne fai atu a ia ki a Simona, Alo atu ki te koga loloto, "
+                "kae tiaki a otou upega ke puke ni ika.",
+                "Ne tali atu Simona, Te pule, ne galulue i te pō kātoa kae seai se ika; "
+                "kae i tau muna ka tiaki ne au a upega.",
+                "Kae ne fai ne latou penā, ne puke ne latou se fuifui ika e uke, telā ne māsae ei "
+                "olotou upega.",
+                "Ne talo atu latou ki olotou taugasoa i te suā vaka ke fesoasoani mai; "
+                "ne fakapuke a vaka e lua, telā ne kamata o goto.",
+                "Kae ne iloa ne Simona Petelo, ne punou a ia i vae o Iesu, o fai atu, Aliki, "
+                "ke fano keatea koe, me se tino agasala au.{*}",
+                "Ne fai atu Iesu ki a Simona, Sa mataku; mai te taimi nei ka puke ne koe a tino.",
+            ),
+            layout=(
+                Section("Ne kalaga ne Iesu a tino faiika"),
+                Para("Normal", (1, 2, 3)),
+                Para("Normal", (4, 5)),
+                Para("Verse", (6, 7)),
+                Para("Verse", (8, 9)),
+            ),
+            footnotes=("* 5:8 Simona Petelo: ko Simona telā ne fakaigoa ne Iesu ko Petelo.",),
+        ),
+        ChapterSource(
+            rec="ACT_002",
+            book_title="Galuega",
+            chapter_heading="Mataupu 2",
+            spoken_heading="Te Tusi o Galuega a Apositolo, mataupu lua.",
+            verses=(
+                "Kae ne oko mai te aso o te Penitekoso, ne fakatasi latou kātoa i te potu.",
+                "Ne fakafuasei ne lagona se pisaga e fakatusa ki se matagi mamafa e agi, "
+                "kae ne fakatumu ne ia te fale kātoa ne nofonofo ei latou.",
+                "Ne fakaasi mai ki a latou a alelo e fakatusa ki afi, ne mavaevae kae ne tautau "
+                "ki a latou takitokotasi.",
+                "Ne fakatumu latou kātoa ki te Agaga Tapu{a}, kae ne faipati latou i gagana kesekese, "
+                "e tusa mo te atamai ne tuku atu ne te Agaga ki a latou.",
+                "Ne nonofo i Ielusalema a Iutaia lotu, mai atufenua kātoa o te lalolagi.",
+                "Kae ne lagona te pisaga tenā, ne fakatasi mai te motu o tino, kae ne fenumiai latou, "
+                "me ne lagona ne latou takitokotasi te gagana totino e faipati ei.",
+                "Ne ofo kae ne fakaofoofo latou, o fai, A tino konei e faipati mai, "
+                "e se ne tino Kalilaia?",
+                "Kae pefea a tatou e lagona ei ne tatou takitokotasi te gagana o te atufenua "
+                "ne fanau mai ei tatou?",
+                "Ko Patia, mo Metia, mo Elamo, mo tino e nonofo i Mesopotamia, i Iutaia mo Kapatokia, "
+                "i Ponito mo Asia, i Fulukia mo Pamefulia, i Lipia mo Kuleni, mo tino asiasi mai Loma.",
+            ),
+            layout=(
+                Section("Te Agaga Tapu i te aso o te Penitekoso"),
+                Para("Normal", (1, 2, 3, 4)),
+                Section("Ne ofo te motu o tino"),
+                Para("Normal", (5, 6)),
+                Para("Verse", (7, 8, 9)),
+            ),
+            footnotes=("a 2:4 Agaga Tapu: te Agaga o te Atua.",),
+        ),
+    ),
+)
+
+CORPUS_LANGUAGES: dict[str, LanguageSource] = {
+    src.lang: src for src in (SAMOAN_CHAPTERS, PORTUGUESE_CHAPTERS, TUVALUAN_CHAPTERS)
+}

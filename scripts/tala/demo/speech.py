@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,15 @@ TRIM_THRESHOLD_DBFS = -60.0
 FADE_IN_S = 0.002
 FADE_OUT_S = 0.030
 RIGHT_CHANNEL_GAIN_DB = (-1.5, -0.5)  # stereo files: a slightly quieter right channel
+# The variants with an echo also breathe (f3: ``breath``): their dry speech can trail its last vowel
+# by up to 30 ms of aspiration noise at about -55 dBFS, which is not speech; their end is found here.
+ECHO_VOICE_END_DBFS = -50.0
 
 # espeak-ng reads a word-initial okina after another word as an opening quote and inserts a
 # ~0.15 s pause; inside a word (fa'aigoa) it correctly speaks a glottal stop, so keep those.
 _WORD_INITIAL_OKINA = re.compile(rf"(?<!\w){OKINA}")
+_ECHO_LINE = re.compile(r"^\s*echo\s+(\d+)\s+(\d+)", re.MULTILINE)
+_ESPEAK_DATA = re.compile(r"Data at:\s*(\S+)")
 _VERSION_PATTERNS = {"espeak-ng": (r"text-to-speech:\s*(\S+)", "--version"),
                      "ffmpeg": (r"ffmpeg version\s+(\S+)", "-version")}  # fmt: skip
 
@@ -96,8 +102,10 @@ def synthesize(text: str, voice: str, speed: int, pitch: int | None = None) -> n
     return samples
 
 
-def trim_silence(samples: np.ndarray, threshold_dbfs: float = TRIM_THRESHOLD_DBFS) -> tuple[np.ndarray, int, int]:
-    """Cut leading and trailing samples whose magnitude stays below ``threshold_dbfs``.
+def trim_silence(samples: np.ndarray, threshold_dbfs: float = TRIM_THRESHOLD_DBFS,
+                 end_threshold_dbfs: float | None = None) -> tuple[np.ndarray, int, int]:
+    """Cut leading and trailing samples whose magnitude stays below ``threshold_dbfs``
+    (trailing ones below ``end_threshold_dbfs`` when given).
 
     Returns the kept samples and their ``[start, end)`` indices in the input: ``start`` is the
     first sample above the threshold, ``end`` one past the last.
@@ -107,6 +115,11 @@ def trim_silence(samples: np.ndarray, threshold_dbfs: float = TRIM_THRESHOLD_DBF
     if loud.size == 0:
         raise ValueError(f"no sample above {threshold_dbfs} dBFS: nothing to keep")
     start, end = int(loud[0]), int(loud[-1]) + 1
+    if end_threshold_dbfs is not None:
+        loud_end = np.flatnonzero(np.abs(samples[start:]) > 10.0 ** (end_threshold_dbfs / 20.0))
+        if loud_end.size == 0:
+            raise ValueError(f"no sample above {end_threshold_dbfs} dBFS: nothing to keep")
+        end = start + int(loud_end[-1]) + 1
     return samples[start:end], start, end
 
 
@@ -126,10 +139,50 @@ def taper_edges(samples: np.ndarray, fade_in_s: float = FADE_IN_S, fade_out_s: f
     return out
 
 
+@cache
+def voice_echo(voice: str) -> tuple[int, int] | None:
+    """The echo of an espeak-ng voice variant (``haw+f3``): ``(delay_ms, amp)`` from the variant's
+    ``echo`` line in espeak-ng's data (``voices/!v/<variant>``), or None (plain voices, no echo line).
+
+    espeak-ng adds ``amp``/256 of its own output ``delay_ms`` earlier (fed back, so echoes of echoes
+    follow) and keeps generating for one delay period after the speech, so an echoing variant's
+    utterance ends in ~``delay_ms`` of echo alone, 28 dB (f3: ``echo 120 10``) below the speech."""
+    if "+" not in voice:
+        return None
+    variant = voice.split("+", 1)[1]
+    done = subprocess.run([require_tool("espeak-ng"), "--version"], capture_output=True, text=True)
+    found = _ESPEAK_DATA.search(done.stdout)
+    path = Path(found.group(1)) / "voices" / "!v" / variant if found else None
+    if path is None or not path.is_file():
+        raise RuntimeError(f"cannot find espeak-ng's voice variant {variant!r} (looked for {path})")
+    echo = _ECHO_LINE.search(path.read_text(encoding="utf-8", errors="replace"))
+    if echo is None or int(echo.group(1)) == 0 or int(echo.group(2)) == 0:
+        return None
+    return int(echo.group(1)), min(int(echo.group(2)), 100)
+
+
+def remove_echo(samples: np.ndarray, delay_ms: int, amp: int) -> np.ndarray:
+    """Undo espeak-ng's echo: its output is ``y[n] = x[n] + amp/256 * y[n - d]``, so the dry speech is
+    ``x[n] = y[n] - amp/256 * y[n - d]`` (exact up to 16-bit rounding)."""
+    delay = delay_ms * MASTER_RATE_HZ // 1000  # espeak-ng: (delay * samplerate) / 1000 samples
+    dry = samples.astype(np.float32, copy=True)
+    dry[delay:] -= np.float32(amp / 256.0) * samples[: len(samples) - delay]
+    return dry
+
+
 def speak_trimmed(text: str, voice: str, speed: int, pitch: int | None = None,
                   synth: Synthesizer = synthesize) -> np.ndarray:
-    """One utterance as the demo places it: synthesized alone, silence trimmed, edges tapered."""
-    return taper_edges(trim_silence(synth(text, voice, speed, pitch))[0])
+    """One utterance as the demo places it: synthesized alone, silence trimmed, edges tapered.
+
+    For a voice variant with an echo (``voice_echo``) the edges are found on the dry speech
+    (``remove_echo``), its end at ECHO_VOICE_END_DBFS: the kept samples, echo included, end where
+    the speech ends, not ~0.1 s later where the echo of its last syllable dies away."""
+    samples = synth(text, voice, speed, pitch)
+    echo = voice_echo(voice)
+    if echo is None:
+        return taper_edges(trim_silence(samples)[0])
+    _, start, end = trim_silence(remove_echo(samples, *echo), end_threshold_dbfs=ECHO_VOICE_END_DBFS)
+    return taper_edges(samples[start:end])
 
 
 def level_with_noise_floor(speech: np.ndarray, peak_dbfs: float, noise_rms_dbfs: float,
