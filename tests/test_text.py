@@ -91,7 +91,7 @@ def test_demo_chapters_give_the_truth_verses(docx_path):
 
 
 def test_demo_chapters_are_all_there():
-    assert len(DEMO_CHAPTERS) == 8
+    assert len(DEMO_CHAPTERS) == 13
 
 
 # --------------------------------------------------------------------------- normalization

@@ -203,4 +203,4 @@ def test_any_layout_gives_the_aligner_the_same_verses(tmp_path, docx_path, build
 
 
 def test_the_demo_chapters_are_all_compared():
-    assert len(DEMO_CHAPTERS) == 8
+    assert len(DEMO_CHAPTERS) == 13

@@ -520,6 +520,7 @@ def run_loop(
     on_step: Callable[[int, StepResult], None] | None = None,
     progress: bool = True,
     desc: str = "train",
+    evaluate_start: bool = False,
 ) -> tuple[dict, Evaluation | None]:
     """Train from ``position`` (:func:`new_position` or :func:`resume`'s) to ``cadence.max_steps``;
     return the final position and the final evaluation.
@@ -529,6 +530,9 @@ def run_loop(
     checkpoint every ``checkpoint_every`` steps, at the last, and (with ``stop_rule``) at each new
     best; then ``on_step(step, result)``. At the end, an evaluation of the final weights. With
     ``stop_rule``, training ends early when its patience runs out; that evaluation is the final one.
+    ``evaluate_start`` (with ``stop_rule``): a fresh run first evaluates the starting weights and
+    checkpoints them as step 0, so that they compete for the best (fine-tuning that never beats
+    the model it started from keeps it).
     """
     root = Path(root)
     position = copy.deepcopy(dict(position))
@@ -549,6 +553,11 @@ def run_loop(
         return step == cadence.max_steps or (every > 0 and step % every == 0)
 
     bar = progress_bar(cadence.max_steps, position["step"], desc, progress)
+    if evaluate_start and stop_rule is not None and evaluate is not None and position["step"] == 0 \
+            and position["stopping"]["best"] is None:
+        evaluation = run_eval(0)
+        position["stopping"] = asdict(update_stopping(stop_rule, StopState(), 0, evaluation.metrics[stop_rule.metric]))
+        save_checkpoint(root, 0, modules, states, position, cadence.keep_checkpoints, 0)
     batches = iterate_batches(batches_of_epoch, DataPosition(position["epoch"], position["batch"]))
     window_steps, window_audio, window_t0 = 0, 0.0, time.perf_counter()  # this process's, for the rates
     try:

@@ -123,7 +123,8 @@ def asr_model_input(wildcards):
 
 def hub_models():
     """{folder name: (hub id, adapters)} for every hub model the selected languages use: the
-    transcription model with each language's adapter, and the units' feature model."""
+    transcription model with each language's adapter, the units' feature model, and the model
+    fine-tuning starts from with its start adapter."""
     models = {}
     for lang in LANGUAGES:
         model = asr_model(lang)
@@ -136,7 +137,45 @@ def hub_models():
         model = units_model(lang)
         if not Path(model).is_dir():
             models.setdefault(hub_folder_name(model), (model, set()))
+        model = finetune_model(lang)
+        if not Path(model).is_dir():
+            models.setdefault(hub_folder_name(model), (model, set()))[1].add(
+                finetune_start_adapter(lang)
+            )
     return models
+
+
+def finetune_model(lang):
+    """The model fine-tuning starts from: finetune.model, else transcribe.model."""
+    return settings(config, lang, "finetune")["model"] or asr_model(lang)
+
+
+def finetune_lang(lang):
+    """The adapter fine-tuning trains: finetune.lang, else the language's mms_lang."""
+    return (
+        settings(config, lang, "finetune")["lang"]
+        or config["languages"][lang]["mms_lang"]
+    )
+
+
+def finetune_start_adapter(lang):
+    """The adapter fine-tuning starts from: finetune.start_adapter, else the language's mms_lang."""
+    return (
+        settings(config, lang, "finetune")["start_adapter"]
+        or config["languages"][lang]["mms_lang"]
+    )
+
+
+def finetune_model_input(wildcards):
+    """The starting model: its config.json, or download_models' marker for a hub id."""
+    model = finetune_model(wildcards.lang)
+    if Path(model).is_dir():
+        return str(Path(model) / "config.json")
+    return f"{config['models_dir']}/{hub_folder_name(model)}/.complete"
+
+
+# The recognizer family of each fine-tuned model (evaluate_asr --kind).
+MODEL_KINDS = {"mms_adapter": "ctc"}
 
 
 def units_model(lang):

@@ -4,7 +4,8 @@ per clip and pooled, for several systems side by side (e.g. a model "before" and
     python -m tala.finetune.evaluate_asr OUT.json OUT.tsv --language L \\
         --split test results/L/dataset/test.jsonl [--split valid results/L/dataset/valid.jsonl] \\
         --system before resources/demo/model smo --system after results/L/models/mms_adapter tvl \\
-        [--kind ctc] [--models-dir D] [--device auto] [--dtype auto]
+        [--chapters test results/L/dataset/summary.json --wavs W.wav ... --texts T.json ... \
+         --aligned A.json ...] [--html OUT.html] [--kind ctc] [--models-dir D] [--device auto] [--dtype auto]
 
 A split is one of the dataset's JSONL files (``audio`` relative to the file, ``text``, and
 ``normalized``: the text spelled with the model's letters, as the aligner normalized it). The
@@ -13,11 +14,19 @@ system's greedy transcript after :func:`tala.ctc_text.normalize_for_scoring` (si
 normalization for every system, so the numbers compare. ``--kind`` names the model family; ``ctc``
 (a ``Wav2Vec2ForCTC`` with an optional MMS language adapter, ``-`` for none) is the one built so far.
 
+``--chapters SPLIT SUMMARY`` also scores whole chapters, as the workflow transcribes them: each
+recording of that split (from the dataset's ``summary.json``) is transcribed whole, in the
+transcription step's windows, and the words between the start of its first aligned verse and the
+end of its last (the spoken heading before them is not part of the official text) are compared
+with the chapter's official text, normalized (``text/<rec>.json``). ``--wavs``, ``--texts`` and
+``--aligned`` list the language's files (matched by file stem); only the split's are read.
+
 Outputs: ``OUT.json`` — language, kind, the systems (model, adapter), and per split the number of
 clips and hours and, per system, pooled WER and CER with the edit and reference counts behind them;
 ``OUT.tsv`` — every clip, worst first (by the last system's CER, then the first's): split, id,
-recording, duration, each system's CER and transcript, and the reference. No wall times: two runs
-give the same bytes. A clip whose audio cannot be read is one error naming the JSONL line.
+recording, duration, each system's CER and transcript, and the reference; ``OUT.html`` (optional) —
+the before -> after table and the worst clips, for the report. No wall times: two runs give the
+same bytes. A clip whose audio cannot be read is one error naming the JSONL line.
 """
 
 from __future__ import annotations
@@ -113,10 +122,71 @@ class CtcRecognizer:
         self.vocabulary = ctc_vocabulary(model, processor.tokenizer, system.model)
 
     def transcribe(self, samples: np.ndarray) -> str:
+        return normalize_for_scoring(" ".join(word for word, _, _ in self.transcribe_words(samples)))
+
+    def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
+        """Words with their start and end seconds (a long recording in the transcription step's windows)."""
         from tala.asr.transcribe import transcribe_samples
 
-        text, _, _ = transcribe_samples(self.model, self.vocabulary, samples, device=self.device, dtype=self.dtype)
-        return normalize_for_scoring(text)
+        _, words, _ = transcribe_samples(self.model, self.vocabulary, samples, device=self.device, dtype=self.dtype)
+        return [(w.word, w.start, w.end) for w in words]
+
+
+@dataclass(frozen=True)
+class Chapter:
+    split: str
+    recording: str
+    wav: Path
+    reference: str
+    start: float  # the first aligned verse's start, seconds
+    end: float  # the last aligned verse's end
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"unreadable JSON: {err}") from None
+
+
+def read_chapters(split: str, summary: Path, wavs: list[Path], texts: list[Path], aligned: list[Path]) -> list[Chapter]:
+    """The recordings of ``split`` (from the dataset's summary.json) with their WAV, official
+    text and aligned verse span; a recording whose alignment was rejected is left out."""
+    info = _read_json(summary)
+    recordings = ((info.get("splits") or {}).get(split) or {}).get("recordings")
+    if recordings is None:
+        raise InputError(summary, f"no split {split!r} with recordings")
+    by_stem = {kind: {Path(p).stem: Path(p) for p in paths}
+               for kind, paths in (("wav", wavs), ("text", texts), ("aligned", aligned))}  # fmt: skip
+    chapters = []
+    for rec in recordings:
+        missing = [kind for kind, files in by_stem.items() if rec not in files]
+        if missing:
+            raise InputError(summary, f"recording {rec} of split {split}: no {' or '.join(missing)} file given")
+        verses = [v for v in _read_json(by_stem["aligned"][rec]).get("verses") or []
+                  if v.get("start") is not None and v.get("end") is not None]  # fmt: skip
+        if not verses:
+            continue
+        text = _read_json(by_stem["text"][rec])
+        reference = " ".join(v.get("normalized") or "" for v in text.get("verses") or [])
+        chapters.append(Chapter(split, rec, by_stem["wav"][rec], normalize_for_scoring(reference),
+                                min(v["start"] for v in verses), max(v["end"] for v in verses)))  # fmt: skip
+    return chapters
+
+
+def read_wav(path: Path) -> np.ndarray:
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, sf.LibsndfileError) as err:
+        raise InputError(path, f"cannot read the audio: {err}") from None
+    if rate != SAMPLE_RATE:
+        raise InputError(path, f"{rate} Hz audio, expected {SAMPLE_RATE} Hz")
+    return samples.mean(axis=1)
+
+
+def chapter_hypothesis(words: list[tuple[str, float, float]], start: float, end: float) -> str:
+    """The words whose middle lies in [start, end] (a word cut by the span's edge counts where most of it is)."""
+    return normalize_for_scoring(" ".join(w for w, a, b in words if start <= (a + b) / 2 <= end))
 
 
 def recognizer(kind: str, system: System, models_dir, device: str, dtype: str):
@@ -126,16 +196,20 @@ def recognizer(kind: str, system: System, models_dir, device: str, dtype: str):
 
 
 def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", models_dir=None, device: str = "auto",
-             dtype: str = "auto", log=None) -> tuple[dict, dict[str, list[str]]]:
-    """Pooled scores per split and system, and each system's transcripts (in clip order)."""
+             dtype: str = "auto", log=None, chapters: list[Chapter] = ()) -> tuple[dict, dict[str, list[str]]]:
+    """Pooled scores per split and system (and ``"chapters"`` when given), and each system's
+    transcripts (in clip order)."""
     hypotheses: dict[str, list[str]] = {}
+    chapter_hyps: dict[str, list[str]] = {}
     for system in systems:
         started = time.perf_counter()
         model = recognizer(kind, system, models_dir, device, dtype)
         hypotheses[system.name] = [model.transcribe(read_clip(clip)) for clip in clips]
+        chapter_hyps[system.name] = [chapter_hypothesis(model.transcribe_words(read_wav(c.wav)), c.start, c.end)
+                                     for c in chapters]  # fmt: skip
         if log is not None:
-            log(f"evaluate_asr: {system.name} ({system.model}, adapter {system.adapter or '-'}): {len(clips)} clips "
-                f"in {time.perf_counter() - started:.1f} s")
+            log(f"evaluate_asr: {system.name} ({system.model}, adapter {system.adapter or '-'}): {len(clips)} clips, "
+                f"{len(chapters)} chapters in {time.perf_counter() - started:.1f} s")
         del model
     splits = {}
     for split in dict.fromkeys(clip.split for clip in clips):
@@ -146,6 +220,17 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
             rates = error_rates(refs, [hypotheses[system.name][i] for i in index])
             splits[split][system.name] = {key: round(value, 4) if isinstance(value, float) else value
                                           for key, value in rates.items()}
+    if chapters:
+        refs = [c.reference for c in chapters]
+        entry = {"split": chapters[0].split, "recordings": [c.recording for c in chapters],
+                 "seconds": round(sum(c.end - c.start for c in chapters), 2)}  # fmt: skip
+        for system in systems:
+            rates = error_rates(refs, chapter_hyps[system.name])
+            entry[system.name] = {key: round(value, 4) if isinstance(value, float) else value
+                                  for key, value in rates.items()}
+            entry[system.name]["per_recording"] = {
+                c.recording: round(cer(c.reference, hyp), 4) for c, hyp in zip(chapters, chapter_hyps[system.name])}
+        splits["chapters"] = entry
     return splits, hypotheses
 
 
@@ -166,6 +251,42 @@ def worst_first_tsv(clips: list[Clip], systems: list[System], hypotheses: dict[s
     return out.getvalue()
 
 
+def report_html(language: str, kind: str, systems: list[System], splits: dict, tsv: str, worst: int = 10) -> str:
+    """The before -> after table (WER and CER per split, and whole chapters) and the worst clips."""
+    from html import escape
+
+    names = [s.name for s in systems]
+    head = "".join(f"<th>WER {escape(n)}</th><th>CER {escape(n)}</th>" for n in names)
+    rows = []
+    for split, result in splits.items():
+        label = f"{split} ({result.get('clips', len(result.get('recordings', [])))} "
+        label += "chapters, aligned span)" if split == "chapters" else "clips)"
+        cells = "".join(f"<td>{_pct(result[n]['wer'])}</td><td>{_pct(result[n]['cer'])}</td>" for n in names)
+        change = ""
+        if len(names) > 1 and result[names[0]]["cer"]:
+            change = f"<td>× {result[names[-1]]['cer'] / result[names[0]]['cer']:.2f}</td>"
+        rows.append(f"<tr><td>{escape(label)}</td>{cells}{change}</tr>")
+    systems_list = "".join(f"<li><b>{escape(s.name)}</b>: {escape(s.model)}, adapter {escape(s.adapter or '-')}</li>"
+                           for s in systems)  # fmt: skip
+    lines = tsv.splitlines()
+    header = lines[0].split("\t") if lines else []
+    clip_rows = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in line.split("\t")) + "</tr>"
+                        for line in lines[1:worst + 1])  # fmt: skip
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(language)}: ASR before and after fine-tuning</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:#eee}}</style></head><body>
+<h1>{escape(language)}: speech recognition before and after fine-tuning ({escape(kind)})</h1>
+<ul>{systems_list}</ul>
+<table><tr><th>held out</th>{head}{"<th>CER after / before</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
+<p>Greedy decoding, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
+transcribed whole, the words within its aligned verses against the official text.</p>
+<h2>Worst clips</h2>
+<table><tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>{clip_rows}</table>
+</body></html>
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tala.finetune.evaluate_asr", description=__doc__.splitlines()[0])
     parser.add_argument("out_json", type=Path)
@@ -175,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="a dataset split to score (repeat for several)")
     parser.add_argument("--system", nargs=3, action="append", metavar=("NAME", "MODEL", "ADAPTER"), required=True,
                         help="a recognizer: a name, its model (hub id or folder) and adapter ('-' for none); repeat")
+    parser.add_argument("--chapters", nargs=2, metavar=("SPLIT", "SUMMARY"),
+                        help="also score the whole chapters of this split (the dataset's summary.json)")
+    parser.add_argument("--wavs", nargs="*", type=Path, default=[], help="the language's 16 kHz WAVs (with --chapters)")
+    parser.add_argument("--texts", nargs="*", type=Path, default=[], help="its text/<rec>.json (with --chapters)")
+    parser.add_argument("--aligned", nargs="*", type=Path, default=[], help="its aligned/<rec>.json (with --chapters)")
+    parser.add_argument("--html", type=Path, help="also write the before -> after table as HTML")
     parser.add_argument("--kind", choices=KINDS, default="ctc")
     parser.add_argument("--models-dir", default=None)
     parser.add_argument("--device", default="auto")
@@ -186,9 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     clips = [clip for name, path in args.split for clip in read_split(name, path)]
     if not clips:
         raise InputError(args.split[0][1], f"{args.language}: no clips to evaluate in the split(s) given")
+    chapters = read_chapters(args.chapters[0], Path(args.chapters[1]), args.wavs, args.texts, args.aligned) \
+        if args.chapters else []
     splits, hypotheses = evaluate(clips, systems, kind=args.kind, models_dir=args.models_dir, device=args.device,
-                                  dtype=args.dtype, log=lambda message: print(message, file=sys.stderr, flush=True))
-    write_text_atomic(args.out_tsv, worst_first_tsv(clips, systems, hypotheses))
+                                  dtype=args.dtype, log=lambda message: print(message, file=sys.stderr, flush=True),
+                                  chapters=chapters)  # fmt: skip
+    tsv = worst_first_tsv(clips, systems, hypotheses)
+    write_text_atomic(args.out_tsv, tsv)
+    if args.html:
+        write_text_atomic(args.html, report_html(args.language, args.kind, systems, splits, tsv))
     write_json_atomic(args.out_json, {
         "language": args.language, "kind": args.kind, "reference": "normalized",
         "systems": {s.name: {"model": s.model, "adapter": s.adapter} for s in systems},
@@ -197,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, result in splits.items():
         scores = ", ".join(f"{s.name} WER {_pct(result[s.name]['wer'])} CER {_pct(result[s.name]['cer'])}"
                            for s in systems)
-        print(f"evaluate_asr: {args.language} {split} ({result['clips']} clips): {scores}", file=sys.stderr)
+        print(f"evaluate_asr: {args.language} {split}: {scores}", file=sys.stderr)
     return 0
 
 

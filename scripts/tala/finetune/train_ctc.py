@@ -60,10 +60,13 @@ from tala.ctc_text import SPECIAL_TOKENS, WORD_DELIMITER, CtcVocabulary, error_r
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
 from tala.training import (  # noqa: E402
+    CHECKPOINT_PREFIX,
     LOG_FILE,
     Cadence,
     Evaluation,
     StepResult,
+    StopRule,
+    append_log,
     autocast,
     checkpoint_root,
     duration_batches,
@@ -85,7 +88,8 @@ ADAPTER_FILE = "adapter.{}.safetensors"  # transformers' WAV2VEC2_ADAPTER_SAFE_F
 # Settings that decide which steps a run takes: a checkpoint made with other values is not resumed.
 RESUME_KEYS = ("phase", "max_steps", "learning_rate", "warmup_steps", "schedule", "min_lr_ratio",
                "weight_decay", "max_grad_norm", "batch_seconds", "max_batch_size", "max_duration_s",
-               "seed", "init_adapter", "head_init", "freeze_feature_encoder")  # fmt: skip
+               "seed", "init_adapter", "head_init", "freeze_feature_encoder", "text_field", "eval_every",
+               "patience", "min_delta", "evaluate_start")  # fmt: skip
 
 
 # %% [markdown]
@@ -112,6 +116,10 @@ class TrainSettings:
     head_init: str = "copy"
     freeze_feature_encoder: bool = False
     eval_every: int = 500
+    text_field: str = "text"  # the manifest field with the target text ("normalized" in tala's datasets)
+    patience: int = 0  # evaluations without a better validation CER before stopping; 0: never stop early
+    evaluate_start: bool = False  # the starting weights compete for the best (evaluated and saved as step 0)
+    min_delta: float = 0.0  # a better CER must beat the best by more than this
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 25
@@ -129,6 +137,8 @@ class TrainSettings:
             raise ValueError("max_steps >= 1, warmup_steps >= 0 and max_batch_size >= 1 are required")
         if self.batch_seconds <= 0 or self.max_duration_s <= 0 or self.learning_rate <= 0:
             raise ValueError("batch_seconds, max_duration_s and learning_rate must be positive")
+        if self.patience < 0 or self.min_delta < 0:
+            raise ValueError("patience and min_delta must not be negative")
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,9 @@ class Example:
     where: str  # "manifest.jsonl:12", for error messages
 
 
-def read_manifest(path: str | Path) -> list[Example]:
-    """Read a JSONL manifest; every error names the file and line (InputError)."""
+def read_manifest(path: str | Path, text_field: str = "text") -> list[Example]:
+    """Read a JSONL manifest (the target text in ``text_field``); every error names the file and
+    line (InputError)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "manifest not found" if not path.exists() else "manifest is not a file")
@@ -156,8 +167,8 @@ def read_manifest(path: str | Path) -> list[Example]:
                 raise InputError(where, f"not JSON: {err}") from None
             if not isinstance(record, dict) or not isinstance(record.get("audio"), str):
                 raise InputError(where, 'expected an object with "audio" (a path) and "text"')
-            if not isinstance(record.get("text"), str):
-                raise InputError(where, 'no "text" string')
+            if not isinstance(record.get(text_field), str):
+                raise InputError(where, f"no {text_field!r} string")
             audio = (path.parent / record["audio"]).resolve()
             if not audio.is_file():
                 raise InputError(where, f"audio file not found: {audio}")
@@ -167,7 +178,7 @@ def read_manifest(path: str | Path) -> list[Example]:
                     duration = sf.info(audio).duration
                 except (RuntimeError, sf.LibsndfileError) as err:
                     raise InputError(audio, f"unreadable audio ({where}): {err}") from None
-            examples.append(Example(audio, record["text"], float(duration), where))
+            examples.append(Example(audio, record[text_field], float(duration), where))
     if not examples:
         raise InputError(path, "manifest has no examples")
     return examples
@@ -284,12 +295,15 @@ def load_start_model(
     model: str | None = None,
     config: str | Path | None = None,
     vocab_file: str | Path | None = None,
+    start_adapter: str | None = None,
 ) -> StartModel:
     """The model to train, its processor and the language's vocabulary.
 
-    From ``model`` (a folder or hub id): the language's adapter if the model has one (unless
-    ``init_adapter``), else the default weights with a new ``lm_head`` for the language. From
-    ``config`` + ``vocab_file``: a randomly initialized model (seeded).
+    From ``model`` (a folder or hub id): the adapter ``start_adapter`` when given (another
+    language's, to start a new one from: its attention adapters, and the rows of its output layer
+    for the letters both alphabets share), else the language's adapter if the model has one
+    (unless ``init_adapter``), else the default weights with a new ``lm_head`` for the language.
+    From ``config`` + ``vocab_file``: a randomly initialized model (seeded).
     """
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor
 
@@ -346,7 +360,20 @@ def load_start_model(
     # The language whose output layer the loaded weights hold, and that layer's vocabulary.
     head_lang = default_lang if _is_nested(vocab_all) else lang
     head_vocab = old_vocab if len(old_vocab) == net.lm_head.out_features else None
-    if has_adapters and lang != head_lang and not settings.init_adapter:
+    if start_adapter is not None:
+        if not has_adapters:
+            raise InputError(source, f"start adapter {start_adapter!r}: the model has no adapter layers")
+        if start_adapter != head_lang:
+            from tala.hub import check_adapter
+
+            check_adapter(source, start_adapter, label=str(model))
+            net.load_adapter(start_adapter)
+            head_lang = start_adapter
+            head_vocab = dict(vocab_all[start_adapter]) if _is_nested(vocab_all) and start_adapter in vocab_all else None
+            if head_vocab is not None and len(head_vocab) != net.lm_head.out_features:
+                head_vocab = None
+        notes.append(f"started from the model's {start_adapter} adapter")
+    elif has_adapters and lang != head_lang and not settings.init_adapter:
         folder = Path(source)
         if not folder.is_dir() or lang in adapter_files(folder):
             try:
@@ -373,9 +400,12 @@ def set_trainable(model, settings: TrainSettings) -> list[tuple[str, torch.nn.Pa
     """Freeze what the phase keeps fixed; return the trained parameters (name, tensor), in order."""
     for param in model.parameters():
         param.requires_grad = settings.phase == "all"
-    if settings.phase == "all" and settings.freeze_feature_encoder:
+    if settings.phase != "all" or settings.freeze_feature_encoder:
+        # Also tells the CNN not to make its output require grad (transformers does so in training
+        # mode for gradient checkpointing): without it every step back-propagates through the
+        # frozen CNN to the waveform for nothing, 2-3x the step's time.
         model.freeze_feature_encoder()
-    elif settings.phase == "adapter":
+    if settings.phase == "adapter":
         for param in model._get_adapters().values():
             param.requires_grad = True
     elif settings.phase == "lm_head":
@@ -469,9 +499,13 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     progress: bool = True,
     keep_checkpoint_dir: bool = False,
+    start_adapter: str | None = None,
 ) -> TrainResult:
     """Train, checkpointing every ``settings.checkpoint_every`` steps, and write ``out`` at the end.
 
+    With validation data the output holds the weights of the best validation CER among the
+    evaluations (every ``eval_every`` steps and the last), not necessarily the last step's;
+    ``patience`` > 0 stops early after that many evaluations without a better CER.
     ``on_step(step, loss)`` is called after every optimizer step (after any checkpoint of that
     step). The checkpoint folder is removed after success unless ``keep_checkpoint_dir``.
     """
@@ -481,11 +515,11 @@ def train(
     np.random.seed(settings.seed)
     out = Path(out)
     root = checkpoint_root(out, checkpoint_dir)
-    train_examples = [e for m in train_manifests for e in read_manifest(m)]
-    valid_examples = [e for m in valid_manifests for e in read_manifest(m)]
+    train_examples = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
+    valid_examples = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
     root.mkdir(parents=True, exist_ok=True)
     start = load_start_model(lang, settings, [e.text for e in train_examples], root / "scratch", model, config,
-                             vocab_file)  # fmt: skip
+                             vocab_file, start_adapter)  # fmt: skip
     net, processor, vocab = start.model, start.processor, start.vocab
     train_labels = [encode_text(e.text, vocab, e.where, lang) for e in train_examples]
     valid_labels = [encode_text(e.text, vocab, e.where, lang) for e in valid_examples]
@@ -542,15 +576,43 @@ def train(
 
     cadence = Cadence(settings.max_steps, settings.log_every, settings.eval_every, settings.checkpoint_every,
                       settings.keep_checkpoints)  # fmt: skip
+    stop_rule = StopRule("cer", "min", settings.patience, settings.min_delta) if valid_examples else None
     position, final = run_loop(root, resumed.position, cadence, batches_of_epoch, train_step,
-                               run_eval if valid_examples else None, modules, states, on_step=after_step,
-                               progress=progress, desc=f"train {lang} ({settings.phase})")  # fmt: skip
+                               run_eval if valid_examples else None, modules, states, stop_rule=stop_rule,
+                               on_step=after_step, progress=progress, desc=f"train {lang} ({settings.phase})",
+                               evaluate_start=settings.evaluate_start)  # fmt: skip
+    if final is not None:
+        final = keep_best(root, position, final, net, run_eval)
     final_eval = None if final is None else {**final.metrics, **final.details}
     write_outputs(out, net, processor, lang, settings, start, position, final_eval, root / LOG_FILE, train_manifests,
                   valid_manifests)  # fmt: skip
     if not keep_checkpoint_dir:
         shutil.rmtree(root, ignore_errors=True)
     return TrainResult(out, position["step"], resumed.step, final_eval, position["elapsed_s"])
+
+
+def keep_best(root: Path, position: dict, final: Evaluation, model, run_eval: Callable[[int], Evaluation]) -> Evaluation:
+    """Load the best checkpoint's weights when an earlier evaluation beat the final one's CER.
+
+    The final evaluation (of the last step's weights) competes with the best of the periodic
+    ones; ``position["best"]`` records which won (step and CER) for ``training.json``.
+    """
+    from safetensors.torch import load_model
+
+    stopping = position.get("stopping") or {}
+    best, best_step = stopping.get("best"), stopping.get("best_step")
+    last = position["step"]
+    position["best"] = {"step": last, "cer": final.metrics["cer"]}
+    if best is None or best_step is None or best_step == last or not final.metrics["cer"] > best:
+        return final
+    folder = root / f"{CHECKPOINT_PREFIX}{best_step:06d}"
+    if not (folder / "model.safetensors").is_file():
+        return final
+    load_model(model, str(folder / "model.safetensors"))
+    append_log(root / LOG_FILE, {"step": last, "event": "best", "best_step": best_step, "eval_cer": best,
+                                 "final_cer": round(final.metrics["cer"], 5)})  # fmt: skip
+    position["best"] = {"step": best_step, "cer": best}
+    return run_eval(best_step)
 
 
 def write_outputs(out: Path, model, processor, lang: str, settings: TrainSettings, start: StartModel,
@@ -576,6 +638,8 @@ def write_outputs(out: Path, model, processor, lang: str, settings: TrainSetting
             "train_manifests": [str(m) for m in train_manifests],
             "valid_manifests": [str(m) for m in valid_manifests],
             "steps": position["step"],
+            "best": position.get("best"),
+            "stopped_early_at": position.get("stopped_at"),
             "epoch": position["epoch"],
             "train_audio_s_seen": round(position["audio_s"], 1),
             "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer")},
@@ -609,6 +673,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     start.add_argument("--config", type=Path, help="build from this Wav2Vec2Config JSON (random weights)")
     parser.add_argument("--vocab", type=Path, help="vocab.json (nested per language or flat), with --config")
     parser.add_argument("--lang", required=True, help="target language (adapter code, e.g. smo)")
+    parser.add_argument("--start-adapter", metavar="LANG",
+                        help="start from this language's adapter (e.g. smo for a new tvl adapter)")
+    parser.add_argument("--text-field", default=defaults.text_field,
+                        help="manifest field with the target text (tala's datasets: normalized; default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="output model folder (written at the end)")
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
     parser.add_argument("--keep-checkpoint-dir", action="store_true", help="keep checkpoints after success")
@@ -631,6 +699,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a new lm_head: copy rows of shared tokens from the old head, or random (default: %(default)s)")
     parser.add_argument("--freeze-feature-encoder", action="store_true", help="phase all: keep the CNN fixed")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps; 0: only at the end (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=defaults.patience,
+                        help="stop after this many evaluations without a better validation CER; 0: never (default: %(default)s)")
+    parser.add_argument("--min-delta", type=float, default=defaults.min_delta,
+                        help="a better CER must beat the best by more than this (default: %(default)s)")
+    parser.add_argument("--evaluate-start", action="store_true",
+                        help="evaluate the starting weights too: they are kept if training never beats them")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="default: %(default)s")
     parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="default: %(default)s")
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="default: %(default)s")
@@ -648,7 +722,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         max_duration_s=args.max_duration, seed=args.seed, init_adapter=args.init_adapter, head_init=args.head_init,
         freeze_feature_encoder=args.freeze_feature_encoder, eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
-        device=args.device,
+        device=args.device, text_field=args.text_field, patience=args.patience, min_delta=args.min_delta,
+        evaluate_start=args.evaluate_start,
     )  # fmt: skip
 
 
@@ -663,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("settings", str(err)) from None
     result = train(args.train, args.out, args.lang, settings, valid_manifests=args.valid, model=args.model,
                    config=args.config, vocab_file=args.vocab, checkpoint_dir=args.checkpoint_dir,
-                   progress=not args.no_progress, keep_checkpoint_dir=args.keep_checkpoint_dir)  # fmt: skip
+                   progress=not args.no_progress, keep_checkpoint_dir=args.keep_checkpoint_dir,
+                   start_adapter=args.start_adapter)  # fmt: skip
     cer = None if result.final_eval is None else f"{100 * result.final_eval['cer']:.2f} %"
     resumed = "" if result.resumed_from is None else f" (resumed at step {result.resumed_from})"
     print(f"{result.out}: {result.steps} steps{resumed}, {result.elapsed_s:.0f} s, valid CER {cer}", file=sys.stderr)
