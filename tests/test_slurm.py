@@ -36,7 +36,7 @@ RUN_TIMEOUT_S = 900
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
 
 
-GPU_RULES = ("transcribe_audio", "fit_kmeans", "quantize_units")  # `resources: gpu=1`
+GPU_RULES = ("transcribe_audio", "fit_kmeans", "quantize_units", "finetune_mms_adapter", "evaluate_asr")  # `resources: gpu=1`
 
 
 def is_gpu_job(slurm_log: str) -> bool:

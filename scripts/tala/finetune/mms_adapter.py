@@ -29,7 +29,7 @@ complete, at the end: the second phase's model (``save_pretrained`` files, the p
 ``adapter.<lang>.safetensors``), so that ``Wav2Vec2ForCTC.from_pretrained(out)`` +
 ``load_adapter(lang)`` loads it and ``transcribe.model: <out>`` with ``mms_lang: <lang>`` uses it;
 ``training.json`` with both phases, and ``training_log.jsonl`` (both phases' logs, each line with
-its ``phase``).
+its ``phase``, without wall times: two runs give the same bytes; the step's stderr has the speed).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
 PHASE1, PHASE2 = "phase1-lm_head", "phase2-adapter"
 INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
+TIMING_FIELDS = ("steps_per_s", "audio_s_per_s", "elapsed_s")
 TEXT_FIELD = "normalized"  # tala's datasets: the text spelled with the model's letters
 
 
@@ -84,11 +85,23 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _merge_logs(parts: list[tuple[str, Path]], target: Path) -> None:
+    """Both phases' logs in one, each line with its phase, without the wall times (so that two runs
+    give the same bytes; the step's own log has them)."""
     with target.open("w", encoding="utf-8") as out:
         for phase, log in parts:
             for line in log.read_text(encoding="utf-8").splitlines():
                 if line.strip():
-                    out.write(json.dumps({"phase": phase, **json.loads(line)}, ensure_ascii=False) + "\n")
+                    record = {k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
+                    out.write(json.dumps({"phase": phase, **record}, ensure_ascii=False) + "\n")
+
+
+def _throughput(log: Path) -> str:
+    """The phase's speed from its log's last line with one (for the step's own log)."""
+    timed = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if "steps_per_s" in line]
+    if not timed:
+        return ""
+    last = timed[-1]
+    return f"{last['elapsed_s']:.0f} s of training, {last['step'] / max(last['elapsed_s'], 1e-9):.2f} steps/s"
 
 
 def finetune(args: argparse.Namespace) -> dict:
@@ -142,6 +155,9 @@ def finetune(args: argparse.Namespace) -> dict:
         train([train_path], phase2_out, args.lang, settings2, valid_manifests=valid, model=str(phase1_out),
               checkpoint_dir=root / f"{name2}.checkpoints", progress=not args.no_progress)  # fmt: skip
     results[name2] = json.loads((phase2_out / INFO_FILE).read_text(encoding="utf-8"))
+    for name, folder in ((name1, phase1_out), (name2, phase2_out)):
+        print(f"{args.language}: {name}: {results[name]['steps']} steps, best validation CER at step "
+              f"{(results[name].get('best') or {}).get('step')}; {_throughput(folder / LOG_FILE)}", file=sys.stderr)
 
     info = {
         "generator": "tala.finetune.mms_adapter", "tala_version": tala.__version__, "language": args.language,
