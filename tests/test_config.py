@@ -41,7 +41,7 @@ def test_real_defaults_and_demo_configs_validate(repo):
     merged = copy.deepcopy(base)
     merged.update(load_yaml(repo / "config/demo.yaml"))
     config, recordings = load_workflow_config(merged, base_dir=repo)
-    assert set(recordings) == {"samoan", "portuguese"}
+    assert set(recordings) == {"samoan", "portuguese", "tuvaluan"}
     assert all(len(recs) >= 3 for recs in recordings.values())
 
 

@@ -102,3 +102,27 @@ def test_references_and_hypotheses_are_normalized_the_same_way(tmp_path):
     (clip,) = evaluate_asr.read_split("test", path)
     assert clip.reference == "a b" and clip.id == "test:1"
     assert np.isclose(clip.duration, 0.0)
+
+
+def test_a_chapter_is_scored_on_the_words_within_its_aligned_verses():
+    words = [("o", 0.5, 0.6), ("le", 0.7, 0.8), ("tusi", 1.0, 1.4), ("a", 1.5, 1.6), ("ruta", 2.9, 3.3)]
+    # The heading (before 0.9 s) and a word half past the end are left out.
+    assert evaluate_asr.chapter_hypothesis(words, 0.9, 3.0) == "tusi a"
+    assert evaluate_asr.chapter_hypothesis(words, 0.0, 9.0) == "o le tusi a ruta"
+
+
+def test_chapters_come_from_the_split_and_name_what_is_missing(tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"splits": {"test": {"recordings": ["PSA_121"]}}}), encoding="utf-8")
+    text, aligned = tmp_path / "PSA_121.json", tmp_path / "aligned" / "PSA_121.json"
+    aligned.parent.mkdir()
+    text.write_text(json.dumps({"verses": [{"normalized": "ou te tepa"}, {"normalized": "aʻe i  mauga"}]}))
+    aligned.write_text(json.dumps({"verses": [{"start": 5.0, "end": 8.5}, {"start": 9.0, "end": 12.25}]}))
+    wav = tmp_path / "PSA_121.wav"
+    (chapter,) = evaluate_asr.read_chapters("test", summary, [wav], [text], [aligned])
+    assert (chapter.recording, chapter.reference, chapter.start, chapter.end) == ("PSA_121", "ou te tepa aʻe i mauga",
+                                                                                5.0, 12.25)
+    with pytest.raises(InputError, match="recording PSA_121 of split test: no aligned file given"):
+        evaluate_asr.read_chapters("test", summary, [wav], [text], [])
+    with pytest.raises(InputError, match="no split 'valid'"):
+        evaluate_asr.read_chapters("valid", summary, [wav], [text], [aligned])
