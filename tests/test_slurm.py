@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 SLURM_SCRIPTS = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm-gpu" / "config.v8+.yaml"
 CPU_PARTITION, GPU_PARTITION = "testcpu", "testgpu"  # as tests/slurm/slurm.conf.in names them
-RUN_TIMEOUT_S = 900
+RUN_TIMEOUT_S = 1500  # the whole demo (three languages, fine-tuning) through sbatch
 # Compared byte for byte with a local run: every result of the per-recording and dataset stages
 # (the report's HTML and SVG are left out: they are figures, not data).
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
