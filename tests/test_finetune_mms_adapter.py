@@ -184,3 +184,16 @@ def test_a_training_letter_the_vocabulary_lacks_is_named_with_file_and_line(base
 def test_help():
     done = run_cli([sys.executable, "-m", "tala.finetune.mms_adapter", "--help"], timeout=60)
     assert done.returncode == 0 and "--start-adapter" in done.stdout
+
+
+def test_a_frozen_base_is_not_checkpointed(base, dataset, tmp_path):
+    """Adapter-phase checkpoints hold the adapters and lm_head only (MMS-1B: MBs, not 3.9 GB each)."""
+    settings = TrainSettings(phase="adapter", max_steps=4, learning_rate=1e-3, warmup_steps=0, batch_seconds=2.5,
+                             max_batch_size=4, seed=3, eval_every=0, checkpoint_every=2, device="cpu",
+                             text_field="normalized")  # fmt: skip
+    train([dataset["train"]], tmp_path / "out", "toy", settings, model=str(base), progress=False,
+          keep_checkpoint_dir=True)  # fmt: skip
+    (_, newest), *_ = reversed(checkpoint_dirs(tmp_path / "out.checkpoints"))
+    saved = set(load_file(str(newest / "model.safetensors")))
+    assert saved == set(load_file(str(tmp_path / "out" / "adapter.toy.safetensors")))
+    assert any(k.startswith("lm_head") for k in saved) and not any("feature_extractor" in k for k in saved)

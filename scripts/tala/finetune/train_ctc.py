@@ -414,6 +414,35 @@ def set_trainable(model, settings: TrainSettings) -> list[tuple[str, torch.nn.Pa
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 
+def set_trainable_names(model) -> dict[str, torch.nn.Parameter]:
+    """The parameters that train (after :func:`set_trainable`), by their names in ``model``."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+class TrainedTensors(torch.nn.Module):
+    """A checkpointable view of some of a model's parameters, under the model's own names: its
+    state dict holds only them, and loading one copies into them in place. What a checkpoint of a
+    phase that freezes the base holds."""
+
+    def __init__(self, named: dict[str, torch.nn.Parameter]):
+        super().__init__()
+        self._named = dict(named)  # a plain dict: nothing is registered as this module's own
+
+    def state_dict(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return {name: param.detach() for name, param in self._named.items()}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        missing = [name for name in self._named if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in self._named]
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"trained tensors: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        with torch.no_grad():
+            for name, tensor in state_dict.items():
+                if name in self._named:
+                    self._named[name].copy_(tensor)
+        return missing, unexpected
+
+
 def adapter_state_dict(model) -> dict[str, torch.Tensor]:
     """The tensors ``load_adapter`` reads from ``adapter.<lang>.safetensors``: attention adapters
     of every layer and lm_head, under transformers' own names (``_get_adapters``)."""
@@ -535,7 +564,10 @@ def train(
     scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,
                                       settings.min_lr_ratio)  # fmt: skip
     scaler = grad_scaler(device)
-    modules, states = {"model": net}, {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    # The adapter and lm_head phases checkpoint only what they train (MMS-1B: a few MB, not 3.9 GB);
+    # a resumed run rebuilds the frozen rest from the start model.
+    saved = net if settings.phase == "all" else TrainedTensors(set_trainable_names(net))
+    modules, states = {"model": saved}, {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     data_signature = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
                       "total_s": round(sum(durations), 3)}  # fmt: skip
     fresh = new_position(settings={k: getattr(settings, k) for k in RESUME_KEYS}, data=data_signature)
@@ -582,7 +614,7 @@ def train(
                                on_step=after_step, progress=progress, desc=f"train {lang} ({settings.phase})",
                                evaluate_start=settings.evaluate_start)  # fmt: skip
     if final is not None:
-        final = keep_best(root, position, final, net, run_eval)
+        final = keep_best(root, position, final, saved, run_eval)
     final_eval = None if final is None else {**final.metrics, **final.details}
     write_outputs(out, net, processor, lang, settings, start, position, final_eval, root / LOG_FILE, train_manifests,
                   valid_manifests)  # fmt: skip
