@@ -74,12 +74,18 @@ def test_a_clip_that_cannot_be_read_names_its_line(split, tmp_path):
                            "--split", "test", str(bad), "--system", "smo", str(MODEL), "smo", "--device", "cpu"])
 
 
-def test_an_empty_split_is_one_error_naming_the_language(tmp_path):
+def test_nothing_held_out_is_said_in_the_outputs_not_an_error(tmp_path, capsys):
+    """A language whose usable chapters all went to training: the evaluation says so and its run goes on."""
     empty = tmp_path / "test.jsonl"
     empty.write_text("")
-    with pytest.raises(InputError, match=r"samoan: no clips to evaluate"):
-        evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan",
-                           "--split", "test", str(empty), "--system", "smo", str(MODEL), "smo"])
+    assert evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan",
+                              "--split", "test", str(empty), "--system", "smo", str(MODEL), "smo",
+                              "--html", str(tmp_path / "e.html")]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["splits"] == {} and "samoan: nothing to evaluate" in result["note"]
+    assert (tmp_path / "e.tsv").read_text().startswith("split\tid") and len((tmp_path / "e.tsv").read_text().splitlines()) == 1
+    assert "nothing to evaluate" in (tmp_path / "e.html").read_text()
+    assert "samoan: nothing to evaluate" in capsys.readouterr().err
 
 
 def test_an_adapter_the_model_lacks_lists_those_it_has(split, tmp_path):

@@ -135,7 +135,7 @@ def test_demo_transcripts_and_emissions(demo_run):
             emissions = np.load(workdir / "results" / lang / "asr" / f"{src.stem}.emissions.npy", mmap_mode="r")
             assert emissions.dtype == np.float16
             assert emissions.shape == (asr["num_frames"], len(asr["vocabulary"]))
-            assert asr["adapter"] == {"samoan": "smo", "portuguese": "por"}[lang]
+            assert asr["adapter"] == {"samoan": "smo", "portuguese": "por", "tuvaluan": "smo"}[lang]
             assert len(asr["text"].split()) > 50, asr["text"][:200]
             assert all(w["start"] < w["end"] for w in asr["words"])
 
@@ -260,8 +260,12 @@ def test_demo_units_motifs_and_their_scores(demo_run):
         model, mfcc = scores["model_units"], scores["mfcc_units"]
         assert scores["recordings_scored"] == len(files) and 5000 < model["letter_frames"] < model["frames"]
         assert scores["frames_scored"] == model["letter_frames"] == mfcc["letter_frames"]
-        # The model's layer explains more of the letters than MFCCs clustered the same way.
-        assert model["pnmi"] > mfcc["pnmi"] > 0.2 and model["letter_purity"] > mfcc["letter_purity"]
+        # The model's layer explains more of the letters than MFCCs clustered the same way, for the
+        # voices the demo model was trained on; Tuvaluan's voice (haw+f3) it never heard, and there
+        # its units score below the MFCC ones (0.57 vs 0.62 PNMI): both are still far from chance.
+        assert mfcc["pnmi"] > 0.2 and model["pnmi"] > 0.2
+        if lang != "tuvaluan":
+            assert model["pnmi"] > mfcc["pnmi"] and model["letter_purity"] > mfcc["letter_purity"]
         assert model["units_used"] >= 90
         assert "PNMI" in (workdir / "results" / lang / "report" / "units.html").read_text()
 

@@ -251,7 +251,8 @@ def worst_first_tsv(clips: list[Clip], systems: list[System], hypotheses: dict[s
     return out.getvalue()
 
 
-def report_html(language: str, kind: str, systems: list[System], splits: dict, tsv: str, worst: int = 10) -> str:
+def report_html(language: str, kind: str, systems: list[System], splits: dict, tsv: str, worst: int = 10,
+                note: str = "") -> str:
     """The before -> after table (WER and CER per split, and whole chapters) and the worst clips."""
     from html import escape
 
@@ -278,6 +279,7 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
 td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:#eee}}</style></head><body>
 <h1>{escape(language)}: speech recognition before and after fine-tuning ({escape(kind)})</h1>
 <ul>{systems_list}</ul>
+{f"<p><b>{escape(note)}</b></p>" if note else ""}
 <table><tr><th>held out</th>{head}{"<th>CER after / before</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
 <p>Greedy decoding, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
 transcribed whole, the words within its aligned verses against the official text.</p>
@@ -311,10 +313,23 @@ def main(argv: list[str] | None = None) -> int:
     if len({s.name for s in systems}) != len(systems):
         parser.error("--system names must differ")
     clips = [clip for name, path in args.split for clip in read_split(name, path)]
-    if not clips:
-        raise InputError(args.split[0][1], f"{args.language}: no clips to evaluate in the split(s) given")
     chapters = read_chapters(args.chapters[0], Path(args.chapters[1]), args.wavs, args.texts, args.aligned) \
         if args.chapters else []
+    if not clips and not chapters:
+        # A language whose chapters all went to training (too few usable ones): nothing is held
+        # out. Said in the outputs and the log; not an error that would stop the language's run.
+        message = (f"{args.language}: nothing to evaluate: the split(s) given have no clips"
+                   f"{' and the ' + args.chapters[0] + ' split no chapter' if args.chapters else ''}")
+        print(f"evaluate_asr: {message}", file=sys.stderr)
+        write_text_atomic(args.out_tsv, worst_first_tsv([], systems, {s.name: [] for s in systems}))
+        if args.html:
+            write_text_atomic(args.html, report_html(args.language, args.kind, systems, {}, "", note=message))
+        write_json_atomic(args.out_json, {
+            "language": args.language, "kind": args.kind, "reference": "normalized",
+            "systems": {s.name: {"model": s.model, "adapter": s.adapter} for s in systems},
+            "splits": {}, "note": message, "tool": tala.tool("jiwer", "torch", "transformers"),
+        })  # fmt: skip
+        return 0
     splits, hypotheses = evaluate(clips, systems, kind=args.kind, models_dir=args.models_dir, device=args.device,
                                   dtype=args.dtype, log=lambda message: print(message, file=sys.stderr, flush=True),
                                   chapters=chapters)  # fmt: skip
