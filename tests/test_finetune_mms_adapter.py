@@ -48,11 +48,15 @@ def base(tmp_path_factory) -> Path:
     spec.mkdir()
     (spec / "config.json").write_text(json.dumps(tiny_config()), encoding="utf-8")
     (spec / "vocab.json").write_text(json.dumps({"toy": VOCAB}), encoding="utf-8")
-    torch.set_num_threads(1)
-    train([write_split(root / "data", "train", TEXTS, 0)], root / "model", "toy",
-          TrainSettings(phase="all", max_steps=40, learning_rate=1e-2, warmup_steps=4, batch_seconds=2.5,
-                        max_batch_size=4, seed=3, eval_every=0, device="cpu", text_field="normalized"),
-          config=spec / "config.json", vocab_file=spec / "vocab.json", progress=False)  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored below: later tests compare in-process results with CLIs'
+    try:
+        train([write_split(root / "data", "train", TEXTS, 0)], root / "model", "toy",
+              TrainSettings(phase="all", max_steps=40, learning_rate=1e-2, warmup_steps=4, batch_seconds=2.5,
+                            max_batch_size=4, seed=3, eval_every=0, device="cpu", text_field="normalized"),
+              config=spec / "config.json", vocab_file=spec / "vocab.json", progress=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     return root / "model"
 
 
