@@ -9,16 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, sigkill_when
 from tala.finetune.train_ctc import TrainSettings, train
 from tala.training import checkpoint_dirs
-from test_train_ctc import RATE, TEXTS, VOCAB, tiny_config, tone_speech
+from test_train_ctc import TEXTS, VOCAB, tiny_config, write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
@@ -26,18 +24,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
 
 def write_split(folder: Path, name: str, texts, seed: int) -> Path:
     """A dataset split as tala.dataset.build writes it: ``text`` as printed, ``normalized`` as trained."""
-    rng = np.random.default_rng(seed)
-    (folder / "clips").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, text in enumerate(texts):
-        audio = tone_speech(text, rng)
-        clip = folder / "clips" / f"{name}-{i}.wav"
-        sf.write(clip, audio, RATE, subtype="PCM_16")
-        rows.append({"id": f"{name}-{i}", "audio": f"clips/{clip.name}", "text": text.upper() + ".",
-                     "normalized": text, "duration": len(audio) / RATE})  # fmt: skip
-    path = folder / f"{name}.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+    return write_dataset(folder, texts, seed, name=f"{name}.jsonl", normalized=True)
 
 
 @pytest.fixture(scope="module")

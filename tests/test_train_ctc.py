@@ -67,7 +67,9 @@ def tone_speech(text: str, rng: np.random.Generator) -> np.ndarray:
     return audio + rng.normal(0, 1e-3, len(audio)).astype(np.float32)
 
 
-def write_dataset(folder: Path, texts=TEXTS, seed: int = 0, name: str = "train.jsonl") -> Path:
+def write_dataset(folder: Path, texts=TEXTS, seed: int = 0, name: str = "train.jsonl", normalized: bool = False) -> Path:
+    """Tone clips and their manifest; ``normalized``: as tala.dataset.build writes a split (``text`` as
+    printed, ``normalized`` as trained, an ``id``)."""
     rng = np.random.default_rng(seed)
     (folder / "clips").mkdir(parents=True, exist_ok=True)
     lines = []
@@ -75,7 +77,10 @@ def write_dataset(folder: Path, texts=TEXTS, seed: int = 0, name: str = "train.j
         audio = tone_speech(text, rng)
         clip = folder / "clips" / f"{Path(name).stem}-{i}.wav"
         sf.write(clip, audio, RATE, subtype="PCM_16")
-        lines.append(json.dumps({"audio": f"clips/{clip.name}", "text": text, "duration": len(audio) / RATE}))
+        row = {"audio": f"clips/{clip.name}", "text": text, "duration": len(audio) / RATE}
+        if normalized:
+            row = {"id": clip.stem, **row, "text": text.upper() + ".", "normalized": text}
+        lines.append(json.dumps(row))
     manifest = folder / name
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return manifest

@@ -106,10 +106,7 @@ def asr_model(lang):
 
 
 def asr_adapter(wildcards):
-    return (
-        settings(config, wildcards.lang, "transcribe")["adapter"]
-        or config["languages"][wildcards.lang]["mms_lang"]
-    )
+    return _setting_or_mms_lang(wildcards.lang, "transcribe", "adapter")
 
 
 def asr_model_input(wildcards):
@@ -129,10 +126,7 @@ def hub_models():
     for lang in LANGUAGES:
         model = asr_model(lang)
         if not Path(model).is_dir():
-            adapter = (
-                settings(config, lang, "transcribe")["adapter"]
-                or config["languages"][lang]["mms_lang"]
-            )
+            adapter = _setting_or_mms_lang(lang, "transcribe", "adapter")
             models.setdefault(hub_folder_name(model), (model, set()))[1].add(adapter)
         model = units_model(lang)
         if not Path(model).is_dir():
@@ -152,18 +146,16 @@ def finetune_model(lang):
 
 def finetune_lang(lang):
     """The adapter fine-tuning trains: finetune.lang, else the language's mms_lang."""
-    return (
-        settings(config, lang, "finetune")["lang"]
-        or config["languages"][lang]["mms_lang"]
-    )
+    return _setting_or_mms_lang(lang, "finetune", "lang")
 
 
 def finetune_start_adapter(lang):
     """The adapter fine-tuning starts from: finetune.start_adapter, else the language's mms_lang."""
-    return (
-        settings(config, lang, "finetune")["start_adapter"]
-        or config["languages"][lang]["mms_lang"]
-    )
+    return _setting_or_mms_lang(lang, "finetune", "start_adapter")
+
+
+def _setting_or_mms_lang(lang, stage, key):
+    return settings(config, lang, stage)[key] or config["languages"][lang]["mms_lang"]
 
 
 def finetune_model_input(wildcards):

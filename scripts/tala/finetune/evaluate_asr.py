@@ -101,13 +101,7 @@ def read_split(name: str, path: str | Path) -> list[Clip]:
 
 
 def read_clip(clip: Clip) -> np.ndarray:
-    try:
-        samples, rate = sf.read(str(clip.audio), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError, sf.LibsndfileError) as err:
-        raise InputError(clip.where, f"cannot read the audio {clip.audio}: {err}") from None
-    if rate != SAMPLE_RATE:
-        raise InputError(clip.where, f"{clip.audio}: {rate} Hz audio, expected {SAMPLE_RATE} Hz (the dataset's clips)")
-    return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    return read_wav(clip.audio, where=clip.where)
 
 
 class CtcRecognizer:
@@ -174,14 +168,15 @@ def read_chapters(split: str, summary: Path, wavs: list[Path], texts: list[Path]
     return chapters
 
 
-def read_wav(path: Path) -> np.ndarray:
+def read_wav(path: Path, where: str | None = None) -> np.ndarray:
+    """A 16 kHz WAV as mono float32; errors name ``where`` (a JSONL line) when given, else the file."""
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (OSError, RuntimeError, sf.LibsndfileError) as err:
-        raise InputError(path, f"cannot read the audio: {err}") from None
+        raise InputError(where or path, f"cannot read the audio {path}: {err}") from None
     if rate != SAMPLE_RATE:
-        raise InputError(path, f"{rate} Hz audio, expected {SAMPLE_RATE} Hz")
-    return samples.mean(axis=1)
+        raise InputError(where or path, f"{path}: {rate} Hz audio, expected {SAMPLE_RATE} Hz")
+    return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
 
 
 def chapter_hypothesis(words: list[tuple[str, float, float]], start: float, end: float) -> str:

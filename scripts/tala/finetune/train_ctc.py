@@ -418,11 +418,6 @@ def set_trainable(model, settings: TrainSettings) -> list[tuple[str, torch.nn.Pa
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 
-def set_trainable_names(model) -> dict[str, torch.nn.Parameter]:
-    """The parameters that train (after :func:`set_trainable`), by their names in ``model``."""
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
 class TrainedTensors(torch.nn.Module):
     """A checkpointable view of some of a model's parameters, under the model's own names: its
     state dict holds only them, and loading one copies into them in place. What a checkpoint of a
@@ -563,14 +558,15 @@ def train(
     device = pick_device(settings.device)
     net.to(device)
     net.train()
-    trainable = [p for _, p in set_trainable(net, settings)]
+    named_trainable = dict(set_trainable(net, settings))
+    trainable = list(named_trainable.values())
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,
                                       settings.min_lr_ratio)  # fmt: skip
     scaler = grad_scaler(device)
     # The adapter and lm_head phases checkpoint only what they train (MMS-1B: a few MB, not 3.9 GB);
     # a resumed run rebuilds the frozen rest from the start model.
-    saved = net if settings.phase == "all" else TrainedTensors(set_trainable_names(net))
+    saved = net if settings.phase == "all" else TrainedTensors(named_trainable)
     modules, states = {"model": saved}, {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     data_signature = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
                       "total_s": round(sum(durations), 3)}  # fmt: skip
