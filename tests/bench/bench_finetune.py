@@ -89,7 +89,7 @@ SCRIPTS = HERE.parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 sys.path.insert(0, str(HERE))
 
-from measure import peak_rss_mb, print_table, run_measured  # noqa: E402
+from measure import own_peak_rss_mb, peak_rss_mb, print_table, run_measured  # noqa: E402
 
 SAMPLE_RATE = 16_000
 LETTERS = "abcdefghijklmnoprstuvwyz'"
@@ -159,18 +159,6 @@ def write_data(folder: Path, n: int, seed: int, size: dict) -> dict:
 
 
 # %% Measuring inside a child
-
-
-def vm_hwm_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def record_batches(batches: list) -> None:
@@ -373,7 +361,7 @@ def run_child(args: argparse.Namespace) -> int:
         result = child_trainer(work, args.batch_size, args.threads, args.gradient_checkpointing,
                                args.child == "trainer_frozen_cnn")  # fmt: skip
     result["step_s"] = np.diff([result.pop("start"), *result.pop("ends")]).round(3).tolist()
-    result.update(vm_hwm_mb=vm_hwm_mb(), child_wall_s=time.perf_counter() - started)
+    result.update(vm_hwm_mb=own_peak_rss_mb(), child_wall_s=time.perf_counter() - started)
     print(json.dumps(result))
     return 0
 

@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import print_table  # noqa: E402
+from measure import own_peak_rss_mb, print_table  # noqa: E402
 from tala.units.kmeans import StreamingKMeans, assign, inertia  # noqa: E402
 
 DIM, K, COMPONENTS, BATCH = 1024, 100, 150, 10_000
@@ -128,20 +128,8 @@ def rss_child(n_frames: int) -> None:
     for block in data.segments(n_frames):
         km.add(block)
     km.end_pass()
-    print(json.dumps({"frames": n_frames, "wall_s": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb(),
+    print(json.dumps({"frames": n_frames, "wall_s": time.perf_counter() - started, "peak_rss_mb": own_peak_rss_mb(),
                       "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS: VmHWM where there is /proc (ru_maxrss of a child started by fork + exec
-    starts from the parent's peak on Linux, so it would measure the bench, not the fit), else ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:

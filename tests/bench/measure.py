@@ -31,6 +31,23 @@ def peak_rss_mb(usage: os.struct_rusage) -> float:
     return usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20  # kB on Linux
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS, measured inside a child: VmHWM where there is /proc (ru_maxrss of a
+    child started by fork + exec starts from the parent's peak on Linux, so it would measure the
+    bench, not the child's work), else ru_maxrss."""
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF))
+
+
 def mark(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
