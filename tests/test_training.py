@@ -28,6 +28,7 @@ from tala.training import (
     duration_batches,
     iterate_batches,
     load_checkpoint,
+    restore_best,
     new_position,
     pack_batches,
     resume,
@@ -377,3 +378,23 @@ def test_the_schedule_sets_the_lr_and_its_state_loads_with_weights_only():
     assert other.last_epoch == 10 and other.get_last_lr() == scheduler.get_last_lr()
     with pytest.raises(ValueError):
         warmup_decay_schedule(optimizer, 2, 10, "step")
+
+
+def test_restore_best_loads_the_better_checkpoint_and_keeps_the_final_weights_on_ties(tmp_path):
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    save_checkpoint(tmp_path, 2, {"net": net}, {}, {"step": 2}, keep=2)
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    rule = StopRule("loss")
+    position = {"step": 4, "stopping": {"best": 0.1, "best_step": 2, "bad_evals": 1}}
+    kept = restore_best(tmp_path, position, Evaluation({"loss": 0.5}), {"net": net}, rule,
+                        lambda step: Evaluation({"loss": 0.1 if step == 2 else 9.0}))  # fmt: skip
+    assert float(net.weight.detach()[0, 0]) == 1.0 and kept.metrics["loss"] == 0.1 and position["best"] == {"step": 2, "loss": 0.1}
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    tie = {"step": 4, "stopping": {"best": 0.5, "best_step": 2, "bad_evals": 1}}
+    final = Evaluation({"loss": 0.5})
+    assert restore_best(tmp_path, tie, final, {"net": net}, rule, lambda step: Evaluation({"loss": 9.0})) is final
+    assert float(net.weight.detach()[0, 0]) == 5.0 and tie["best"] == {"step": 4, "loss": 0.5}

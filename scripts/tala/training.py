@@ -466,6 +466,31 @@ def should_stop(rule: StopRule, state: StopState) -> bool:
     return rule.patience > 0 and state.bad_evals >= rule.patience
 
 
+def restore_best(root: str | Path, position: dict, final: "Evaluation", modules: Mapping[str, torch.nn.Module],
+                 rule: StopRule, evaluate: Callable[[int], "Evaluation"]) -> "Evaluation":
+    """After :func:`run_loop` with ``rule``: load the best checkpoint's modules when an earlier
+    evaluation beat the final one on ``rule.metric`` (ties keep the final weights), and return the
+    evaluation of the weights kept. ``position["best"]`` records which step won and its value."""
+    from safetensors.torch import load_model
+
+    stopping = position.get("stopping") or {}
+    best, best_step = stopping.get("best"), stopping.get("best_step")
+    last, value = position["step"], final.metrics[rule.metric]
+    position["best"] = {"step": last, rule.metric: value}
+    strictly = StopRule(rule.metric, rule.mode)
+    if best is None or best_step is None or best_step == last or not improves(strictly, value, best):
+        return final
+    folder = Path(root) / f"{CHECKPOINT_PREFIX}{best_step:06d}"
+    if not all((folder / f"{name}.safetensors").is_file() for name in modules):
+        return final
+    for name, module in modules.items():
+        load_model(module, str(folder / f"{name}.safetensors"))
+    append_log(Path(root) / LOG_FILE, {"step": last, "event": "best", "best_step": best_step,
+                                       f"eval_{rule.metric}": best, f"final_{rule.metric}": round(value, 5)})  # fmt: skip
+    position["best"] = {"step": best_step, rule.metric: best}
+    return evaluate(best_step)
+
+
 # %% [markdown]
 # ## The step loop
 

@@ -64,19 +64,18 @@ from tala.ctc_text import SPECIAL_TOKENS, WORD_DELIMITER, CtcVocabulary, error_r
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
 from tala.training import (  # noqa: E402
-    CHECKPOINT_PREFIX,
     LOG_FILE,
     Cadence,
     Evaluation,
     StepResult,
     StopRule,
-    append_log,
     autocast,
     checkpoint_root,
     duration_batches,
     grad_scaler,
     new_position,
     pack_batches,
+    restore_best,
     resume,
     run_loop,
     warmup_decay_factor,
@@ -614,37 +613,13 @@ def train(
                                on_step=after_step, progress=progress, desc=f"train {lang} ({settings.phase})",
                                evaluate_start=settings.evaluate_start)  # fmt: skip
     if final is not None:
-        final = keep_best(root, position, final, saved, run_eval)
+        final = restore_best(root, position, final, modules, stop_rule, run_eval)
     final_eval = None if final is None else {**final.metrics, **final.details}
     write_outputs(out, net, processor, lang, settings, start, position, final_eval, root / LOG_FILE, train_manifests,
                   valid_manifests)  # fmt: skip
     if not keep_checkpoint_dir:
         shutil.rmtree(root, ignore_errors=True)
     return TrainResult(out, position["step"], resumed.step, final_eval, position["elapsed_s"])
-
-
-def keep_best(root: Path, position: dict, final: Evaluation, model, run_eval: Callable[[int], Evaluation]) -> Evaluation:
-    """Load the best checkpoint's weights when an earlier evaluation beat the final one's CER.
-
-    The final evaluation (of the last step's weights) competes with the best of the periodic
-    ones; ``position["best"]`` records which won (step and CER) for ``training.json``.
-    """
-    from safetensors.torch import load_model
-
-    stopping = position.get("stopping") or {}
-    best, best_step = stopping.get("best"), stopping.get("best_step")
-    last = position["step"]
-    position["best"] = {"step": last, "cer": final.metrics["cer"]}
-    if best is None or best_step is None or best_step == last or not final.metrics["cer"] > best:
-        return final
-    folder = root / f"{CHECKPOINT_PREFIX}{best_step:06d}"
-    if not (folder / "model.safetensors").is_file():
-        return final
-    load_model(model, str(folder / "model.safetensors"))
-    append_log(root / LOG_FILE, {"step": last, "event": "best", "best_step": best_step, "eval_cer": best,
-                                 "final_cer": round(final.metrics["cer"], 5)})  # fmt: skip
-    position["best"] = {"step": best_step, "cer": best}
-    return run_eval(best_step)
 
 
 def write_outputs(out: Path, model, processor, lang: str, settings: TrainSettings, start: StartModel,
