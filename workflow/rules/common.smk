@@ -80,6 +80,8 @@ def _step_options(stage, keys, lang):
             continue
         if isinstance(value, bool):
             args.append(f"--{name}" if value else f"--no-{name}")
+        elif isinstance(value, list):
+            args += [f"--{name}", *map(str, value)]
         else:
             args += [f"--{name}", str(value)]
     _STEP_OPTIONS[stage, keys, lang] = shlex.join(args)
@@ -186,6 +188,12 @@ def shared_centroids(wildcards):
     """units.kmeans: existing centroids to use instead of fitting (an input when set)."""
     path = settings(config, wildcards.lang, "units")["kmeans"]
     return [path] if path else []
+
+
+def vocoder_init_input(wildcards):
+    """vocoder.init_from: the generator training starts from (an input when set)."""
+    folder = settings(config, wildcards.lang, "vocoder")["init_from"]
+    return [str(Path(folder) / name) for name in ("generator.safetensors", "config.json")] if folder else []
 
 
 # --------------------------------------------------------------------------- inspected chapters

@@ -181,17 +181,16 @@ class WindowSampler:
 
 
 def fixed_windows(corpus: Corpus, frames: int, count: int, seed: int) -> list[tuple[int, int, int]]:
-    """Up to ``count`` validation windows ``(segment, offset, frames)``, the same every time:
-    seeded draws over the segments (shorter segments whole)."""
-    if not corpus.segments:
+    """Up to ``count`` distinct validation windows ``(segment, offset, frames)``, the same every
+    time: seeded draws over all segments in proportion to their length (a segment shorter than
+    ``frames`` is one window, whole)."""
+    lengths = np.asarray([s.frames for s in corpus.segments])
+    if not len(lengths) or lengths.sum() == 0:
         return []
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(corpus.segments))[:count]
-    out = []
-    for s in sorted(order.tolist()):
-        length = corpus.segments[s].frames
-        if length == 0:
-            continue
+    chosen = set()
+    for segment in rng.choice(len(lengths), size=count, p=lengths / lengths.sum()):
+        length = int(lengths[segment])
         offset = int(rng.integers(0, length - frames + 1)) if length > frames else 0
-        out.append((s, offset, min(frames, length)))
-    return out
+        chosen.add((int(segment), offset, min(frames, length)))
+    return sorted(chosen)
