@@ -193,7 +193,11 @@ def shared_centroids(wildcards):
 def vocoder_init_input(wildcards):
     """vocoder.init_from: the generator training starts from (an input when set)."""
     folder = settings(config, wildcards.lang, "vocoder")["init_from"]
-    return [str(Path(folder) / name) for name in ("generator.safetensors", "config.json")] if folder else []
+    return (
+        [str(Path(folder) / name) for name in ("generator.safetensors", "config.json")]
+        if folder
+        else []
+    )
 
 
 # --------------------------------------------------------------------------- inspected chapters
