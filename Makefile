@@ -13,7 +13,7 @@ DEMO_CONFIG := config/demo.yaml
 # Jobs call `python -m tala.<step>`: the venv's interpreter must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model lock clean
+.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model vocoder-long lock clean
 
 all: demo
 
@@ -68,6 +68,24 @@ demo-corpus: setup
 demo-model: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-model needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.model --out resources/demo/model
+
+# The vocoder's long recipe on the demo corpus (after `make demo`): the demo's generator settings
+# trained ~14x longer for one language (VOCODER_LANG, default samoan) into
+# results/$(VOCODER_LANG)/vocoder_long/, then the same test as the demo's. ~60 min on 2 CPU cores;
+# a rerun after a kill resumes from results/$(VOCODER_LANG)/vocoder_long.checkpoints/.
+VOCODER_LANG ?= samoan
+VOCODER_ADAPTER ?= smo
+VOCODER_LONG := results/$(VOCODER_LANG)/vocoder_long
+VOCODER_INPUTS = --units $$(ls results/$(VOCODER_LANG)/pitch/*.npy | sed 's,/pitch/,/units/,; s,\.npy$$,.json,') \
+	  --pitch results/$(VOCODER_LANG)/pitch/*.npy --wavs $$(ls results/$(VOCODER_LANG)/pitch/*.npy \
+	  | sed 's,/pitch/,/audio/,; s,\.npy$$,.wav,') --test results/$(VOCODER_LANG)/dataset/test.jsonl
+vocoder-long: demo
+	PYTHONPATH=scripts $(BIN)/python -m tala.vocoder.train $(VOCODER_LONG) $(VOCODER_INPUTS) \
+	  --kmeans results/$(VOCODER_LANG)/units/kmeans.json --valid results/$(VOCODER_LANG)/dataset/valid.jsonl \
+	  --epochs 70 --samples-per-epoch 800 --batch-size 8 --lr 1e-3 --mel-only-epochs 70 --save-every 5 \
+	  --patience 0 --channels 128 --resblock-kernels 3 --no-progress
+	PYTHONPATH=scripts $(BIN)/python -m tala.vocoder.evaluate $(VOCODER_LONG) $(VOCODER_LONG)/test $(VOCODER_INPUTS) \
+	  --model resources/demo/model --lang $(VOCODER_ADAPTER) --report $(VOCODER_LONG)/test/vocoder.html
 
 # Re-pins the whole dependency tree after a change to pyproject.toml.
 lock: $(STAMP)
