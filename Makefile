@@ -70,7 +70,7 @@ demo-model: setup
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.model --out resources/demo/model
 
 # The vocoder's long recipe on the demo corpus (after `make demo`): the demo's generator settings
-# trained ~14x longer for one language (VOCODER_LANG, default samoan) into
+# trained 20x longer for one language (VOCODER_LANG, default samoan) into
 # results/$(VOCODER_LANG)/vocoder_long/, then the same test as the demo's. ~60 min on 2 CPU cores;
 # a rerun after a kill resumes from results/$(VOCODER_LANG)/vocoder_long.checkpoints/.
 VOCODER_LANG ?= samoan
@@ -82,8 +82,8 @@ VOCODER_INPUTS = --units $$(ls results/$(VOCODER_LANG)/pitch/*.npy | sed 's,/pit
 vocoder-long: demo
 	PYTHONPATH=scripts $(BIN)/python -m tala.vocoder.train $(VOCODER_LONG) $(VOCODER_INPUTS) \
 	  --kmeans results/$(VOCODER_LANG)/units/kmeans.json --valid results/$(VOCODER_LANG)/dataset/valid.jsonl \
-	  --epochs 70 --samples-per-epoch 800 --batch-size 8 --lr 1e-3 --mel-only-epochs 70 --save-every 5 \
-	  --patience 0 --channels 128 --resblock-kernels 3 --no-progress
+	  --epochs 80 --samples-per-epoch 800 --batch-size 8 --lr 1e-3 --mel-only-epochs 80 --save-every 5 \
+	  --patience 0 --channels 128 --resblock-kernels 3 --harmonic-head 32 --no-progress
 	PYTHONPATH=scripts $(BIN)/python -m tala.vocoder.evaluate $(VOCODER_LONG) $(VOCODER_LONG)/test $(VOCODER_INPUTS) \
 	  --model resources/demo/model --lang $(VOCODER_ADAPTER) --report $(VOCODER_LONG)/test/vocoder.html
 

@@ -94,3 +94,33 @@ def test_discriminators_score_every_period_and_scale_and_the_losses_train():
     assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
     perfect = [torch.ones(2, 5)], [torch.zeros(2, 5)]
     assert float(discriminator_loss(*perfect)) == 0.0
+
+
+def test_the_harmonic_head_sounds_the_pitch_it_is_given_even_untrained():
+    """The head's harmonics sit on the given F0 by construction: a glide far outside any training
+    voice comes out as that glide (Praat's tracker on the head's output, random weights)."""
+    from tala.vocoder.pitch import track_f0
+
+    config = GeneratorV2Config(n_units=20, n_pitch_bins=64, embed_dim=16, channels=32, resblock_kernels=(3,),
+                               resblock_dilations=((1, 3),), harmonic_head=16)  # fmt: skip
+    torch.manual_seed(0)
+    generator = GeneratorV2(config)
+    with torch.no_grad():
+        generator.harmonic_amplitudes[-1].bias.fill_(-1.0)  # audible
+    frames = 100
+    f0 = torch.linspace(80.0, 240.0, frames)[None]
+    bins = pitch_to_bins(f0, 64, 50.0, 500.0)
+    units = torch.randint(0, 20, (1, frames))
+    with torch.no_grad():
+        features = generator.conv_pre((generator.unit_embedding(units) + generator.pitch_embedding(bins)).transpose(1, 2))
+        head = generator.harmonics(features, bins)[0, 0].numpy()
+        full = generator(units, bins, generator=torch.Generator().manual_seed(0))
+    assert full.shape == (1, 1, frames * 320) and torch.isfinite(full).all()
+    tracked = track_f0(head)
+    given = bins_to_pitch(bins, 64, 50.0, 500.0)[0].numpy()
+    inner = slice(3, -3)
+    assert np.all(tracked[inner] > 0)
+    assert np.max(np.abs(tracked[inner] / given[inner] - 1)) < 0.05
+    # Unvoiced frames are silent in the head.
+    silent = generator.harmonics(features, torch.zeros_like(bins))
+    assert float(silent.abs().max()) == 0.0

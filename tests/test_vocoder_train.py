@@ -80,7 +80,7 @@ def material_of(corpus: dict) -> Material:
                          [folder / "test.jsonl"])  # fmt: skip
 
 
-TINY = VocoderSettings(epochs=4, batch_size=4, samples_per_epoch=16, save_every=1, mel_only_epochs=4, lr=1e-3,
+TINY = VocoderSettings(epochs=4, batch_size=4, samples_per_epoch=16, save_every=1, mel_only_epochs=4, lr=1e-3, harmonic_head=8,
                        channels=32, embed_dim=16, resblock_kernels=(3,), pitch_bins=16, valid_windows=2,
                        valid_s=1.0, log_every=2, patience=0, keep_checkpoints=2, device="cpu")  # fmt: skip
 
@@ -167,7 +167,7 @@ def train_command(corpus: dict, out: Path) -> list[str]:
             "--valid", str(folder / "valid.jsonl"), "--test", str(folder / "test.jsonl"),
             "--epochs", "12", "--batch-size", "4", "--samples-per-epoch", "8", "--save-every", "2",
             "--mel-only-epochs", "12", "--lr", "1e-3", "--channels", "32", "--embed-dim", "16",
-            "--resblock-kernels", "3", "--pitch-bins", "16", "--valid-windows", "2", "--valid-s", "1.0",
+            "--resblock-kernels", "3", "--harmonic-head", "8", "--pitch-bins", "16", "--valid-windows", "2", "--valid-s", "1.0",
             "--log-every", "3", "--patience", "0", "--device", "cpu", "--no-progress"]  # fmt: skip
 
 
@@ -292,3 +292,19 @@ def test_synthesize_cli_from_a_unit_line_with_a_flat_or_given_contour(corpus, tm
     assert failed.stderr.strip().splitlines() == [
         f"error: {bad}: unit id 99 is outside this vocoder's {K} units "
         f"(units of another k-means? the vocoder's: {{'model': 'toy', 'layer': 1, 'k': {K}}})"]
+
+
+def test_pitch_shift_moves_the_pitch_keeps_the_length_and_repeats_with_its_seed():
+    from tala.vocoder.data import shift_pitch
+
+    audio, _ = glide(1.0, 110.0, 120.0)
+    pitch = track_f0(audio)
+    shifted, new_pitch = shift_pitch(audio, pitch, 1.4, seed=3)
+    assert len(shifted) == len(audio) and np.array_equal(new_pitch > 0, pitch > 0)
+    tracked = track_f0(shifted)
+    both = (tracked > 0) & (pitch > 0)
+    assert both.mean() > 0.8
+    assert abs(np.median(tracked[both] / pitch[both]) - 1.4) < 0.05
+    assert np.allclose(new_pitch[pitch > 0], 1.4 * pitch[pitch > 0])
+    again, _ = shift_pitch(audio, pitch, 1.4, seed=3)
+    assert np.array_equal(again, shifted)

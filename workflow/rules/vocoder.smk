@@ -74,6 +74,8 @@ rule train_vocoder:
             "channels",
             "embed_dim",
             "resblock_kernels",
+            "harmonic_head",
+            "pitch_shift",
             "pitch_bins",
             "f0_min",
             "f0_max",

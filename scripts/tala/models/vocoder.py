@@ -44,6 +44,7 @@ class GeneratorV2Config:
     harmonics: int = 8  # sines in the source: f0 .. harmonics * f0 (those under Nyquist)
     sine_amp: float = 0.1
     noise_std: float = 0.003
+    harmonic_head: int = 0  # >0: a harmonic head of this many harmonics (DDSP style, see GeneratorV2)
     sample_rate: int = SAMPLE_RATE
     class_name: str = field(default="GeneratorV2", init=False)
 
@@ -142,6 +143,26 @@ class GeneratorV2(nn.Module):
                                                                                     c.resblock_dilations)))
             channels = out
         self.conv_post = weight_norm(nn.Conv1d(channels, 1, 7, padding=3))
+        if c.harmonic_head:
+            self.harmonic_amplitudes = nn.Sequential(
+                nn.Conv1d(c.channels, c.channels, 3, padding=1), nn.LeakyReLU(0.1),
+                nn.Conv1d(c.channels, c.harmonic_head, 3, padding=1))  # fmt: skip
+            nn.init.constant_(self.harmonic_amplitudes[-1].bias, -6.0)  # starts quiet: softplus(-6) ~ 0.0025
+
+    def harmonics(self, features: torch.Tensor, pitch_bins: torch.Tensor) -> torch.Tensor:
+        """The harmonic head's output ``batch x 1 x frames*hop``: harmonics 1..H of the given F0,
+        each with an amplitude predicted per frame from the input features (linearly interpolated
+        to the sample rate); silent where unvoiced and above Nyquist. Its pitch is the pitch given,
+        by construction, whatever the training voice's range."""
+        c = self.config
+        f0 = bins_to_pitch(pitch_bins, c.n_pitch_bins, c.f0_min, c.f0_max)  # B x T
+        amplitudes = F.softplus(self.harmonic_amplitudes(features))  # B x H x T
+        amplitudes = F.interpolate(amplitudes, scale_factor=c.hop, mode="linear", align_corners=False)
+        f0_up = F.interpolate(f0.unsqueeze(1), scale_factor=c.hop, mode="nearest")  # B x 1 x S
+        k = torch.arange(1, c.harmonic_head + 1, device=f0.device, dtype=f0.dtype).view(1, -1, 1)
+        phase = 2 * math.pi * torch.cumsum(f0_up / c.sample_rate, dim=-1)  # B x 1 x S
+        audible = ((f0_up * k) < c.sample_rate / 2) & (f0_up > 0)
+        return (amplitudes * torch.sin(phase * k) * audible).sum(1, keepdim=True)
 
     def source(self, pitch_bins: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
@@ -159,13 +180,15 @@ class GeneratorV2(nn.Module):
                 raise ValueError("this generator has a speaker embedding: pass speakers")
             x = x + self.speaker_embedding(speakers).unsqueeze(1)
         x = self.conv_pre(x.transpose(1, 2))
+        harmonic = self.harmonics(x, pitch_bins) if self.config.harmonic_head else None
         source = self.source(pitch_bins, generator)
         for up, source_conv, blocks in zip(self.ups, self.source_convs, self.resblocks):
             x = up(F.leaky_relu(x, 0.1))
             s = source_conv(source)
             x = x + s[..., : x.shape[-1]]
             x = sum(block(x) for block in blocks) / len(blocks)
-        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+        x = self.conv_post(F.leaky_relu(x))
+        return torch.tanh(x if harmonic is None else x + harmonic)
 
 
 # --------------------------------------------------------------------------- discriminators

@@ -93,6 +93,7 @@ COLLAPSE_LOSS = 0.02  # mean LSGAN loss per sub-discriminator under which D has 
 COLLAPSE_STEPS = 50  # ... as an exponential mean over about this many steps
 SAMPLE_WINDOWS = 4  # validation windows written to OUT/samples
 TIMING_FIELDS = ("steps_per_s", "audio_s_per_s", "elapsed_s")
+SHIFT_RANGE = (0.6, 1.7)  # pitch-shift ratios, drawn log-uniformly: most of an octave around the voice
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class VocoderSettings:
     save_every: int = 20  # epochs
     mel_only_epochs: int = 10  # before the discriminators join
     segment_s: float = 1.0
+    pitch_shift: float = 0.5  # share of training windows whose pitch is shifted (data.shift_pitch)
     valid_windows: int = 24
     valid_s: float = 2.0
     keep_checkpoints: int = 2
@@ -114,6 +116,7 @@ class VocoderSettings:
     channels: int = 256
     embed_dim: int = 128
     resblock_kernels: tuple[int, ...] = (3, 7, 11)  # HiFi-GAN V1's; (3,) is ~6x faster to train on a CPU
+    harmonic_head: int = 64  # harmonics of the given F0 with learned amplitudes (0: none)
     pitch_bins: int = 64
     f0_min: float = 50.0
     f0_max: float = 500.0
@@ -145,11 +148,13 @@ class VocoderSettings:
             raise ValueError("lr, segment_s and valid_s must be positive")
         if not 0 < self.f0_min < self.f0_max:
             raise ValueError("need 0 < f0_min < f0_max")
+        if not 0 <= self.pitch_shift <= 1:
+            raise ValueError("pitch_shift is a share of the windows, between 0 and 1")
 
 
 # Settings that decide which steps a run takes: a checkpoint made with others is not resumed.
-RESUME_KEYS = ("epochs", "batch_size", "lr", "samples_per_epoch", "mel_only_epochs", "segment_s", "seed",
-               "channels", "embed_dim", "resblock_kernels", "pitch_bins", "f0_min", "f0_max")  # fmt: skip
+RESUME_KEYS = ("epochs", "batch_size", "lr", "samples_per_epoch", "mel_only_epochs", "segment_s", "pitch_shift", "seed",
+               "channels", "embed_dim", "resblock_kernels", "harmonic_head", "pitch_bins", "f0_min", "f0_max")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,8 @@ def build_generator(settings: VocoderSettings, k: int, init_from: Path | None) -
     kernels = tuple(settings.resblock_kernels)
     config = GeneratorV2Config(n_units=k, n_pitch_bins=settings.pitch_bins, f0_min=settings.f0_min,
                                f0_max=settings.f0_max, embed_dim=settings.embed_dim, channels=settings.channels,
-                               resblock_kernels=kernels, resblock_dilations=((1, 3, 5),) * len(kernels))  # fmt: skip
+                               resblock_kernels=kernels, resblock_dilations=((1, 3, 5),) * len(kernels),
+                               harmonic_head=settings.harmonic_head)  # fmt: skip
     notes = {}
     if init_from is None:
         torch.manual_seed(settings.seed)
@@ -275,8 +281,18 @@ def train(out: str | Path, material: Material, settings: VocoderSettings, init_f
     def bins(pitch: torch.Tensor) -> torch.Tensor:
         return pitch_to_bins(pitch, settings.pitch_bins, settings.f0_min, settings.f0_max)
 
+    def shift_ratios(step: int, n: int) -> list[float] | None:
+        """Per window, 1 or a log-uniform ratio in SHIFT_RANGE: a function of (seed, step)."""
+        if settings.pitch_shift <= 0:
+            return None
+        rng = np.random.default_rng([settings.seed, step, 1])
+        ratios = np.exp(rng.uniform(*np.log(SHIFT_RANGE), n))
+        return np.where(rng.random(n) < settings.pitch_shift, ratios, 1.0).tolist()
+
     def train_step(ids: list[int]) -> StepResult:
-        batch = material.train.batch(sampler.decode(ids), frames)
+        step = position_ref["step"]
+        batch = material.train.batch(sampler.decode(ids), frames, shift_ratios(step, len(ids)),
+                                     (settings.f0_min, settings.f0_max), seed=(settings.seed * 1_000_003 + step) * 64)  # fmt: skip
         units, audio = batch.units.to(device), batch.audio.to(device)
         pitch_bins = bins(batch.pitch).to(device)
         step = position_ref["step"]
