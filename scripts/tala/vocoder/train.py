@@ -68,8 +68,10 @@ from tala.training import (  # noqa: E402
     Evaluation,
     StepResult,
     StopRule,
+    autocast,
     checkpoint_dirs,
     checkpoint_root,
+    grad_scaler,
     new_position,
     restore_best,
     resume,
@@ -254,13 +256,15 @@ def train(out: str | Path, material: Material, settings: VocoderSettings, init_f
     log_mel = LogMel(MEL).to(device)
     g_opt = torch.optim.AdamW(generator.parameters(), settings.lr, betas=(0.8, 0.99))
     g_sched = warmup_decay_schedule(g_opt, 0, settings.max_steps, "cosine", 0.1)
+    g_scaler = grad_scaler(device)
     modules: dict[str, torch.nn.Module] = {"generator": generator}
-    states: dict = {"generator_optimizer": g_opt, "generator_scheduler": g_sched}
+    states: dict = {"generator_optimizer": g_opt, "generator_scheduler": g_sched, "generator_scaler": g_scaler}
     if adversarial:
         d_opt = torch.optim.AdamW(discriminator.parameters(), settings.lr, betas=(0.8, 0.99))
         d_sched = warmup_decay_schedule(d_opt, 0, settings.max_steps - settings.mel_only_steps, "cosine", 0.1)
         modules["discriminator"] = discriminator
-        states.update(discriminator_optimizer=d_opt, discriminator_scheduler=d_sched)
+        d_scaler = grad_scaler(device)
+        states.update(discriminator_optimizer=d_opt, discriminator_scheduler=d_sched, discriminator_scaler=d_scaler)
     root.mkdir(parents=True, exist_ok=True)
     data_signature = {"train": [r.name for r in material.train.recordings],
                       "valid": [r.name for r in material.valid.recordings], "frames": material.train.frames}  # fmt: skip
@@ -295,34 +299,41 @@ def train(out: str | Path, material: Material, settings: VocoderSettings, init_f
                                      (settings.f0_min, settings.f0_max), seed=(settings.seed * 1_000_003 + step) * 64)  # fmt: skip
         units, audio = batch.units.to(device), batch.audio.to(device)
         pitch_bins = bins(batch.pitch).to(device)
-        step = position_ref["step"]
-        fake = generator(units, pitch_bins)
-        mel_loss = MEL_LOSS_WEIGHT * F.l1_loss(log_mel(fake), log_mel(audio))
+        with autocast(device):  # bf16 (or fp16 with a scaler) on CUDA; full precision elsewhere
+            fake = generator(units, pitch_bins).float()
+        mel_loss = MEL_LOSS_WEIGHT * F.l1_loss(log_mel(fake), log_mel(audio))  # the STFT in float32
         losses = {"mel_loss": mel_loss}
         g_loss = mel_loss
         if adversarial and step >= settings.mel_only_steps:
-            scores, _ = discriminator(torch.cat([audio, fake.detach()]))
-            d_loss = discriminator_loss([s[: len(audio)] for s in scores], [s[len(audio):] for s in scores])
+            n = len(audio)
+            with autocast(device):
+                scores, _ = discriminator(torch.cat([audio, fake.detach()]))
+                d_loss = discriminator_loss([s[:n].float() for s in scores], [s[n:].float() for s in scores])
             if not torch.isfinite(d_loss):
                 diverged(step + 1, "discriminator")
             d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
+            d_scaler.scale(d_loss).backward()
+            d_scaler.unscale_(d_opt)
             torch.nn.utils.clip_grad_norm_(discriminator.parameters(), 10.0)
-            d_opt.step()
+            d_scaler.step(d_opt)
+            d_scaler.update()
             d_sched.step()
-            scores, features = discriminator(torch.cat([audio, fake]))
-            n = len(audio)
-            adv = generator_adversarial_loss([s[n:] for s in scores])
-            fm = feature_matching_loss([[f[:n] for f in fs] for fs in features], [[f[n:] for f in fs] for fs in features])
+            with autocast(device):
+                scores, features = discriminator(torch.cat([audio, fake]))
+                adv = generator_adversarial_loss([s[n:].float() for s in scores])
+                fm = feature_matching_loss([[f[:n].float() for f in fs] for fs in features],
+                                           [[f[n:].float() for f in fs] for fs in features])  # fmt: skip
             g_loss = mel_loss + adv + fm
             losses.update(d_loss=d_loss, adv_loss=adv, fm_loss=fm)
             track_collapse(step + 1, float(d_loss.detach()) / len(scores))
         if not torch.isfinite(g_loss):
             diverged(step + 1, "generator")
         g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_scaler.scale(g_loss).backward()
+        g_scaler.unscale_(g_opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(generator.parameters(), 100.0)
-        g_opt.step()
+        g_scaler.step(g_opt)
+        g_scaler.update()
         g_sched.step()
         position_ref["step"] = step + 1
         return StepResult({k: float(v.detach()) for k, v in losses.items()},
