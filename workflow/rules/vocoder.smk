@@ -48,7 +48,7 @@ rule train_vocoder:
         "benchmarks/{lang}/train_vocoder.tsv"
     conda:
         "../../envs/vocoder.yaml"
-    threads: 2
+    threads: lambda wildcards: settings(config, wildcards.lang, "vocoder")["threads"]
     resources:
         gpu=1,
         mem_mb=16000,
