@@ -129,7 +129,7 @@ def test_held_out_clips_are_resynthesized_by_four_systems_and_scored(material, t
     assert rows["vocoder", "T_003"]["original_transcript"] == "" and rows["vocoder", "T_003"]["cer"] is None
     assert rows["true_mel_gl", "T_000"]["original_transcript"] and rows["true_mel_gl", "T_000"]["cer"] is not None
     assert yard["clips_without_original_transcript"] == 1 and yard["clips_scored_for_cer"] == 2
-    assert metrics["synthesis_x_realtime"] > 0 and metrics["recognizer"] == {"model": str(MODEL), "adapter": "smo"}
+    assert "synthesis_x_realtime" not in metrics and metrics["recognizer"] == {"model": str(MODEL), "adapter": "smo"}
     assert set(metrics["notes"]) == set(evaluate.SYSTEMS)
     pairs = sorted(p.name for p in (out / "pairs").iterdir())
     assert {"00_original.wav", "00_vocoder.wav", "00_unit_mean_gl.wav", "00_untrained.wav",

@@ -28,9 +28,9 @@ voicing disagreement of Praat's pitch of the resynthesis against the pitch given
 SNR (the seed's), and the CER of the workflow's recognizer (greedy; :mod:`tala.finetune.evaluate_asr`)
 on the resynthesis against its transcript of the original clip (a clip whose original transcript
 is empty is left out of the CER and counted). Pooled per system with :func:`tala.vocoder.metrics.pool`
-and, for the CER, jiwer over all clips (total character edits / total reference characters). Also the
-vocoder's synthesis speed on the clips (seconds of audio per second, this process, its device and
-threads): the one value that differs between two runs.
+and, for the CER, jiwer over all clips (total character edits / total reference characters). The vocoder's synthesis
+speed on the clips (seconds of audio per second) goes to the log, not the outputs: two runs write the
+same bytes (``tests/bench/bench_vocoder.py`` measures it against Griffin-Lim).
 
 Outputs (each written whole): ``OUT_DIR/metrics.json`` — ``language``, ``vocoder``, ``clips``,
 ``seconds``, ``recordings`` (held out), ``recognizer`` (model, adapter), ``unit_means`` (what the
@@ -38,8 +38,7 @@ baseline's means were taken over), ``systems`` (per system: its ``role`` and the
 ``f0_rmse_hz``, ``f0_within_20pct``, ``voicing_disagreement``, ``length_ratio``, ``snr_db``, ``cer``,
 ``wer`` with the counts behind them), ``per_clip`` (one row per system and clip: the same measures,
 the counts :func:`~tala.vocoder.metrics.pool` weighs with, the clip's CER and both transcripts),
-``synthesis_x_realtime`` (with ``synthesis``: device, threads, seconds), ``notes`` (what each system
-is) and ``tool``; ``OUT_DIR/pairs/`` with ``NN_original.wav`` and ``NN_vocoder.wav`` for every clip
+``notes`` (what each system is) and ``tool``; ``OUT_DIR/pairs/`` with ``NN_original.wav`` and ``NN_vocoder.wav`` for every clip
 and the other systems' ``NN_<system>.wav`` for the first six (16-bit); with ``--report``, a
 self-contained page (the table, the loss curves of ``training_log.json`` as inline SVG, the first
 clips' audio embedded side by side). A language whose test split holds no recording (or none with
@@ -351,10 +350,6 @@ def _cell(value, digits: int = 2, percent: bool = False) -> str:
     return f"{100 * value:.1f} %" if percent else f"{value:.{digits}f}"
 
 
-def _threads(n) -> str:
-    return f"{n} thread" + ("" if n == 1 else "s")
-
-
 def verdict(systems: dict) -> str:
     """How the vocoder stands against the baseline and the yardstick, in one sentence."""
     voc, base, yard = systems.get("vocoder", {}), systems.get("unit_mean_gl", {}), systems.get("true_mel_gl", {})
@@ -398,10 +393,7 @@ def report_html(metrics: dict, log: list[dict], clips: list[Clip], audio: dict[s
                    f"{metrics['max_clip_s']:g} s) of the test recordings {escape(', '.join(metrics['recordings']))}, "
                    f"resynthesized from their units and pitch. The recognizer ({escape(str(recognizer['model']))}, "
                    f"adapter {escape(str(recognizer['adapter'] or '-'))}) transcribes each resynthesis; its CER is "
-                   f"against the recognizer's transcript of the original clip. Synthesis speed of the vocoder: "
-                   f"{_cell(metrics.get('synthesis_x_realtime'), 1)} × real time "
-                   f"({escape(str(metrics['synthesis'].get('device')))}, {_threads(metrics['synthesis'].get('threads'))})."
-                   f"</p><p>{escape(verdict(systems))}</p>")  # fmt: skip
+                   f"against the recognizer's transcript of the original clip.</p><p>{escape(verdict(systems))}</p>")  # fmt: skip
         listen = (f"<h2>Listen</h2><p>The first {min(len(clips), PAGE_CLIPS)} clips, their first {PAGE_S:g} s; "
                   f"all pairs are in <code>pairs/</code>.</p><table><tr><th>clip</th><th>original</th>"
                   + "".join(f"<th>{escape(n)}</th>" for n in SYSTEMS) + f"</tr>{''.join(players)}</table>")  # fmt: skip
@@ -427,9 +419,9 @@ that does not copy the phase. CER: pooled over clips (character edits / referenc
 
 # --------------------------------------------------------------------------- the step
 
-def evaluate(clips: list[Clip], vocoder: Vocoder, means: np.ndarray, asr, log=print) -> tuple[dict, list, dict, dict]:
+def evaluate(clips: list[Clip], vocoder: Vocoder, means: np.ndarray, asr, log=print) -> tuple[dict, list, dict]:
     """Resynthesize and score every clip with every system: (pooled per system, one row per system
-    and clip, the audio per system, the synthesis timing)."""
+    and clip, the audio per system). The vocoder's synthesis speed goes to ``log``."""
     untrained = untrained_twin(vocoder)
     vocoder.synthesize(clips[0].units[:WARMUP_FRAMES], clips[0].pitch[:WARMUP_FRAMES])  # first-call overheads
     audio: dict[str, list[np.ndarray]] = {"original": [c.audio for c in clips], **{s: [] for s in SYSTEMS}}
@@ -442,9 +434,6 @@ def evaluate(clips: list[Clip], vocoder: Vocoder, means: np.ndarray, asr, log=pr
         audio["unit_mean_gl"].append(unit_mean_audio(clip.units, means, len(clip.audio)))
         audio["true_mel_gl"].append(mel_to_audio(log_mel(clip.audio), length=len(clip.audio)))
     seconds = sum(c.seconds for c in clips)
-    timing = {"synthesis_x_realtime": _finite(seconds / synth_s) if synth_s > 0 else None,
-              "synthesis": {"device": str(vocoder.device), "threads": torch.get_num_threads(),
-                            "seconds": _finite(synth_s)}}  # fmt: skip
     log(f"vocoder synthesis: {seconds:.1f} s of audio in {synth_s:.2f} s ({seconds / max(synth_s, 1e-9):.1f} x real "
         f"time, {vocoder.device}, {torch.get_num_threads()} threads)")  # fmt: skip
     originals = [asr.transcribe(c.audio) for c in clips]
@@ -465,7 +454,7 @@ def evaluate(clips: list[Clip], vocoder: Vocoder, means: np.ndarray, asr, log=pr
                              "original_transcript": ref})  # fmt: skip
         log(f"{name}: " + ", ".join(f"{k} {systems[name][k]}" for k in ("mcd_db", "f0_rmse_hz", "f0_within_20pct",
                                                                            "length_ratio", "cer")))  # fmt: skip
-    return systems, per_clip, audio, timing
+    return systems, per_clip, audio
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             reason = (f"the test recordings ({', '.join(r.name for r in held)}) have no speech segment of "
                       f"{MIN_CLIP_S:g} s or more")
-        metrics.update(systems={}, per_clip=[], synthesis_x_realtime=None, synthesis={},
+        metrics.update(systems={}, per_clip=[],
                        note=f"nothing held out: {reason}, so the vocoder was not tested")  # fmt: skip
         log(f"test_vocoder: {metrics['note']}")
     else:
@@ -536,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         from tala.finetune.evaluate_asr import System, recognizer
 
         asr = recognizer("ctc", System("recognizer", args.model, adapter), args.models_dir, args.device, "auto")
-        systems, per_clip, audio, timing = evaluate(clips, vocoder, accumulated.means(), asr, log)
-        metrics.update(systems=systems, per_clip=per_clip, **timing)
+        systems, per_clip, audio = evaluate(clips, vocoder, accumulated.means(), asr, log)
+        metrics.update(systems=systems, per_clip=per_clip)
     metrics.update(notes=NOTES, tool=tala.tool("torch", "librosa", "praat-parselmouth", "jiwer", "transformers"))
     with atomic_dir(args.out / "pairs") as tmp:
         for i in range(len(clips)):
