@@ -308,3 +308,27 @@ def test_pitch_shift_moves_the_pitch_keeps_the_length_and_repeats_with_its_seed(
     assert np.allclose(new_pitch[pitch > 0], 1.4 * pitch[pitch > 0])
     again, _ = shift_pitch(audio, pitch, 1.4, seed=3)
     assert np.array_equal(again, shifted)
+
+
+def test_init_from_another_vocoder_loads_every_weight_that_fits(corpus, tmp_path, one_torch_thread):
+    from safetensors.torch import load_file
+
+    first = tmp_path / "first"
+    train(first, material_of(corpus), VocoderSettings(**{**TINY.__dict__, "epochs": 1}), progress=False)
+    # Another language: units of a k-means with more clusters, the same architecture.
+    recs = {name: write_recording(tmp_path / "other", name, [(0.2, 2.4)], seed, k=K + 8)
+            for name, seed in (("C", 11), ("D", 12))}  # fmt: skip
+    (tmp_path / "other" / "kmeans.json").write_text(json.dumps({"k": K + 8}), encoding="utf-8")
+    material = load_material([r["units"] for r in recs.values()], [r["pitch"] for r in recs.values()],
+                             [r["wav"] for r in recs.values()], tmp_path / "other" / "kmeans.json", [], [])  # fmt: skip
+    second = tmp_path / "second"
+    summary = train(second, material, VocoderSettings(**{**TINY.__dict__, "epochs": 1, "lr": 1e-12}),
+                    init_from=first, progress=False)  # fmt: skip
+    assert summary["init_from"] == str(first) and summary["weights_drawn"] == ["unit_embedding.weight"]
+    before, after = load_file(str(first / "generator.safetensors")), load_file(str(second / "generator.safetensors"))
+    assert after["unit_embedding.weight"].shape[0] == K + 8
+    same = [name for name in before if name != "unit_embedding.weight" and torch.allclose(before[name], after[name],
+                                                                                            atol=1e-6)]  # fmt: skip
+    assert len(same) == len(before) - 1
+    with pytest.raises(InputError, match="not a vocoder folder"):
+        train(tmp_path / "third", material, TINY, init_from=tmp_path / "nothing", progress=False)
