@@ -13,6 +13,16 @@ bin, so the pitch heard is the pitch given.
 
 Pitch bins: bin 0 is unvoiced; bins 1..n are log-spaced between ``f0_min`` and ``f0_max``
 (:func:`pitch_to_bins`, :func:`bins_to_pitch`).
+
+Written here rather than taken from a library: ``unit-hifigan`` (PyPI) conditions on units,
+speakers and styles but not on F0 ("support for f0 will come later"); SpeechBrain's
+``UnitHifiganGenerator`` has units, a speaker embedding and a duration predictor but no pitch, and
+SpeechBrain requires torchaudio (whose registry wheels are CUDA-only and break transformers with a
+CPU torch). The HiFi-GAN parts follow the reference design (jik876/hifi-gan, as speech-resynthesis
+uses it): transposed-convolution upsampling with multi-receptive-field residual blocks, the
+multi-period discriminator (periods 2, 3, 5, 7, 11) and the multi-scale one (raw, 2x and 4x
+average-pooled), least-squares adversarial and feature-matching losses; the harmonic source follows
+NSF-HiFiGAN.
 """
 
 from __future__ import annotations
