@@ -19,7 +19,7 @@ from tala.errors import InputError
 from tala.training import checkpoint_dirs
 from tala.vocoder.data import WindowSampler, load_recording
 from tala.vocoder.pitch import recording_pitch, track_f0
-from tala.vocoder.train import Material, VocoderSettings, load_material, train
+from tala.vocoder.train import Material, VocoderSettings, cpu_budget_warning, load_material, train
 
 RATE = 16_000
 K = 12
@@ -332,3 +332,20 @@ def test_init_from_another_vocoder_loads_every_weight_that_fits(corpus, tmp_path
     assert len(same) == len(before) - 1
     with pytest.raises(InputError, match="not a vocoder folder"):
         train(tmp_path / "third", material, TINY, init_from=tmp_path / "nothing", progress=False)
+
+
+def test_a_gpu_budget_on_the_cpu_is_one_warning_line():
+    """config/config.yaml's budget (the seed's: 500 epochs of 10,000 windows) on a CPU is said up
+    front; the demo's and the long recipe's budgets, or any budget on a GPU, are not."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    seed_budget = VocoderSettings(epochs=500, samples_per_epoch=10_000, batch_size=16, mel_only_epochs=0)
+    line = cpu_budget_warning(seed_budget, cpu)
+    assert line.startswith("warning: 312,500 training steps on the CPU, the discriminators from step 0")
+    assert "\n" not in line and "config/demo.yaml" in line
+    assert cpu_budget_warning(seed_budget, cuda) is None
+    demo = VocoderSettings(epochs=4, samples_per_epoch=800, batch_size=8, mel_only_epochs=4)
+    long_recipe = VocoderSettings(epochs=80, samples_per_epoch=800, batch_size=8, mel_only_epochs=80)
+    assert demo.max_steps == 400 and long_recipe.max_steps == 8000
+    assert cpu_budget_warning(demo, cpu) is None and cpu_budget_warning(long_recipe, cpu) is None
+    mel_only = VocoderSettings(epochs=500, samples_per_epoch=10_000, batch_size=16, mel_only_epochs=500)
+    assert "discriminators" not in cpu_budget_warning(mel_only, cpu)

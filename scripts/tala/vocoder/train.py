@@ -231,6 +231,22 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
         sf.write(str(tmp), np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
+CPU_STEPS_WARNING = 20_000  # make vocoder-long's 8,000 steps take ~50 min on 2 CPU cores
+
+
+def cpu_budget_warning(settings: VocoderSettings, device: torch.device) -> str | None:
+    """One line for a run whose budget is a GPU's but whose device is the CPU (config/config.yaml's
+    defaults: 312,500 steps of 16 windows, the discriminators from the start), else None."""
+    if device.type != "cpu" or settings.max_steps <= CPU_STEPS_WARNING:
+        return None
+    adversarial = settings.mel_only_epochs < settings.epochs
+    phase = (f", the discriminators from step {settings.mel_only_steps:,} (~100x slower per step on a CPU)"
+             if adversarial else "")
+    return (f"warning: {settings.max_steps:,} training steps on the CPU{phase}: this budget is a GPU's and "
+            f"will take days here; config/demo.yaml's vocoder settings (400 steps) or make vocoder-long's "
+            f"(8,000) suit a CPU")
+
+
 def train(out: str | Path, material: Material, settings: VocoderSettings, init_from: Path | None = None,
           checkpoint_dir: str | Path | None = None, progress: bool = True, keep_checkpoint_dir: bool = False,
           on_step=None) -> dict:
@@ -249,6 +265,8 @@ def train(out: str | Path, material: Material, settings: VocoderSettings, init_f
         raise InputError(out, f"only {sampler.positions()} distinct {settings.segment_s:g} s windows in the "
                               f"training recordings, fewer than one batch of {settings.batch_size}")  # fmt: skip
     device = pick_device(settings.device)
+    if warning := cpu_budget_warning(settings, device):
+        print(warning, file=sys.stderr)
     generator, init_notes = build_generator(settings, material.k, init_from)
     generator.to(device)
     adversarial = settings.mel_only_epochs < settings.epochs
