@@ -249,13 +249,14 @@ def test_rerun_after_snakemake_died_redoes_only_unfinished_work(slurm_run):
     workdir, before_rerun = slurm_run["workdir"], slurm_run["before_rerun"]
     table = slurm_run["rerun_log"].split("Job stats:", 1)[1]
     counts = job_counts(table[: table.index("\ntotal") + 1])
+    kept = {}
     for rule, pattern in (("convert_audio", "*/audio/*.wav"), ("transcribe_audio", "*/asr/*.json")):
         results = sorted((workdir / "results").glob(pattern))
-        kept = [p for p in results if p in before_rerun and p.stat().st_mtime_ns == before_rerun[p]]
-        assert counts.get(rule, 0) == len(results) - len(kept), (rule, counts, len(results), len(kept))
-    wavs = [p for p in (workdir / "results").glob("*/audio/*.wav") if p in before_rerun]
-    assert wavs, "nothing was converted before the kill"
-    assert any(p.stat().st_mtime_ns == before_rerun[p] for p in wavs), "finished conversions were redone"
+        kept[rule] = [p for p in results if p in before_rerun and p.stat().st_mtime_ns == before_rerun[p]]
+        assert counts.get(rule, 0) == len(results) - len(kept[rule]), (rule, counts, len(results), len(kept[rule]))
+    converted = [p for p in before_rerun if p.suffix == ".wav" and p.parent.name == "audio"]
+    assert converted, "nothing was converted before the kill"
+    assert kept["convert_audio"], "finished conversions were redone"
     assert 0 < counts["transcribe_audio"], "the transcription the kill interrupted was not redone"
 
 

@@ -140,6 +140,11 @@ class VocoderSettings:
     def mel_only_steps(self) -> int:
         return self.mel_only_epochs * self.steps_per_epoch
 
+    @property
+    def adversarial(self) -> bool:
+        """Whether the discriminators join (after the mel-only epochs)."""
+        return self.mel_only_epochs < self.epochs
+
     def check(self) -> None:
         for name in ("epochs", "batch_size", "samples_per_epoch", "save_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
@@ -239,12 +244,10 @@ def cpu_budget_warning(settings: VocoderSettings, device: torch.device) -> str |
     defaults: 312,500 steps of 16 windows, the discriminators from the start), else None."""
     if device.type != "cpu" or settings.max_steps <= CPU_STEPS_WARNING:
         return None
-    adversarial = settings.mel_only_epochs < settings.epochs
     phase = (f", the discriminators from step {settings.mel_only_steps:,} (~100x slower per step on a CPU)"
-             if adversarial else "")
+             if settings.adversarial else "")
     return (f"warning: {settings.max_steps:,} training steps on the CPU{phase}: this budget is a GPU's and "
-            f"will take days here; config/demo.yaml's vocoder settings (400 steps) or make vocoder-long's "
-            f"(8,000) suit a CPU")
+            f"will take hours to days here; config/demo.yaml's vocoder settings or make vocoder-long's suit a CPU")
 
 
 def train(out: str | Path, material: Material, settings: VocoderSettings, init_from: Path | None = None,
@@ -269,7 +272,7 @@ def train(out: str | Path, material: Material, settings: VocoderSettings, init_f
         print(warning, file=sys.stderr)
     generator, init_notes = build_generator(settings, material.k, init_from)
     generator.to(device)
-    adversarial = settings.mel_only_epochs < settings.epochs
+    adversarial = settings.adversarial
     discriminator = DiscriminatorV2().to(device) if adversarial else None
     log_mel = LogMel(MEL).to(device)
     g_opt = torch.optim.AdamW(generator.parameters(), settings.lr, betas=(0.8, 0.99))
