@@ -76,8 +76,8 @@ def sigkill_when(command: list[str], env: dict, ready: Callable[[], bool], timeo
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {})}
     # Jobs call `python`: the interpreter running the tests (the venv's) comes first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("PYTHONPATH", None)

@@ -23,7 +23,7 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     counts = {}
     for line in dry_run_output.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
+        if len(parts) == 2 and parts[1].isdigit() and not parts[0].endswith(":"):
             counts[parts[0]] = int(parts[1])
     return counts
 
@@ -85,6 +85,63 @@ def test_slurm_profile_packs_40_recordings_per_group_job_on_a_rerun(tmp_path):
     out = proc.stdout + proc.stderr
     assert out.count("Group job audio") == 3 and out.count("Group job text") == 3, "90 recordings, 40 a group job"
     assert job_counts(out)["convert_audio"] == 90
+
+
+def _output(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout + proc.stderr
+
+
+def _listed_jobs(dry_run_output: str) -> list[str]:
+    """The jobs a dry run with -p lists (rule, files, wildcards, reason, resources, shell command,
+    groups), sorted, without what depends on the order of listing or of a set (timestamps, job
+    ids, the order of the files in a reason and of the resources)."""
+    blocks = []
+    for block in re.split(r"\n\s*\n", dry_run_output):
+        lines = []
+        for line in block.splitlines():
+            if re.match(r"\s*(\[.*\d{4}\]$|Date:|Workflow ID:|Command:|jobid:)", line):
+                continue
+            if "Group job" in line:  # a group's header, printed after the job listed before it
+                blocks.append(line[line.index("Group job") :])
+                continue
+            head, found, reason = line.partition("reason: ")
+            if found:
+                clauses = [c.partition(": ") for c in reason.split("; ")]
+                line = head + found + "; ".join(k + s + ", ".join(sorted(v.split(", "))) for k, s, v in clauses)
+            head, found, resources = line.partition("resources: ")
+            if found:  # a profile's resources come in the order of a set of names
+                line = head + found + ", ".join(sorted(resources.split(", ")))
+            lines.append(line)
+        if lines:
+            blocks.append("\n".join(lines))
+    return sorted(blocks)
+
+
+def test_snakemake_patches_change_no_job(tmp_path):
+    """The performance patches in common.smk change how fast Snakemake builds the DAG, not what it
+    plans: the same jobs, files, reasons, resources, shell commands and Slurm groups as Snakemake
+    alone (TALA_SNAKEMAKE_PATCHES=off), with and without the slurm-gpu profile, on a rerun of 70
+    chapters (inputs long enough for every patch's fast path)."""
+    audio, text = tmp_path / "raw" / "audio", tmp_path / "raw" / "text"
+    audio.mkdir(parents=True)
+    text.mkdir(parents=True)
+    records = []
+    for n in range(1, 71):  # placeholders: a dry run reads neither
+        (audio / f"PSA_{n:03d}.mp3").touch()
+        (text / f"PSA_{n:03d}.docx").touch()
+        records.append({"recording": f"PSA_{n:03d}", "status": "ok", "problems": []})
+    config = _language_config(tmp_path / "c.yaml", "xx", audio, text)
+    workdir = tmp_path / "work"
+    (workdir / "results" / "xx").mkdir(parents=True)
+    (workdir / "results" / "xx" / "inspection.json").write_text(json.dumps({"recordings": records}))
+    for extra in ([], ["--profile", str(REPO / "profiles" / "slurm-gpu")]):
+        args = ("-n", "-p", "--configfile", str(config), *extra)
+        patched = _output(snakemake(workdir, *args))
+        plain = _output(snakemake(workdir, *args, env={"TALA_SNAKEMAKE_PATCHES": "off"}))
+        assert job_counts(patched)["total"] > 500
+        assert _listed_jobs(patched) == _listed_jobs(plain), f"patches changed the plan ({extra or 'local'})"
+        quiet = _output(snakemake(workdir, "-n", "-q", "rules", "--configfile", str(config), *extra))
+        assert job_counts(quiet) == job_counts(plain) and "rule convert_audio:" not in quiet
 
 
 def test_shared_centroids_go_to_fit_kmeans(tmp_path):

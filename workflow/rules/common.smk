@@ -422,25 +422,31 @@ def report_problems(log=sys.stderr):
 
 
 # --------------------------------------------------------------------------- Snakemake at scale
-# A whole Bible is 1,189 chapters per language, ~7,000 jobs, and Snakemake 9.27 spends most of a
+# A whole Bible is 1,189 chapters per language, ~9,500 jobs, and Snakemake 9.27 spends most of a
 # dry run in a few places that grow faster than the DAG (tests/bench/bench_dag.py: 1,189
-# chapters x 2 languages). The patches below change how fast Snakemake gets there, not what it
-# computes: the same jobs, shell commands, resources and groups (compared job by job on the
-# bench's DAG, with and without the slurm-gpu profile). Written for Snakemake 9.27 and applied
-# only to it: another version runs unpatched, only slower (re-measure with the bench, then
-# update PATCHED_SNAKEMAKE or the patches).
+# chapters x 2 languages, 19,055 jobs: 28 s plain and 39 s with the slurm-gpu profile without
+# these patches, 15 s and 14 s with them). The patches change how fast Snakemake gets there, not
+# what it plans: the same jobs, files, reasons, resources, shell commands and groups
+# (test_snakemake_patches_change_no_job compares the dry runs job by job, with and without the
+# slurm-gpu profile; TALA_SNAKEMAKE_PATCHES=off turns them off). Written for Snakemake 9.27 and
+# applied only to it: another version runs unpatched, only slower (re-measure with the bench,
+# then update PATCHED_SNAKEMAKE or the patches).
 
 PATCHED_SNAKEMAKE = "9.27"
 
 
 def patch_snakemake(patch):
     """Apply one of the performance patches below: only to Snakemake PATCHED_SNAKEMAKE, and once
-    per process (the Snakefile may be read more than once)."""
+    per process (the Snakefile may be read more than once). TALA_SNAKEMAKE_PATCHES=off runs
+    Snakemake as it is, to compare (tests/test_workflow.py compares the dry runs' jobs).
+    """
     import snakemake
 
     applied = snakemake.__dict__.setdefault("_tala_patches", set())
-    if snakemake.__version__.startswith(PATCHED_SNAKEMAKE + ".") and (
-        patch.__name__ not in applied
+    if (
+        snakemake.__version__.startswith(f"{PATCHED_SNAKEMAKE}.")
+        and os.environ.get("TALA_SNAKEMAKE_PATCHES", "on") != "off"
+        and patch.__name__ not in applied
     ):
         patch()
         applied.add(patch.__name__)
@@ -505,6 +511,157 @@ def format_shell_command_once():
 
     Job.shellcmd = property(shellcmd, doc=Job.shellcmd.__doc__)
     Job.log_info = log_info_with_command
+
+
+def job_info_only_when_shown():
+    """Job.log_info builds each job's description (its inputs and outputs formatted, the reason,
+    the resources, the shell command) for two log records, also when every log handler then
+    drops them, as `--quiet rules` asks: a quarter of `snakemake -n -q rules` at a whole Bible.
+    The description is now built only when some handler of Snakemake's logger (the default
+    stream, a log file, a logger plugin, each with its own filter) would keep one of the two
+    records; otherwise only the checkpoint notice is logged, as before."""
+    import logging
+    import logging.handlers
+
+    import snakemake.logging
+    from snakemake.jobs import Job
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    log_info = Job.log_info
+
+    def handlers():
+        manager = getattr(snakemake.logging, "logger_manager", None)
+        listener = getattr(manager, "queue_listener", None)
+        for handler in snakemake.logging.logger.handlers:
+            if (
+                isinstance(handler, logging.handlers.QueueHandler)
+                and listener is not None
+            ):
+                yield from listener.handlers
+            else:
+                yield handler
+
+    def shown(event):
+        logger = snakemake.logging.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return False
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, "", None, None
+        )
+        record.event = event
+        return logger.filter(record) and any(
+            handler.level <= logging.INFO and handler.filter(record)
+            for handler in handlers()
+        )
+
+    def log_info_when_shown(self, *args, **kwargs):
+        if shown(LogEvent.JOB_INFO) or shown(LogEvent.SHELLCMD):
+            return log_info(self, *args, **kwargs)
+        if self.rule.is_checkpoint:
+            snakemake.logging.logger.info(
+                "DAG of jobs will be updated after completion."
+            )
+        if self.rule.is_handover:
+            snakemake.logging.logger.info("Handing over execution to foreign system...")
+
+    Job.log_info = log_info_when_shown
+
+
+def producers_once_per_file():
+    """DAG.file2jobs asks the output index which rules produce a file each time a job names it as
+    input: every rule whose output shares the file's constant prefix and suffix ("results/",
+    ".json") is matched by regular expression. A chapter's alignment is named by ten jobs (the
+    per-language summaries, proofing, units, fine-tuning, the default target), so at a whole Bible
+    a tenth of a dry run matched the same files again. The rules, and so the answer for a file,
+    do not change once the Snakefile is read: each file's producers are now matched once.
+    """
+    from snakemake.output_index import OutputIndex
+
+    match_producers = OutputIndex.match_producers
+
+    def match_producers_once(self, targetfile):
+        known = self.__dict__.setdefault("_tala_producers", {})
+        key = str(targetfile)
+        try:
+            return set(known[key])
+        except KeyError:
+            rules = known[key] = frozenset(match_producers(self, targetfile))
+            return set(rules)
+
+    OutputIndex.match_producers = match_producers_once
+
+
+def conda_env_without_params():
+    """Job.conda_env_spec expands the job's params to hand them to Rule.expand_conda_env, also
+    when the `conda:` file is a constant that the rule has already expanded once and only returns
+    again, as for every step here. DAG.update_conda_envs asks every job at each DAG update, so a
+    dry run expanded the params of all jobs for nothing (a twentieth of it). A rule's cached
+    environment is now returned without them; a `conda:` function still gets them."""
+    from snakemake.jobs import Job
+    from snakemake.rules import _NOT_CACHED
+
+    conda_env_spec = Job.conda_env_spec.fget
+
+    def conda_env_spec_cached(self):
+        if self._conda_env_spec is None:
+            cached = self.rule._expanded_conda_env
+            if cached is not _NOT_CACHED:
+                self._conda_env_spec = cached
+                return cached
+        return conda_env_spec(self)
+
+    Job.conda_env_spec = property(conda_env_spec_cached, doc=Job.conda_env_spec.__doc__)
+
+
+def input_membership_by_hash():
+    """DAG.update asks, for every job that consumes a file, whether the file's producer also
+    names it as input (`file in job.input`, a cycle check), a scan of the producer's inputs:
+    each chapter's quantize_units needs the language's k-means, whose fit_kmeans job names every
+    chapter's WAV and segments, so a whole Bible compared 1,189 x 2,378 paths per language
+    (quadratic in the chapters; a tenth of a dry run). A job's inputs, once expanded, are only
+    replaced, never edited in place (Job.input's setter), so a long input list now answers `in`
+    from a set of its files, built on first use and rebuilt if its length changes. The answer is
+    the same: an input file's hash and equality are those of its path."""
+    from snakemake.iocontainers import InputFiles
+    from snakemake.jobs import Job
+
+    class IndexedInputFiles(InputFiles):
+        def __contains__(self, item):
+            if len(self) < 64:
+                return list.__contains__(self, item)
+            index = self.__dict__.get("_tala_index")
+            if index is None or index[0] != len(self):
+                index = self._tala_index = (len(self), set(self))
+            try:
+                return item in index[1]
+            except TypeError:  # an unhashable item
+                return list.__contains__(self, item)
+
+    job_init = Job.__init__
+
+    def init_with_indexed_input(self, *args, **kwargs):
+        job_init(self, *args, **kwargs)
+        if type(self._input) is InputFiles:
+            self._input.__class__ = IndexedInputFiles
+
+    Job.__init__ = init_with_indexed_input
+
+
+def no_resource_accounting_in_dry_runs():
+    """A dry run selects every ready job without weighing resources (JobScheduler.schedule:
+    `run = needrun`), yet gave each job's resources back to the pool when it "finished",
+    evaluating every resource of every job (and a group's sum over its jobs) for counters nothing
+    reads: a tenth of a dry run. A dry run now skips that; a real run is unchanged. (A listed
+    job's resources are still evaluated when its description is shown.)"""
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    free_resources = JobScheduler._free_resources
+
+    def free_resources_unless_dry(self, job):
+        if not self.dryrun:
+            free_resources(self, job)
+
+    JobScheduler._free_resources = free_resources_unless_dry
 
 
 def input_sizes_on_the_workflow_loop():
@@ -580,6 +737,11 @@ def group_readiness_once_per_update():
 
 patch_snakemake(remember_function_params)
 patch_snakemake(format_shell_command_once)
+patch_snakemake(job_info_only_when_shown)
+patch_snakemake(producers_once_per_file)
+patch_snakemake(conda_env_without_params)
+patch_snakemake(input_membership_by_hash)
+patch_snakemake(no_resource_accounting_in_dry_runs)
 patch_snakemake(input_sizes_on_the_workflow_loop)
 patch_snakemake(check_each_group_once)
 patch_snakemake(group_readiness_once_per_update)
