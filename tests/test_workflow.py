@@ -65,22 +65,29 @@ def test_snakefmt_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_slurm_profile_packs_40_recordings_per_group_job_on_a_rerun(tmp_path):
-    """With the inspections done (a rerun), the DAG is updated twice at start; the slurm-gpu
-    profile's groups must still hold 40 recordings each (Snakemake 9.27 alone merges them into one
-    group per language: see regroup_from_scratch in common.smk)."""
+def _inspected_placeholders(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    """(config, workdir) of a language "xx" of n empty chapters (a dry run reads neither MP3 nor
+    DOCX) whose inspection found every chapter usable, as on a rerun."""
     audio, text = tmp_path / "raw" / "audio", tmp_path / "raw" / "text"
     audio.mkdir(parents=True)
     text.mkdir(parents=True)
     records = []
-    for n in range(1, 91):  # placeholders: a dry run reads neither
-        (audio / f"PSA_{n:03d}.mp3").touch()
-        (text / f"PSA_{n:03d}.docx").touch()
-        records.append({"recording": f"PSA_{n:03d}", "status": "ok", "problems": []})
+    for i in range(1, n + 1):
+        (audio / f"PSA_{i:03d}.mp3").touch()
+        (text / f"PSA_{i:03d}.docx").touch()
+        records.append({"recording": f"PSA_{i:03d}", "status": "ok", "problems": []})
     config = _language_config(tmp_path / "c.yaml", "xx", audio, text)
     workdir = tmp_path / "work"
     (workdir / "results" / "xx").mkdir(parents=True)
     (workdir / "results" / "xx" / "inspection.json").write_text(json.dumps({"recordings": records}))
+    return config, workdir
+
+
+def test_slurm_profile_packs_40_recordings_per_group_job_on_a_rerun(tmp_path):
+    """With the inspections done (a rerun), the DAG is updated twice at start; the slurm-gpu
+    profile's groups must still hold 40 recordings each (Snakemake 9.27 alone merges them into one
+    group per language: see regroup_from_scratch in common.smk)."""
+    config, workdir = _inspected_placeholders(tmp_path, 90)
     proc = snakemake(workdir, "-n", "--configfile", str(config), "--profile", str(REPO / "profiles" / "slurm-gpu"))
     out = proc.stdout + proc.stderr
     assert out.count("Group job audio") == 3 and out.count("Group job text") == 3, "90 recordings, 40 a group job"
@@ -122,18 +129,7 @@ def test_snakemake_patches_change_no_job(tmp_path):
     plans: the same jobs, files, reasons, resources, shell commands and Slurm groups as Snakemake
     alone (TALA_SNAKEMAKE_PATCHES=off), with and without the slurm-gpu profile, on a rerun of 70
     chapters (inputs long enough for every patch's fast path)."""
-    audio, text = tmp_path / "raw" / "audio", tmp_path / "raw" / "text"
-    audio.mkdir(parents=True)
-    text.mkdir(parents=True)
-    records = []
-    for n in range(1, 71):  # placeholders: a dry run reads neither
-        (audio / f"PSA_{n:03d}.mp3").touch()
-        (text / f"PSA_{n:03d}.docx").touch()
-        records.append({"recording": f"PSA_{n:03d}", "status": "ok", "problems": []})
-    config = _language_config(tmp_path / "c.yaml", "xx", audio, text)
-    workdir = tmp_path / "work"
-    (workdir / "results" / "xx").mkdir(parents=True)
-    (workdir / "results" / "xx" / "inspection.json").write_text(json.dumps({"recordings": records}))
+    config, workdir = _inspected_placeholders(tmp_path, 70)
     for extra in ([], ["--profile", str(REPO / "profiles" / "slurm-gpu")]):
         args = ("-n", "-p", "--configfile", str(config), *extra)
         patched = _output(snakemake(workdir, *args))
