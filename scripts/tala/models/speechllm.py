@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -212,6 +212,17 @@ def encoder_window_samples(encoder_config) -> int:
     return int(encoder_config.max_source_positions) * ENCODER_HOP
 
 
+def feature_extractor_for(encoder_config):
+    """Whisper's log-mel front end for this encoder: its mel bins, and a window as long as the
+    encoder's (30 s for every released Whisper)."""
+    from transformers import WhisperFeatureExtractor
+
+    window = encoder_window_samples(encoder_config)
+    if window % SAMPLE_RATE:
+        raise SpeechLLMError(f"the encoder's window ({window} samples) is not a whole number of seconds")
+    return WhisperFeatureExtractor(feature_size=encoder_config.num_mel_bins, chunk_length=window // SAMPLE_RATE)
+
+
 def check_clip(n_samples: int, window_samples: int, name: str) -> None:
     """A clip longer than the encoder's window is refused, never cut: the words after the window
     would vanish from the audio but not from the transcript."""
@@ -311,29 +322,35 @@ def prompt_for(tokenizer, instruction: str) -> Prompt:
 
 
 def _resolve(folder: Path, name: str) -> str:
-    return str(folder / name) if (folder / name).exists() else name
+    return str((folder / name).resolve()) if not Path(name).is_absolute() and (folder / name).exists() else name
+
+
+def write_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, tokenizer=None) -> None:
+    """Write the recognizer into the existing ``folder``: the config, the projector (safetensors)
+    and the decoder: its LoRA adapter (peft) when it has one, else the whole decoder and its
+    tokenizer (``decoder/``). The encoder is never written: it is frozen and named by the config."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    projector = {k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()}
+    save_file(projector, str(folder / PROJECTOR_NAME))
+    if hasattr(model.decoder, "peft_config"):
+        model.decoder.save_pretrained(str(folder / LORA_DIR))
+    else:
+        model.decoder.save_pretrained(str(folder / DECODER_DIR))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder / DECODER_DIR))
+        fields = {k: v for k, v in asdict(config).items() if k != "class_name"}
+        config = SpeechLLMConfig(**{**fields, "decoder": DECODER_DIR})
+    (folder / CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
 
 
 def save_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, tokenizer=None) -> None:
-    """Write ``folder`` whole or not at all: the config, the projector (safetensors) and the
-    decoder: its LoRA adapter (peft) when it has one, else the whole decoder and its tokenizer
-    (``decoder/``). The encoder is never written: it is frozen and named by the config."""
-    from safetensors.torch import save_file
-
+    """:func:`write_speechllm` into a new ``folder``, whole or not at all."""
     from tala.fileio import atomic_dir
 
     with atomic_dir(folder) as tmp:
-        projector = {k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()}
-        save_file(projector, str(tmp / PROJECTOR_NAME))
-        if hasattr(model.decoder, "peft_config"):
-            model.decoder.save_pretrained(str(tmp / LORA_DIR))
-        else:
-            model.decoder.save_pretrained(str(tmp / DECODER_DIR))
-            if tokenizer is not None:
-                tokenizer.save_pretrained(str(tmp / DECODER_DIR))
-            fields = {k: v for k, v in asdict(config).items() if k != "class_name"}
-            config = SpeechLLMConfig(**{**fields, "decoder": DECODER_DIR})
-        (tmp / CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+        write_speechllm(tmp, model, config, tokenizer)
 
 
 def load_speechllm(folder: Path, device: str = "cpu", trainable_lora: bool = False):
@@ -344,8 +361,10 @@ def load_speechllm(folder: Path, device: str = "cpu", trainable_lora: bool = Fal
 
     folder = Path(folder)
     config = SpeechLLMConfig.read(folder / CONFIG_NAME)
-    encoder = load_whisper_encoder(_resolve(folder, config.encoder))
-    decoder_path = _resolve(folder, config.decoder)
+    # Parts saved inside the folder are named relative to it: from here on, by their full path.
+    config = replace(config, encoder=_resolve(folder, config.encoder), decoder=_resolve(folder, config.decoder))
+    encoder = load_whisper_encoder(config.encoder)
+    decoder_path = config.decoder
     decoder = AutoModelForCausalLM.from_pretrained(decoder_path)
     tokenizer = AutoTokenizer.from_pretrained(decoder_path)
     if (folder / LORA_DIR).is_dir():

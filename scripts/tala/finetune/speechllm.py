@@ -1,0 +1,428 @@
+"""Fine-tune the speech-LLM recognizer (:class:`tala.models.speechllm.SpeechLLMV1`) on a language's
+dataset: LoRA adapters on the decoder's attention projections and the audio projector learn, the
+Whisper encoder and the decoder's base stay frozen; resumable.
+
+    python -m tala.finetune.speechllm --start resources/demo/speechllm \\
+        --train results/L/dataset/train.jsonl --valid results/L/dataset/valid.jsonl \\
+        --out results/L/models/speechllm
+    python -m tala.finetune.speechllm --encoder openai/whisper-small --decoder HuggingFaceTB/SmolLM2-135M ...
+
+``--start`` is a saved recognizer (``speechllm.json``, its projector, a whole decoder or a LoRA
+adapter, which then trains on); ``--encoder`` and ``--decoder`` start from two hub checkpoints (or
+folders) with a new projector. ``--train all`` trains the whole decoder instead of adapters (how a
+stand-in is pre-trained). The target text is the manifest's ``--text-field`` (tala's datasets:
+``normalized``, as ``evaluate_asr`` scores), tokenized by the decoder's tokenizer; the loss is on the
+transcript and its end-of-sequence token only.
+
+A clip longer than the encoder's window (Whisper: 30 s) or whose transcript does not fit the
+decoder's positions is left out with one line naming it (never cut: its words would stay in the
+target and leave the audio); ``training.json`` counts them. Validation decodes greedily and scores
+CER and WER with :mod:`tala.ctc_text` (the best validation CER is kept; ``--patience`` stops early).
+
+Checkpoints, resume, the log, the schedule, the batches and the step loop are the shared core
+(:mod:`tala.training`): ``<out>.checkpoints/step-NNNNNN/`` hold only what trains (the projector and
+the adapters: a few MB for SmolLM2), a rerun resumes from the newest complete one. The output folder
+appears, complete, at the end: what :func:`tala.models.speechllm.load_speechllm` reads (plain
+transformers + peft), ``training.json`` and ``training_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tala.device import ensure_mps_fallback, pick_device
+
+ensure_mps_fallback()
+
+import torch  # noqa: E402
+
+import tala  # noqa: E402
+from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
+from tala.errors import InputError, run_cli  # noqa: E402
+from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
+from tala.models.speechllm import (  # noqa: E402
+    AudioProjectorV1,
+    SpeechLLMConfig,
+    SpeechLLMError,
+    SpeechLLMV1,
+    check_clip,
+    check_lora_targets,
+    check_sequence,
+    encoder_window_samples,
+    feature_extractor_for,
+    load_speechllm,
+    load_whisper_encoder,
+    prompt_for,
+    write_speechllm,
+)
+from tala.training import (  # noqa: E402
+    Cadence,
+    Evaluation,
+    StepResult,
+    StopRule,
+    checkpoint_root,
+    duration_batches,
+    new_position,
+    pack_batches,
+    restore_best,
+    resume,
+    run_loop,
+    warmup_decay_schedule,
+)
+from tala.training import LOG_FILE as CORE_LOG  # noqa: E402
+
+TRAIN_MODES = ("lora", "all")
+INFO_FILE = "training.json"
+LOG_FILE = "training_log.jsonl"
+RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size", "seed",
+               "lora_r", "lora_alpha", "lora_targets", "stack", "instruction", "text_field")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SpeechLLMSettings:
+    train: str = "lora"  # lora: adapters + projector; all: the whole decoder + projector
+    max_steps: int = 1000
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_seconds: float = 60.0  # audio per batch (the decoder sees ~12.5 tokens a second)
+    max_batch_size: int = 8
+    seed: int = 0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    stack: int = 4  # a new projector's frames per audio token
+    instruction: str = ""  # a new recognizer's text between the audio and the transcript
+    text_field: str = "normalized"
+    eval_every: int = 200
+    patience: int = 0
+    min_delta: float = 0.0
+    evaluate_start: bool = False
+    max_new_tokens: int = 200
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)  # room for notes in training.json
+
+    def check(self) -> None:
+        if self.train not in TRAIN_MODES:
+            raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
+        if self.max_steps < 1 or self.warmup_steps < 0 or self.max_batch_size < 1 or self.batch_seconds <= 0:
+            raise ValueError("max_steps >= 1, warmup_steps >= 0, max_batch_size >= 1 and batch_seconds > 0 are required")
+        if self.learning_rate <= 0 or self.lora_r < 1 or self.stack < 1:
+            raise ValueError("learning_rate, lora_r and stack must be positive")
+
+
+@dataclass
+class Start:
+    model: SpeechLLMV1
+    tokenizer: object
+    config: SpeechLLMConfig
+    source: str
+
+
+def load_start(settings: SpeechLLMSettings, start: str | Path | None, encoder: str | None,
+               decoder: str | None) -> Start:
+    """The recognizer training starts from: a saved one (``start``), or two bases and a new projector."""
+    if start is not None:
+        model, tokenizer, config = load_speechllm(Path(start), trainable_lora=True)
+        return Start(model, tokenizer, config, str(start))
+    if not encoder or not decoder:
+        raise InputError("--start", "give a saved recognizer (--start) or both --encoder and --decoder")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    whisper = load_whisper_encoder(encoder)
+    lm = AutoModelForCausalLM.from_pretrained(decoder)
+    tokenizer = AutoTokenizer.from_pretrained(decoder)
+    config = SpeechLLMConfig(encoder=encoder, decoder=decoder, stack=settings.stack, instruction=settings.instruction,
+                             lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                             lora_dropout=settings.lora_dropout, lora_targets=tuple(settings.lora_targets))  # fmt: skip
+    projector = AudioProjectorV1(whisper.config.d_model, lm.config.hidden_size, settings.stack)
+    model = SpeechLLMV1(whisper, projector, lm, prompt_for(tokenizer, settings.instruction))
+    return Start(model, tokenizer, config, f"{encoder} + {decoder}")
+
+
+def add_lora(start: Start, settings: SpeechLLMSettings) -> None:
+    """Wrap the decoder with new LoRA adapters (a decoder that has adapters keeps training them)."""
+    if hasattr(start.model.decoder, "peft_config"):
+        return
+    from peft import LoraConfig, get_peft_model
+
+    try:
+        check_lora_targets(start.model.decoder, settings.lora_targets)
+    except SpeechLLMError as err:
+        raise InputError("--lora-targets", str(err)) from None
+    lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                      target_modules=list(settings.lora_targets), task_type="CAUSAL_LM")  # fmt: skip
+    start.model.decoder = get_peft_model(start.model.decoder, lora)
+    start.config = SpeechLLMConfig(**{**{k: v for k, v in asdict(start.config).items() if k != "class_name"},
+                                      "lora_r": settings.lora_r, "lora_alpha": settings.lora_alpha,
+                                      "lora_dropout": settings.lora_dropout,
+                                      "lora_targets": tuple(settings.lora_targets)})  # fmt: skip
+
+
+def trainable_parameters(model: SpeechLLMV1, mode: str) -> dict[str, torch.nn.Parameter]:
+    """The parameters that learn, by name: the projector, and the LoRA adapters or the whole decoder."""
+    model.decoder.requires_grad_(False)
+    model.projector.requires_grad_(True)
+    for name, param in model.decoder.named_parameters():
+        if mode == "all" or "lora_" in name:
+            param.requires_grad_(True)
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def usable_examples(examples: list[Example], tokenizer, model: SpeechLLMV1, window: int,
+                    log=sys.stderr) -> tuple[list[Example], list[list[int]], list[str]]:
+    """The examples the recognizer can learn from, their target ids, and one line per example left
+    out (too long for the encoder's window, or transcript too long for the decoder)."""
+    limit = int(getattr(model.decoder.config, "max_position_embeddings", 1 << 30))
+    kept, targets, left_out = [], [], []
+    for example in examples:
+        ids = tokenizer(example.text, add_special_tokens=False).input_ids
+        n_samples = round(example.duration * 16_000)
+        try:
+            check_clip(n_samples, window, example.where)
+            check_sequence(len(ids), n_samples, model.projector.stack, model.prompt, limit, example.where)
+        except SpeechLLMError as err:
+            left_out.append(f"left out: {err}")
+            print(left_out[-1], file=log)
+            continue
+        kept.append(example)
+        targets.append(ids)
+    return kept, targets, left_out
+
+
+def encode_clips(model: SpeechLLMV1, feature_extractor, examples: list[Example], device) -> list[torch.Tensor]:
+    audio = [load_audio(e) for e in examples]
+    features = feature_extractor(audio, sampling_rate=16_000, return_tensors="pt").input_features
+    return model.encode(features.to(device), [len(a) for a in audio])
+
+
+def transcribe(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], device,
+               batch_seconds: float, max_batch_size: int, max_new_tokens: int) -> list[str]:
+    """Greedy transcripts of the examples, in their order."""
+    order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
+    hyps: dict[int, str] = {}
+    for batch in pack_batches(order, [e.duration for e in examples], batch_seconds, max_batch_size):
+        frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
+        for i, ids in zip(batch, model.generate(frames, max_new_tokens)):
+            hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+    return [hyps[i] for i in range(len(examples))]
+
+
+def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], targets: list[list[int]],
+             device, settings: SpeechLLMSettings) -> dict:
+    """Validation loss (mean over clips), greedy CER and WER (tala.ctc_text) and a few transcripts."""
+    was_training = model.training
+    model.eval()
+    loss_sum = 0.0
+    with torch.inference_mode():
+        order = list(range(len(examples)))
+        for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
+                                  settings.max_batch_size):
+            frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
+            loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
+        hyps = transcribe(model, tokenizer, feature_extractor, examples, device, settings.batch_seconds,
+                          settings.max_batch_size, settings.max_new_tokens)
+    model.train(was_training)
+    refs = [normalize_for_scoring(e.text) for e in examples]
+    hyps = [normalize_for_scoring(h) for h in hyps]
+    rates = error_rates(refs, hyps)
+    return {"loss": loss_sum / len(examples), "cer": rates["cer"], "wer": rates["wer"],
+            "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:2]]}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    resumed_from: int | None
+    final_eval: dict | None
+    elapsed_s: float
+
+
+def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_manifests=(), start=None,
+          encoder: str | None = None, decoder: str | None = None, checkpoint_dir=None, progress: bool = True,
+          keep_checkpoint_dir: bool = False, on_step=None) -> TrainResult:
+    """Train to ``settings.max_steps`` (or early stop), resuming from ``<out>.checkpoints``; write ``out`` last."""
+    settings.check()
+    out = Path(out)
+    root = checkpoint_root(out, checkpoint_dir)
+    torch.manual_seed(settings.seed)  # a new projector's and new adapters' initial weights
+    began = load_start(settings, start, encoder, decoder)
+    if settings.train == "lora":
+        add_lora(began, settings)
+    model, tokenizer = began.model, began.tokenizer
+    device = pick_device(settings.device)
+    model.to(device)
+    window = encoder_window_samples(model.encoder.config)
+    feature_extractor = feature_extractor_for(model.encoder.config)
+    train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
+    valid_all = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
+    train_examples, train_targets, left_out = usable_examples(train_all, tokenizer, model, window)
+    valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, model, window)
+    if not train_examples:
+        raise InputError(train_manifests[0], "no clip fits the encoder's window and the decoder's positions")
+    durations = [e.duration for e in train_examples]
+
+    named = trainable_parameters(model, settings.train)
+    params = list(named.values())
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,
+                                      settings.min_lr_ratio)  # fmt: skip
+    modules, states = {"trained": TrainedTensors(named)}, {"optimizer": optimizer, "scheduler": scheduler}
+    torch.manual_seed(settings.seed)
+    root.mkdir(parents=True, exist_ok=True)
+    data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
+            "total_s": round(sum(durations), 3)}  # fmt: skip
+    fresh = new_position(settings={k: getattr(settings, k) if k != "lora_targets" else list(settings.lora_targets)
+                                   for k in RESUME_KEYS}, data=data)  # fmt: skip
+    start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
+                   "device": str(device), "left_out": len(left_out)}  # fmt: skip
+    resumed = resume(root, fresh, modules, states, start=start_event, match=("settings", "data"))
+    model.train()
+
+    def batches_of_epoch(epoch: int) -> list[list[int]]:
+        return duration_batches(durations, settings.seed, epoch, settings.batch_seconds, settings.max_batch_size,
+                                float(window) / 16_000)  # fmt: skip
+
+    def train_step(index: list[int]) -> StepResult:
+        frames = encode_clips(model, feature_extractor, [train_examples[i] for i in index], device)
+        loss = model.loss(frames, [train_targets[i] for i in index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        stepping = bool(torch.isfinite(grad_norm))
+        if stepping:
+            optimizer.step()
+        scheduler.step()
+        return StepResult({"loss": loss.detach().item()},
+                          {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
+                          audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
+
+    def run_eval(step: int) -> Evaluation:
+        result = evaluate(model, tokenizer, feature_extractor, valid_examples, valid_targets, device, settings)
+        return Evaluation({k: result[k] for k in ("loss", "cer", "wer")}, {"examples": result["examples"]})
+
+    def after_step(step: int, result: StepResult) -> None:
+        if on_step is not None:
+            on_step(step, result.losses["loss"])
+
+    cadence = Cadence(settings.max_steps, settings.log_every, settings.eval_every, settings.checkpoint_every,
+                      settings.keep_checkpoints)  # fmt: skip
+    stop_rule = StopRule("cer", "min", settings.patience, settings.min_delta) if valid_examples else None
+    position, final = run_loop(root, resumed.position, cadence, batches_of_epoch, train_step,
+                               run_eval if valid_examples else None, modules, states, stop_rule=stop_rule,
+                               on_step=after_step, progress=progress, desc=f"speechllm ({settings.train})",
+                               evaluate_start=settings.evaluate_start)  # fmt: skip
+    if final is not None and stop_rule is not None:
+        final = restore_best(root, position, final, modules, stop_rule, run_eval)
+    final_eval = None if final is None else {**final.metrics, **final.details}
+    model.to("cpu").eval()
+    with atomic_dir(out) as tmp:
+        write_speechllm(tmp, model, began.config, tokenizer)
+        shutil.copyfile(root / CORE_LOG, tmp / LOG_FILE)
+        write_json_atomic(tmp / INFO_FILE, {
+            "generator": "tala.finetune.speechllm",
+            "tala_version": tala.__version__,
+            "start_model": began.source,
+            "settings": {k: v for k, v in asdict(settings).items() if k != "extra"},
+            "train_manifests": [str(m) for m in train_manifests],
+            "valid_manifests": [str(m) for m in valid_manifests],
+            "examples": len(train_examples),
+            "left_out": left_out + valid_left_out,
+            "steps": position["step"],
+            "best": position.get("best"),
+            "stopped_early_at": position.get("stopped_at"),
+            "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer", "wer")},
+            "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
+                         "peft": _version("peft")},
+        })  # fmt: skip
+    if not keep_checkpoint_dir:
+        shutil.rmtree(root, ignore_errors=True)
+    return TrainResult(out, position["step"], resumed.step, final_eval, position["elapsed_s"])
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = SpeechLLMSettings()
+    parser = argparse.ArgumentParser(prog="python -m tala.finetune.speechllm", description=__doc__.splitlines()[0])
+    parser.add_argument("--train", nargs="+", required=True, metavar="JSONL", dest="train_manifests")
+    parser.add_argument("--valid", nargs="*", default=[], metavar="JSONL")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (written at the end)")
+    parser.add_argument("--start", type=Path, help="a saved recognizer folder (speechllm.json)")
+    parser.add_argument("--encoder", help="Whisper checkpoint (hub id or folder), with --decoder")
+    parser.add_argument("--decoder", help="causal LM checkpoint with its tokenizer (hub id or folder)")
+    parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
+    parser.add_argument("--keep-checkpoint-dir", action="store_true")
+    parser.add_argument("--mode", choices=TRAIN_MODES, default=d.train, help="what learns (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=d.max_steps)
+    parser.add_argument("--lr", type=float, default=d.learning_rate)
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--batch-seconds", type=float, default=d.batch_seconds)
+    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--lora-r", type=int, default=d.lora_r)
+    parser.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
+    parser.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    parser.add_argument("--lora-targets", nargs="+", default=list(d.lora_targets))
+    parser.add_argument("--stack", type=int, default=d.stack, help="a new projector's frames per audio token")
+    parser.add_argument("--instruction", default=d.instruction, help="a new recognizer's prompt after the audio")
+    parser.add_argument("--text-field", default=d.text_field)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--evaluate-start", action="store_true")
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--device", default=d.device)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = SpeechLLMSettings(
+        train=args.mode, max_steps=args.max_steps, learning_rate=args.lr, warmup_steps=args.warmup_steps,
+        batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets=tuple(args.lora_targets),
+        stack=args.stack, instruction=args.instruction, text_field=args.text_field, eval_every=args.eval_every,
+        patience=args.patience, evaluate_start=args.evaluate_start, max_new_tokens=args.max_new_tokens,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
+        device=args.device,
+    )  # fmt: skip
+    try:
+        settings.check()
+    except ValueError as err:
+        raise InputError("settings", str(err)) from None
+    result = train(args.train_manifests, args.out, settings, valid_manifests=args.valid, start=args.start,
+                   encoder=args.encoder, decoder=args.decoder, checkpoint_dir=args.checkpoint_dir,
+                   progress=not args.no_progress, keep_checkpoint_dir=args.keep_checkpoint_dir)  # fmt: skip
+    rates = "" if result.final_eval is None else (f", valid CER {100 * result.final_eval['cer']:.2f} %"
+                                                   f" WER {100 * result.final_eval['wer']:.2f} %")  # fmt: skip
+    resumed = "" if result.resumed_from is None else f" (resumed at step {result.resumed_from})"
+    print(f"{result.out}: {result.steps} steps{resumed}, {result.elapsed_s:.0f} s{rates}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,145 @@
+"""tala.finetune.speechllm: the speech-LLM recognizer trained from manifests (whole decoder, then LoRA),
+killed and resumed, and the clips and settings it refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, sigkill_when
+from test_speechllm_model import SAMOAN, _speech, _tokenizer
+from tala.finetune.speechllm import SpeechLLMSettings, train
+from tala.models.speechllm import AudioProjectorV1, Prompt, SpeechLLMConfig, SpeechLLMV1, load_speechllm, save_speechllm
+from tala.training import checkpoint_dirs
+
+WINDOW_POSITIONS = 150  # a 3 s encoder window: the clips are 1-1.5 s, and tests run fast
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Eight spoken Samoan phrases as a dataset split (WAVs + JSONL with ``normalized``) and an
+    untrained tiny recognizer saved as a start folder (encoder folder, whole decoder, tokenizer)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    root = tmp_path_factory.mktemp("speechllm")
+    (root / "clips").mkdir()
+    rows = []
+    for i, (text, wav) in enumerate(zip(SAMOAN, _speech(SAMOAN))):
+        sf.write(root / "clips" / f"c{i}.wav", wav, 16_000)
+        rows.append({"audio": f"clips/c{i}.wav", "text": text.capitalize() + ".", "normalized": text,
+                     "duration": len(wav) / 16_000})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    torch.manual_seed(0)
+    encoder = WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=2,
+                                           encoder_ffn_dim=128, num_mel_bins=80,
+                                           max_source_positions=WINDOW_POSITIONS))
+    encoder.save_pretrained(root / "encoder")
+    tokenizer = _tokenizer(SAMOAN)
+    decoder = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                           num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                           max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+                                           pad_token_id=0, tie_word_embeddings=True))
+    model = SpeechLLMV1(encoder, AudioProjectorV1(64, 64, stack=4), decoder, Prompt(bos=1, eos=2, pad=0))
+    config = SpeechLLMConfig(encoder=str(root / "encoder"), decoder="-", lora_r=4, lora_alpha=8,
+                             lora_targets=("q_proj", "v_proj"))
+    save_speechllm(root / "start", model, config, tokenizer)
+    return root
+
+
+def _settings(**changes) -> SpeechLLMSettings:
+    base = dict(max_steps=300, learning_rate=3e-3, warmup_steps=5, batch_seconds=20.0, max_batch_size=8,
+                eval_every=0, checkpoint_every=50, log_every=10, lora_r=4, lora_alpha=8,
+                lora_targets=("q_proj", "v_proj"), max_new_tokens=30, device="cpu")
+    return SpeechLLMSettings(**{**base, **changes})
+
+
+def test_pretraining_learns_the_clips_and_lora_then_adapts_without_touching_the_base(corpus, tmp_path,
+                                                                                   one_torch_thread):
+    manifest = corpus / "train.jsonl"
+    whole = train([manifest], tmp_path / "whole", _settings(train="all"), valid_manifests=[manifest],
+                  start=corpus / "start", progress=False)
+    assert whole.final_eval["cer"] <= 0.05, whole.final_eval
+    assert (tmp_path / "whole" / "decoder" / "model.safetensors").is_file()
+    assert not (tmp_path / "whole.checkpoints").exists(), "checkpoints are removed after success"
+    info = json.loads((tmp_path / "whole" / "training.json").read_text())
+    assert info["steps"] == 300 and info["examples"] == 8 and info["left_out"] == []
+
+    tuned = train([manifest], tmp_path / "tuned", _settings(max_steps=6, learning_rate=1e-4),
+                  valid_manifests=[manifest], start=tmp_path / "whole", progress=False)
+    assert tuned.final_eval["cer"] <= 0.05, "six LoRA steps at a small rate keep what the base knows"
+    assert (tmp_path / "tuned" / "lora" / "adapter_model.safetensors").is_file()
+    config = json.loads((tmp_path / "tuned" / "speechllm.json").read_text())
+    assert config["decoder"] == str(tmp_path / "whole" / "decoder"), "the adapter names its base"
+    base = load_file(str(tmp_path / "whole" / "decoder" / "model.safetensors"))
+    loaded, _, _ = load_speechllm(tmp_path / "tuned")
+    after = {k.removeprefix("base_model.model."): v for k, v in loaded.decoder.state_dict().items()}
+    after = {k.replace(".base_layer", ""): v for k, v in after.items() if "lora_" not in k}
+    assert all(torch.equal(v, after[k]) for k, v in base.items()), "LoRA leaves the base decoder as it was"
+    projectors = [load_file(str(tmp_path / name / "projector.safetensors")) for name in ("whole", "tuned")]
+    assert any(not torch.equal(projectors[0][k], projectors[1][k]) for k in projectors[0]), "the projector learns"
+    adapter = load_file(str(tmp_path / "tuned" / "lora" / "adapter_model.safetensors"))
+    assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in adapter.items()), "the adapters learn"
+
+
+def _command(corpus, out, max_steps=40):
+    return [sys.executable, "-m", "tala.finetune.speechllm", "--start", str(corpus / "start"),
+            "--train", str(corpus / "train.jsonl"), "--out", str(out), "--max-steps", str(max_steps),
+            "--checkpoint-every", "10", "--log-every", "5", "--eval-every", "0", "--lr", "3e-3",
+            "--warmup-steps", "5", "--batch-seconds", "4", "--max-batch-size", "3", "--lora-r", "4",
+            "--lora-alpha", "8", "--lora-targets", "q_proj", "v_proj", "--device", "cpu", "--threads", "1",
+            "--no-progress"]  # fmt: skip
+
+
+def test_a_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    checkpoints = tmp_path / "out.checkpoints"
+    stderr = sigkill_when(_command(corpus, out), env, lambda: len(checkpoint_dirs(checkpoints)) > 0, timeout_s=120)
+    found = checkpoint_dirs(checkpoints)
+    assert found, f"no checkpoint: {stderr}"
+    killed_at = found[-1][0]
+    assert 0 < killed_at < 40 and not out.exists(), "nothing half-written looks complete"
+    rerun = subprocess.run(_command(corpus, out), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{out}: 40 steps (resumed at step {killed_at})" in rerun.stderr.splitlines()[-1]
+    done = subprocess.run(_command(corpus, reference), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("projector.safetensors", "lora/adapter_model.safetensors"):
+        a, b = load_file(str(out / name)), load_file(str(reference / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after resume"
+    log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == list(range(5, 41, 5)), "the log is cut back and continued"
+
+
+def test_too_long_clips_are_left_out_by_name_and_a_wrong_lora_target_is_one_error(corpus, tmp_path):
+    long_wav = np.concatenate([sf.read(corpus / "clips" / f"c{i}.wav", dtype="float32")[0] for i in range(4)])
+    sf.write(tmp_path / "long.wav", long_wav, 16_000)
+    rows = (corpus / "train.jsonl").read_text().splitlines()
+    rows.append(json.dumps({"audio": str(tmp_path / "long.wav"), "normalized": " ".join(SAMOAN[:4]),
+                            "duration": len(long_wav) / 16_000}))
+    (tmp_path / "train.jsonl").write_text("\n".join(r.replace("clips/", str(corpus / "clips") + "/") for r in rows))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    command = _command(corpus, tmp_path / "out", max_steps=2)
+    command[command.index("--train") + 1] = str(tmp_path / "train.jsonl")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    line = f"left out: {tmp_path / 'train.jsonl'}:9: {len(long_wav) / 16_000:.1f} s is longer than the encoder's 3 s window"
+    assert line in done.stderr
+    info = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert info["examples"] == 8 and len(info["left_out"]) == 1
+
+    command = _command(corpus, tmp_path / "bad", max_steps=2)
+    command[command.index("--lora-targets") + 1: command.index("--lora-targets") + 3] = ["c_attn"]
+    bad = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and not (tmp_path / "bad").exists()
+    last = bad.stderr.strip().splitlines()[-1]
+    assert "c_attn not found in the llama decoder; its linear layers are: " in last and "q_proj" in last, last
