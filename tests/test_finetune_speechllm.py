@@ -89,6 +89,18 @@ def test_pretraining_learns_the_clips_and_lora_then_adapts_without_touching_the_
     adapter = load_file(str(tmp_path / "tuned" / "lora" / "adapter_model.safetensors"))
     assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in adapter.items()), "the adapters learn"
 
+    # evaluate_asr loads both folders as a user would and reproduces the trainer's numbers
+    from tala.finetune.evaluate_asr import main as evaluate_asr
+
+    out_json = tmp_path / "eval.json"
+    assert evaluate_asr([str(out_json), str(tmp_path / "eval.tsv"), "--language", "samoan", "--kind", "speechllm",
+                         "--split", "test", str(manifest), "--system", "before", str(tmp_path / "whole"), "-",
+                         "--system", "after", str(tmp_path / "tuned"), "-", "--device", "cpu"]) == 0
+    scores = json.loads(out_json.read_text())["splits"]["test"]
+    assert scores["before"]["cer"] == round(whole.final_eval["cer"], 4)
+    assert scores["after"]["cer"] == round(tuned.final_eval["cer"], 4)
+    assert scores["after"]["wer"] == round(tuned.final_eval["wer"], 4)
+
 
 def _command(corpus, out, max_steps=40):
     return [sys.executable, "-m", "tala.finetune.speechllm", "--start", str(corpus / "start"),

@@ -11,8 +11,10 @@ A split is one of the dataset's JSONL files (``audio`` relative to the file, ``t
 ``normalized``: the text spelled with the model's letters, as the aligner normalized it). The
 reference of a clip is its ``normalized`` text (``text`` when a row has none), compared with each
 system's greedy transcript after :func:`tala.ctc_text.normalize_for_scoring` (single spaces): the same
-normalization for every system, so the numbers compare. ``--kind`` names the model family; ``ctc``
-(a ``Wav2Vec2ForCTC`` with an optional MMS language adapter, ``-`` for none) is the one built so far.
+normalization for every system, so the numbers compare. ``--kind`` names the model family: ``ctc``
+(a ``Wav2Vec2ForCTC`` with an optional MMS language adapter, ``-`` for none) or ``speechllm`` (a
+folder of :mod:`tala.models.speechllm`: Whisper encoder, projector, decoder with its LoRA adapter;
+adapter ``-``; clips only).
 
 ``--chapters SPLIT SUMMARY`` also scores whole chapters, as the workflow transcribes them: each
 recording of that split (from the dataset's ``summary.json``) is transcribed whole, in the
@@ -53,7 +55,7 @@ from tala.ctc_text import cer, error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 
-KINDS = ("ctc",)
+KINDS = ("ctc", "speechllm")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,45 @@ class CtcRecognizer:
         return [(w.word, w.start, w.end) for w in words]
 
 
+class SpeechLLMRecognizer:
+    """Greedy transcripts of a speech-LLM recognizer (a folder :func:`tala.models.speechllm.load_speechllm`
+    reads: plain transformers + peft). A clip longer than the encoder's window (Whisper: 30 s) is
+    transcribed in equal parts that each fit it, joined, and said on stderr. It scores clips only:
+    whole chapters (``--chapters``) need word times, which it does not give."""
+
+    def __init__(self, system: System, models_dir, device: str, dtype: str):
+        from tala.device import pick_device
+        from tala.models.speechllm import encoder_window_samples, feature_extractor_for, load_speechllm
+
+        if system.adapter is not None:
+            raise InputError("--system", f"{system.name}: a speechllm folder carries its own adapter; give '-'")
+        self.device = pick_device(device)
+        self.model, self.tokenizer, _ = load_speechllm(Path(system.model), device=str(self.device))
+        self.features = feature_extractor_for(self.model.encoder.config)
+        self.window = encoder_window_samples(self.model.encoder.config)
+        self.limit = int(getattr(self.model.decoder.config, "max_position_embeddings", 4096))
+        self.name = system.name
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        parts = max(1, -(-len(samples) // self.window))
+        if parts > 1:
+            print(f"evaluate_asr: {self.name}: a {len(samples) / SAMPLE_RATE:.1f} s clip is longer than the"
+                  f" encoder's {self.window // SAMPLE_RATE} s window: transcribed in {parts} parts", file=sys.stderr)
+        size = -(-len(samples) // parts)
+        texts = []
+        for start in range(0, len(samples), size):
+            piece = samples[start:start + size]
+            features = self.features([piece], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+            frames = self.model.encode(features.to(self.device), [len(piece)])
+            budget = min(16 + int(25 * len(piece) / SAMPLE_RATE), self.limit - frames[0].shape[0] - 8)
+            ids = self.model.generate(frames, max_new_tokens=max(1, budget))[0]
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
+        return normalize_for_scoring(" ".join(texts))
+
+    def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
+        raise InputError("--chapters", "the speechllm kind scores clips only (it gives no word times)")
+
+
 @dataclass(frozen=True)
 class Chapter:
     split: str
@@ -187,6 +228,8 @@ def chapter_hypothesis(words: list[tuple[str, float, float]], start: float, end:
 def recognizer(kind: str, system: System, models_dir, device: str, dtype: str):
     if kind == "ctc":
         return CtcRecognizer(system, models_dir, device, dtype)
+    if kind == "speechllm":
+        return SpeechLLMRecognizer(system, models_dir, device, dtype)
     raise InputError("--kind", f"unknown model kind {kind!r}; built: {', '.join(KINDS)}")
 
 
@@ -335,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.out_json, {
         "language": args.language, "kind": args.kind, "reference": "normalized",
         "systems": {s.name: {"model": s.model, "adapter": s.adapter} for s in systems},
-        "splits": splits, "tool": tala.tool("jiwer", "torch", "transformers"),
+        "splits": splits,
+        "tool": tala.tool("jiwer", "torch", "transformers", *(("peft",) if args.kind == "speechllm" else ())),
     })
     for split, result in splits.items():
         scores = ", ".join(f"{s.name} WER {_pct(result[s.name]['wer'])} CER {_pct(result[s.name]['cer'])}"
