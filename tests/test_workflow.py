@@ -140,6 +140,40 @@ def test_snakemake_patches_change_no_job(tmp_path):
         assert job_counts(quiet) == job_counts(plain) and "rule convert_audio:" not in quiet
 
 
+def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
+    """finetune.models: the speech-LLM trained from a saved recognizer and judged against it on
+    clips only; from two hub bases, they are downloaded first and there is no "before"."""
+    config, workdir = _inspected_placeholders(tmp_path, 3)
+    data = yaml.safe_load(config.read_text())
+    start = tmp_path / "my speechllm"
+    start.mkdir()
+    (start / "speechllm.json").write_text("{}")
+    data["finetune"]["models"] = ["mms_adapter", "speechllm"]
+    data["speechllm"] = {"start": str(start), "max_steps": 30, "lora_targets": ["q_proj", "v_proj"]}
+    config.write_text(yaml.safe_dump(data))
+    out = _output(snakemake(workdir, "-n", "-p", "--configfile", str(config)))
+    counts = job_counts(out)
+    assert counts["finetune_speechllm"] == 1 and counts["evaluate_asr"] == 2 and counts["finetune_mms_adapter"] == 1
+    assert (f"python -m tala.finetune.speechllm --start '{start}' --models-dir resources/models"
+            " --train results/xx/dataset/train.jsonl --valid results/xx/dataset/valid.jsonl"
+            " --out results/xx/models/speechllm") in out
+    assert "--max-steps 30" in out and "--lora-targets q_proj v_proj" in out
+    evaluation = next(line for line in out.splitlines() if "--kind speechllm" in line)
+    assert f"--system before '{start}' - --system after results/xx/models/speechllm -" in evaluation
+    assert "--chapters" not in evaluation, "the speech-LLM is scored on clips"
+    assert "--chapters test" in next(line for line in out.splitlines() if "--kind ctc" in line)
+
+    data["speechllm"] = {"encoder": "openai/whisper-small", "decoder": "HuggingFaceTB/SmolLM2-135M"}
+    data["finetune"]["models"] = ["speechllm"]
+    config.write_text(yaml.safe_dump(data))
+    out = _output(snakemake(workdir, "-n", "-p", "--configfile", str(config)))
+    counts = job_counts(out)
+    assert counts["download_model"] == 2 and "finetune_mms_adapter" not in counts
+    assert "--encoder openai/whisper-small --decoder HuggingFaceTB/SmolLM2-135M" in out
+    evaluation = next(line for line in out.splitlines() if "--kind speechllm" in line)
+    assert "--system before" not in evaluation, "a new projector hears nothing: no before"
+
+
 def test_shared_centroids_go_to_fit_kmeans(tmp_path):
     """units.kmeans: existing centroids become fit_kmeans' input and its --centroids."""
     config = demo_config(tmp_path)

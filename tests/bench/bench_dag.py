@@ -7,7 +7,8 @@ A temporary corpus of placeholder files: one empty `<BOOK>_<chapter>.mp3` per ch
 the inspection checkpoint's result as if every chapter had passed (`results/{lang}/inspection.json`,
 what the DAG is built from after the first minute of a real run; a recording with a text gets
 the alignment and dataset jobs, as in common.smk). The demo's local
-model stands in for the hub model, so there is no download job. Timed, each in its own
+model stands in for the transcription and units models (no download job for them); the
+speech-LLM's hub bases get their download jobs, as in a user's run. Timed, each in its own
 `snakemake` process (interpreter start included): the dry run of the full DAG with the default
 settings, then with `--profile profiles/slurm-gpu` (the Slurm executor's settings and its groups).
 Each is run --repeat times (3 by default: this machine's timings are noisy) and the median is

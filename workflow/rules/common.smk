@@ -114,10 +114,7 @@ def asr_adapter(wildcards):
 def asr_model_input(wildcards):
     """A local model folder is an input as it is; a hub id first goes through download_models,
     so that compute nodes without internet find it in models_dir."""
-    model = asr_model(wildcards.lang)
-    if Path(model).is_dir():
-        return str(Path(model) / "config.json")
-    return f"{config['models_dir']}/{hub_folder_name(model)}/.complete"
+    return _model_input(asr_model(wildcards.lang))
 
 
 def hub_models():
@@ -134,10 +131,13 @@ def hub_models():
         if not Path(model).is_dir():
             models.setdefault(hub_folder_name(model), (model, set()))
         model = finetune_model(lang)
-        if not Path(model).is_dir():
+        if "mms_adapter" in trained_models(lang) and not Path(model).is_dir():
             models.setdefault(hub_folder_name(model), (model, set()))[1].add(
                 finetune_start_adapter(lang)
             )
+        for model in speechllm_bases(lang):
+            if not Path(model).is_dir():
+                models.setdefault(hub_folder_name(model), (model, set()))
     return models
 
 
@@ -162,14 +162,91 @@ def _setting_or_mms_lang(lang, stage, key):
 
 def finetune_model_input(wildcards):
     """The starting model: its config.json, or download_models' marker for a hub id."""
-    model = finetune_model(wildcards.lang)
+    return _model_input(finetune_model(wildcards.lang))
+
+
+# The recognizer family of each fine-tuned model (evaluate_asr --kind).
+MODEL_KINDS = {"mms_adapter": "ctc", "speechllm": "speechllm"}
+
+
+def trained_models(lang):
+    """The fine-tuned recognizers a language trains (finetune.models)."""
+    return settings(config, lang, "finetune")["models"]
+
+
+def speechllm_bases(lang):
+    """The hub ids or folders a language's speech-LLM starts from: none with speechllm.start (a
+    saved recognizer names its own), else its encoder and decoder."""
+    if "speechllm" not in trained_models(lang):
+        return []
+    cfg = settings(config, lang, "speechllm")
+    return [] if cfg["start"] else [cfg["encoder"], cfg["decoder"]]
+
+
+def _model_input(model):
+    """A local model folder's config.json, or download_models' marker for a hub id."""
     if Path(model).is_dir():
         return str(Path(model) / "config.json")
     return f"{config['models_dir']}/{hub_folder_name(model)}/.complete"
 
 
-# The recognizer family of each fine-tuned model (evaluate_asr --kind).
-MODEL_KINDS = {"mms_adapter": "ctc"}
+def speechllm_start_input(wildcards):
+    """The saved recognizer's speechllm.json, or the encoder's and decoder's inputs."""
+    start = settings(config, wildcards.lang, "speechllm")["start"]
+    if start:
+        return [str(Path(start) / "speechllm.json")]
+    return [_model_input(model) for model in speechllm_bases(wildcards.lang)]
+
+
+def speechllm_start_options(wildcards):
+    """--start FOLDER, or --encoder E --decoder D (shell-quoted)."""
+    cfg = settings(config, wildcards.lang, "speechllm")
+    if cfg["start"]:
+        return shlex.join(["--start", cfg["start"]])
+    return shlex.join(["--encoder", cfg["encoder"], "--decoder", cfg["decoder"]])
+
+
+def evaluation_before(wildcards):
+    """evaluate_asr's "before" system (shell-quoted): the model fine-tuning started from. A
+    speech-LLM started from two bases has no "before" (its projector is new: it hears nothing).
+    """
+    if wildcards.model == "mms_adapter":
+        lang = wildcards.lang
+        return shlex.join(
+            ["--system", "before", finetune_model(lang), finetune_start_adapter(lang)]
+        )
+    start = settings(config, wildcards.lang, "speechllm")["start"]
+    return shlex.join(["--system", "before", start, "-"]) if start else ""
+
+
+def evaluation_before_input(wildcards):
+    if wildcards.model == "mms_adapter":
+        return finetune_model_input(wildcards)
+    return speechllm_start_input(wildcards)
+
+
+def evaluation_after_adapter(wildcards):
+    """The fine-tuned system's adapter: the trained MMS language; a speech-LLM folder carries its own."""
+    return finetune_lang(wildcards.lang) if wildcards.model == "mms_adapter" else "-"
+
+
+def evaluation_chapters(wildcards, input):
+    """Whole chapters too, for recognizers that give word times (CTC); clips only otherwise."""
+    if MODEL_KINDS[wildcards.model] != "ctc":
+        return ""
+    return shlex.join(
+        [
+            "--chapters",
+            "test",
+            input.summary,
+            "--wavs",
+            *input.wavs,
+            "--texts",
+            *input.texts,
+            "--aligned",
+            *input.aligned,
+        ]
+    )
 
 
 def units_model(lang):
@@ -178,10 +255,7 @@ def units_model(lang):
 
 def units_model_input(wildcards):
     """The units' feature model: its config.json, or download_models' marker for a hub id."""
-    model = units_model(wildcards.lang)
-    if Path(model).is_dir():
-        return str(Path(model) / "config.json")
-    return f"{config['models_dir']}/{hub_folder_name(model)}/.complete"
+    return _model_input(units_model(wildcards.lang))
 
 
 def shared_centroids(wildcards):
@@ -348,13 +422,15 @@ TARGET_SCOPES = {
 }
 
 
-def add_targets(scope, *patterns):
-    """Declare default targets: ``patterns`` with {lang} (and {rec} for the recording scopes)."""
+def add_targets(scope, *patterns, when=None):
+    """Declare default targets: ``patterns`` with {lang} (and {rec} for the recording scopes);
+    ``when(lang)``: only for the languages it is true of (e.g. those that train a model).
+    """
     if scope not in TARGET_SCOPES:
         raise WorkflowError(
             f"add_targets: unknown scope {scope!r} ({', '.join(TARGET_SCOPES)})"
         )
-    _TARGETS.extend((scope, pattern) for pattern in patterns)
+    _TARGETS.extend((scope, pattern, when) for pattern in patterns)
 
 
 def language_targets(lang):
@@ -368,7 +444,9 @@ def language_targets(lang):
         "truth language": bool(texted) and bool(truth_dir(lang)),
     }
     targets = []
-    for scope, pattern in _TARGETS:
+    for scope, pattern, when in _TARGETS:
+        if when is not None and not when(lang):
+            continue
         if scope in recordings:
             targets += expand(pattern, lang=lang, rec=recordings[scope])
         elif applies[scope]:

@@ -1,6 +1,7 @@
-# Fine-tuned recognizers (tala.finetune): an MMS language adapter trained on the language's own
-# dataset (lm_head, then adapters + lm_head), and every fine-tuned model judged before -> after on
-# the held-out clips and chapters.
+# Fine-tuned recognizers (tala.finetune), those of finetune.models per language: an MMS language
+# adapter trained on the language's own dataset (lm_head, then adapters + lm_head), the speech-LLM
+# (Whisper encoder, projector, LoRA on a causal LM), and every fine-tuned model judged before ->
+# after on the held-out clips (and chapters, for the CTC model).
 
 
 rule finetune_mms_adapter:
@@ -51,6 +52,56 @@ rule finetune_mms_adapter:
         " --out {output.model:q} --threads {threads} --no-progress {params.options} > {log:q} 2>&1"
 
 
+rule finetune_speechllm:
+    """Checkpoints in results/{lang}/models/speechllm.checkpoints/ (outside the output): a rerun
+    after a kill continues from the newest one."""
+    input:
+        train="results/{lang}/dataset/train.jsonl",
+        valid="results/{lang}/dataset/valid.jsonl",
+        start=speechllm_start_input,
+    output:
+        model=directory("results/{lang}/models/speechllm"),
+    log:
+        "logs/{lang}/finetune_speechllm.log",
+    benchmark:
+        "benchmarks/{lang}/finetune_speechllm.tsv"
+    conda:
+        "../../envs/finetune.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=24000,
+        runtime=720,
+    params:
+        start=speechllm_start_options,
+        models_dir=config["models_dir"],
+        options=step_options(
+            "speechllm",
+            "instruction",
+            "mode",
+            "max_steps",
+            "lr",
+            "warmup_steps",
+            "batch_seconds",
+            "max_batch_size",
+            "lora_r",
+            "lora_alpha",
+            "lora_dropout",
+            "lora_targets",
+            "stack",
+            "eval_every",
+            "patience",
+            "max_new_tokens",
+            "checkpoint_every",
+            "seed",
+            "device",
+        ),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m tala.finetune.speechllm {params.start}"
+        " --models-dir {params.models_dir:q} --train {input.train:q} --valid {input.valid:q}"
+        " --out {output.model:q} --threads {threads} --no-progress {params.options} > {log:q} 2>&1"
+
+
 rule evaluate_asr:
     """Greedy transcripts of the held-out clips and chapters by the starting model ("before") and
     the fine-tuned one ("after"): WER and CER with jiwer, the worst clips, a report table.
@@ -62,7 +113,7 @@ rule evaluate_asr:
         wavs=per_text_recording("results/{lang}/audio/{rec}.wav"),
         texts=per_text_recording("results/{lang}/text/{rec}.json"),
         aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
-        before=finetune_model_input,
+        before=evaluation_before_input,
         after="results/{lang}/models/{model}",
     output:
         json="results/{lang}/eval/{model}.json",
@@ -77,7 +128,7 @@ rule evaluate_asr:
     log:
         "logs/{lang}/evaluate_asr/{model}.log",
     wildcard_constraints:
-        model="mms_adapter",
+        model="mms_adapter|speechllm",
     conda:
         "../../envs/finetune.yaml"
     threads: 2
@@ -87,31 +138,27 @@ rule evaluate_asr:
         runtime=120,
     params:
         kind=lambda wildcards: MODEL_KINDS[wildcards.model],
-        before=lambda wildcards: shlex.join(
-            [
-                "--system",
-                "before",
-                finetune_model(wildcards.lang),
-                finetune_start_adapter(wildcards.lang),
-            ]
-        ),
-        after_adapter=lambda wildcards: finetune_lang(wildcards.lang),
+        before=evaluation_before,
+        after_adapter=evaluation_after_adapter,
+        chapters=evaluation_chapters,
         models_dir=config["models_dir"],
         options=step_options("transcribe", "device", "dtype"),
     shell:
         "OMP_NUM_THREADS={threads} python -m tala.finetune.evaluate_asr {output.json:q} {output.tsv:q}"
         " --html {output.html:q} --language {wildcards.lang:q} --kind {params.kind}"
-        " --split test {input.test:q} --split valid {input.valid:q}"
-        " --chapters test {input.summary:q} --wavs {input.wavs:q} --texts {input.texts:q}"
-        " --aligned {input.aligned:q} {params.before}"
+        " --split test {input.test:q} --split valid {input.valid:q} {params.chapters} {params.before}"
         " --system after {input.after:q} {params.after_adapter:q}"
         " --models-dir {params.models_dir:q} {params.options} > {log:q} 2>&1"
 
 
-add_targets(
-    "text language",
-    "results/{lang}/models/mms_adapter",
-    "results/{lang}/eval/mms_adapter.json",
-    "results/{lang}/eval/mms_adapter.tsv",
-    "results/{lang}/eval/mms_adapter.html",
-)
+for _model in MODEL_KINDS:
+    add_targets(
+        "text language",
+        *expand("results/{{lang}}/models/{model}", model=_model),
+        *expand(
+            "results/{{lang}}/eval/{model}.{ext}",
+            model=_model,
+            ext=["json", "tsv", "html"],
+        ),
+        when=lambda lang, model=_model: model in trained_models(lang),
+    )

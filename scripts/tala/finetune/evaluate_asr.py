@@ -141,7 +141,8 @@ class SpeechLLMRecognizer:
         if system.adapter is not None:
             raise InputError("--system", f"{system.name}: a speechllm folder carries its own adapter; give '-'")
         self.device = pick_device(device)
-        self.model, self.tokenizer, _ = load_speechllm(Path(system.model), device=str(self.device))
+        self.model, self.tokenizer, _ = load_speechllm(Path(system.model), device=str(self.device),
+                                                       models_dir=models_dir)
         self.features = feature_extractor_for(self.model.encoder.config)
         self.window = encoder_window_samples(self.model.encoder.config)
         self.limit = int(getattr(self.model.decoder.config, "max_position_embeddings", 4096))

@@ -132,18 +132,24 @@ class Start:
 
 
 def load_start(settings: SpeechLLMSettings, start: str | Path | None, encoder: str | None,
-               decoder: str | None) -> Start:
-    """The recognizer training starts from: a saved one (``start``), or two bases and a new projector."""
+               decoder: str | None, models_dir=None) -> Start:
+    """The recognizer training starts from: a saved one (``start``), or two bases and a new
+    projector (hub ids read from ``models_dir`` when download_models put them there)."""
     if start is not None:
-        model, tokenizer, config = load_speechllm(Path(start), trainable_lora=True)
+        try:
+            model, tokenizer, config = load_speechllm(Path(start), trainable_lora=True, models_dir=models_dir)
+        except SpeechLLMError as err:
+            raise InputError("--start", str(err)) from None
         return Start(model, tokenizer, config, str(start))
     if not encoder or not decoder:
         raise InputError("--start", "give a saved recognizer (--start) or both --encoder and --decoder")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    whisper = load_whisper_encoder(encoder)
-    lm = AutoModelForCausalLM.from_pretrained(decoder)
-    tokenizer = AutoTokenizer.from_pretrained(decoder)
+    from tala.hub import resolve_model
+
+    whisper = load_whisper_encoder(resolve_model(encoder, models_dir))
+    lm = AutoModelForCausalLM.from_pretrained(resolve_model(decoder, models_dir))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(decoder, models_dir))
     config = SpeechLLMConfig(encoder=encoder, decoder=decoder, stack=settings.stack, instruction=settings.instruction,
                              lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
                              lora_dropout=settings.lora_dropout, lora_targets=tuple(settings.lora_targets))  # fmt: skip
@@ -253,13 +259,13 @@ class TrainResult:
 
 def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_manifests=(), start=None,
           encoder: str | None = None, decoder: str | None = None, checkpoint_dir=None, progress: bool = True,
-          keep_checkpoint_dir: bool = False, on_step=None) -> TrainResult:
+          keep_checkpoint_dir: bool = False, on_step=None, models_dir=None) -> TrainResult:
     """Train to ``settings.max_steps`` (or early stop), resuming from ``<out>.checkpoints``; write ``out`` last."""
     settings.check()
     out = Path(out)
     root = checkpoint_root(out, checkpoint_dir)
     torch.manual_seed(settings.seed)  # a new projector's and new adapters' initial weights
-    began = load_start(settings, start, encoder, decoder)
+    began = load_start(settings, start, encoder, decoder, models_dir)
     if settings.train == "lora":
         add_lora(began, settings)
     model, tokenizer = began.model, began.tokenizer
@@ -368,6 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", type=Path, help="a saved recognizer folder (speechllm.json)")
     parser.add_argument("--encoder", help="Whisper checkpoint (hub id or folder), with --decoder")
     parser.add_argument("--decoder", help="causal LM checkpoint with its tokenizer (hub id or folder)")
+    parser.add_argument("--models-dir", help="where download_models put hub models (used before the hub)")
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
     parser.add_argument("--keep-checkpoint-dir", action="store_true")
     parser.add_argument("--mode", choices=TRAIN_MODES, default=d.train, help="what learns (default: %(default)s)")
@@ -416,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("settings", str(err)) from None
     result = train(args.train_manifests, args.out, settings, valid_manifests=args.valid, start=args.start,
                    encoder=args.encoder, decoder=args.decoder, checkpoint_dir=args.checkpoint_dir,
-                   progress=not args.no_progress, keep_checkpoint_dir=args.keep_checkpoint_dir)  # fmt: skip
+                   progress=not args.no_progress, keep_checkpoint_dir=args.keep_checkpoint_dir,
+                   models_dir=args.models_dir)  # fmt: skip
     rates = "" if result.final_eval is None else (f", valid CER {100 * result.final_eval['cer']:.2f} %"
                                                    f" WER {100 * result.final_eval['wer']:.2f} %")  # fmt: skip
     resumed = "" if result.resumed_from is None else f" (resumed at step {result.resumed_from})"

@@ -353,18 +353,23 @@ def save_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, to
         write_speechllm(tmp, model, config, tokenizer)
 
 
-def load_speechllm(folder: Path, device: str = "cpu", trainable_lora: bool = False):
-    """(model, tokenizer, config) of a saved recognizer, with plain transformers and peft."""
+def load_speechllm(folder: Path, device: str = "cpu", trainable_lora: bool = False, models_dir=None):
+    """(model, tokenizer, config) of a saved recognizer, with plain transformers and peft. Bases
+    named by hub id are read from ``models_dir`` when download_models put them there."""
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tala.hub import resolve_model
+
     folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file():
+        raise SpeechLLMError(f"{folder}: no {CONFIG_NAME}: not a saved speech-LLM recognizer")
     config = SpeechLLMConfig.read(folder / CONFIG_NAME)
     # Parts saved inside the folder are named relative to it: from here on, by their full path.
     config = replace(config, encoder=_resolve(folder, config.encoder), decoder=_resolve(folder, config.decoder))
-    encoder = load_whisper_encoder(config.encoder)
-    decoder_path = config.decoder
+    encoder = load_whisper_encoder(resolve_model(config.encoder, models_dir))
+    decoder_path = resolve_model(config.decoder, models_dir)
     decoder = AutoModelForCausalLM.from_pretrained(decoder_path)
     tokenizer = AutoTokenizer.from_pretrained(decoder_path)
     if (folder / LORA_DIR).is_dir():
