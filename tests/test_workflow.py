@@ -383,6 +383,7 @@ def _plain_transformers_cer(folder: Path, lang: str, split: Path) -> float:
     return jiwer.cer(refs, hyps)
 
 
+@pytest.mark.slow
 def test_demo_finetuned_adapters_load_reproduce_their_scores_and_beat_the_start(demo_run):
     workdir, _ = demo_run
     for lang, (start, trained) in ADAPTERS.items():
