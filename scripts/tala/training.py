@@ -639,3 +639,31 @@ def run_loop(
     finally:
         bar.close()
     return position, final
+
+
+def run_keeping_best(
+    root: str | Path,
+    position: Mapping,
+    cadence: Cadence,
+    batches_of_epoch: Callable[[int], list[list[int]]],
+    train_step: Callable[[list[int]], StepResult],
+    evaluate: Callable[[int], Evaluation] | None,
+    modules: Mapping[str, torch.nn.Module],
+    states: Mapping[str, Stateful],
+    *,
+    metric: str = "cer",
+    mode: str = "min",
+    patience: int = 0,
+    min_delta: float = 0.0,
+    **loop_options,
+) -> tuple[dict, Evaluation | None]:
+    """:func:`run_loop` for a trainer that keeps its best weights: with ``evaluate``, early stopping on
+    ``metric`` (``patience`` evaluations without an improvement beyond ``min_delta``; 0 = never) and,
+    at the end, the best checkpoint's weights restored (:func:`restore_best`) and their evaluation
+    returned; without, the last weights and no evaluation. ``loop_options`` go to :func:`run_loop`."""
+    stop_rule = StopRule(metric, mode, patience, min_delta) if evaluate is not None else None
+    position, final = run_loop(root, position, cadence, batches_of_epoch, train_step, evaluate, modules, states,
+                               stop_rule=stop_rule, **loop_options)  # fmt: skip
+    if final is not None and stop_rule is not None:
+        final = restore_best(root, position, final, modules, stop_rule, evaluate)
+    return position, final

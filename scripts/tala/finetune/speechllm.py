@@ -64,14 +64,12 @@ from tala.training import (  # noqa: E402
     Cadence,
     Evaluation,
     StepResult,
-    StopRule,
     checkpoint_root,
     duration_batches,
     new_position,
     pack_batches,
-    restore_best,
     resume,
-    run_loop,
+    run_keeping_best,
     warmup_decay_schedule,
 )
 from tala.training import LOG_FILE as CORE_LOG  # noqa: E402
@@ -326,13 +324,11 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
 
     cadence = Cadence(settings.max_steps, settings.log_every, settings.eval_every, settings.checkpoint_every,
                       settings.keep_checkpoints)  # fmt: skip
-    stop_rule = StopRule("cer", "min", settings.patience, settings.min_delta) if valid_examples else None
-    position, final = run_loop(root, resumed.position, cadence, batches_of_epoch, train_step,
-                               run_eval if valid_examples else None, modules, states, stop_rule=stop_rule,
-                               on_step=after_step, progress=progress, desc=f"speechllm ({settings.train})",
-                               evaluate_start=settings.evaluate_start)  # fmt: skip
-    if final is not None and stop_rule is not None:
-        final = restore_best(root, position, final, modules, stop_rule, run_eval)
+    position, final = run_keeping_best(root, resumed.position, cadence, batches_of_epoch, train_step,
+                                       run_eval if valid_examples else None, modules, states,
+                                       patience=settings.patience, min_delta=settings.min_delta, on_step=after_step,
+                                       progress=progress, desc=f"speechllm ({settings.train})",
+                                       evaluate_start=settings.evaluate_start)  # fmt: skip
     final_eval = None if final is None else {**final.metrics, **final.details}
     model.to("cpu").eval()
     with atomic_dir(out) as tmp:
