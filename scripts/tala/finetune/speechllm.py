@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tala.device import ensure_mps_fallback, pick_device
@@ -110,7 +110,6 @@ class SpeechLLMSettings:
     keep_checkpoints: int = 2
     log_every: int = 25
     device: str = "auto"
-    extra: dict = field(default_factory=dict)  # room for notes in training.json
 
     def check(self) -> None:
         if self.train not in TRAIN_MODES:
@@ -338,7 +337,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
             "generator": "tala.finetune.speechllm",
             "tala_version": tala.__version__,
             "start_model": began.source,
-            "settings": {k: v for k, v in asdict(settings).items() if k != "extra"},
+            "settings": asdict(settings),
             "train_manifests": [str(m) for m in train_manifests],
             "valid_manifests": [str(m) for m in valid_manifests],
             "examples": len(train_examples),
