@@ -86,8 +86,8 @@ class Prompt:
 
 @dataclass
 class Batch:
-    """One batch for the decoder: embeddings, attention mask, labels (training) and, per example,
-    where its input ends (generation)."""
+    """One batch for the decoder: input embeddings, attention mask (1 = a real position) and, for
+    training, the labels (-100 where nothing is scored)."""
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
