@@ -161,6 +161,8 @@ def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
     evaluation = next(line for line in out.splitlines() if "--kind speechllm" in line)
     assert f"--system before '{start}' - --system after results/xx/models/speechllm -" in evaluation
     assert "--chapters" not in evaluation, "the speech-LLM is scored on clips"
+    block = next(b for b in re.split(r"\n\s*\n", out) if "rule evaluate_asr:" in b and "model=speechllm" in b)
+    assert "results/xx/audio/" not in block and "results/xx/dataset/test.jsonl" in block, "nor waits for chapters"
     assert "--chapters test" in next(line for line in out.splitlines() if "--kind ctc" in line)
 
     data["speechllm"] = {"encoder": "openai/whisper-small", "decoder": "HuggingFaceTB/SmolLM2-135M"}

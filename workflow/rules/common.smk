@@ -230,6 +230,15 @@ def evaluation_after_adapter(wildcards):
     return finetune_lang(wildcards.lang) if wildcards.model == "mms_adapter" else "-"
 
 
+def chapter_files(pattern):
+    """An input function: ``pattern`` over the language's text recordings for an evaluation that
+    scores whole chapters (a CTC model's), nothing for one that scores clips only."""
+    files = per_text_recording(pattern)
+    return lambda wildcards: (
+        files(wildcards) if MODEL_KINDS[wildcards.model] == "ctc" else []
+    )
+
+
 def evaluation_chapters(wildcards, input):
     """Whole chapters too, for recognizers that give word times (CTC); clips only otherwise."""
     if MODEL_KINDS[wildcards.model] != "ctc":

@@ -110,9 +110,9 @@ rule evaluate_asr:
         test="results/{lang}/dataset/test.jsonl",
         valid="results/{lang}/dataset/valid.jsonl",
         summary="results/{lang}/dataset/summary.json",
-        wavs=per_text_recording("results/{lang}/audio/{rec}.wav"),
-        texts=per_text_recording("results/{lang}/text/{rec}.json"),
-        aligned=per_text_recording("results/{lang}/aligned/{rec}.json"),
+        wavs=chapter_files("results/{lang}/audio/{rec}.wav"),
+        texts=chapter_files("results/{lang}/text/{rec}.json"),
+        aligned=chapter_files("results/{lang}/aligned/{rec}.json"),
         before=evaluation_before_input,
         after="results/{lang}/models/{model}",
     output:
