@@ -145,8 +145,9 @@ def load_start(settings: SpeechLLMSettings, start: str | Path | None, encoder: s
     from tala.hub import resolve_model
 
     whisper = load_whisper_encoder(resolve_model(encoder, models_dir))
-    lm = AutoModelForCausalLM.from_pretrained(resolve_model(decoder, models_dir))
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(decoder, models_dir))
+    decoder_path = resolve_model(decoder, models_dir)
+    lm = AutoModelForCausalLM.from_pretrained(decoder_path)
+    tokenizer = AutoTokenizer.from_pretrained(decoder_path)
     config = SpeechLLMConfig(encoder=encoder, decoder=decoder, stack=settings.stack, instruction=settings.instruction,
                              lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
                              lora_dropout=settings.lora_dropout, lora_targets=tuple(settings.lora_targets))  # fmt: skip
@@ -211,38 +212,28 @@ def encode_clips(model: SpeechLLMV1, feature_extractor, examples: list[Example],
     return model.encode(features.to(device), [len(a) for a in audio])
 
 
-def transcribe(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], device,
-               batch_seconds: float, max_batch_size: int, max_new_tokens: int) -> list[str]:
-    """Greedy transcripts of the examples, in their order."""
-    order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
-    hyps: dict[int, str] = {}
-    for batch in pack_batches(order, [e.duration for e in examples], batch_seconds, max_batch_size):
-        frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
-        for i, ids in zip(batch, model.generate(frames, max_new_tokens)):
-            hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
-    return [hyps[i] for i in range(len(examples))]
-
-
 def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], targets: list[list[int]],
              device, settings: SpeechLLMSettings) -> dict:
-    """Validation loss (mean over clips), greedy CER and WER (tala.ctc_text) and a few transcripts."""
+    """Validation loss (mean over clips), greedy CER and WER (tala.ctc_text) and a few transcripts;
+    each batch of clips is encoded once for both."""
     was_training = model.training
     model.eval()
     loss_sum = 0.0
+    hyps: dict[int, str] = {}
+    order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
     with torch.inference_mode():
-        order = list(range(len(examples)))
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
                                   settings.max_batch_size):
             frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
             loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
-        hyps = transcribe(model, tokenizer, feature_extractor, examples, device, settings.batch_seconds,
-                          settings.max_batch_size, settings.max_new_tokens)
+            for i, ids in zip(batch, model.generate(frames, settings.max_new_tokens)):
+                hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
-    hyps = [normalize_for_scoring(h) for h in hyps]
-    rates = error_rates(refs, hyps)
+    predictions = [normalize_for_scoring(hyps[i]) for i in range(len(examples))]
+    rates = error_rates(refs, predictions)
     return {"loss": loss_sum / len(examples), "cer": rates["cer"], "wer": rates["wer"],
-            "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:2]]}
+            "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:2]]}
 
 
 @dataclass(frozen=True)
