@@ -13,7 +13,7 @@ DEMO_CONFIG := config/demo.yaml
 # Jobs call `python -m tala.<step>`: the venv's interpreter must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model vocoder-long lock clean
+.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model demo-speechllm vocoder-long lock clean
 
 all: demo
 
@@ -68,6 +68,12 @@ demo-corpus: setup
 demo-model: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-model needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.model --out resources/demo/model
+
+# Retrains the demo's speech-LLM stand-in into resources/demo/speechllm (needs espeak-ng and the demo
+# CTC model, its teacher; seeded; ~60 min on 2 CPU cores; the result is committed). Resumes after a kill.
+demo-speechllm: setup
+	@command -v espeak-ng >/dev/null || { echo "demo-speechllm needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
+	PYTHONPATH=scripts $(BIN)/python -m tala.demo.speechllm --out resources/demo/speechllm
 
 # The vocoder's long recipe on the demo corpus (after `make demo`): the demo's generator settings
 # trained 20x longer for one language (VOCODER_LANG, default samoan) into

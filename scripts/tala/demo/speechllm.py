@@ -1,0 +1,245 @@
+"""Build the demo's speech-LLM stand-in (``resources/demo/speechllm``), reproducibly, from synthesized
+speech only: a small Whisper encoder distilled from the demo CTC model, a small Llama decoder with
+its own BPE tokenizer, and the projector (:mod:`tala.demo.speechllm_recipe`); then its evaluation on
+the demo chapters' verses and the shipped folder.
+
+    PYTHONPATH=scripts python -m tala.demo.speechllm --out resources/demo/speechllm
+
+The folder is what :func:`tala.models.speechllm.load_speechllm` reads (plain transformers + peft),
+the encoder and decoder inside it::
+
+    speechllm.json  projector.safetensors  encoder/  decoder/ (with tokenizer)
+    training.json  training_log.jsonl  encoder_log.jsonl  eval.json  README.md
+
+so the workflow fine-tunes it (``speechllm.start``) exactly as it would a recognizer made from
+``openai/whisper-small`` and ``HuggingFaceTB/SmolLM2-135M``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+import tala
+from tala.demo import DEMO_ROOT
+from tala.demo.evaluate import chapter_wav
+from tala.demo.pack import data_summary
+from tala.demo.speech import tool_version
+from tala.demo.speechllm_recipe import DEFAULT_SEED, DEFAULT_WORK, RecipeRun, SpeechLLMRecipe, run_recipe
+from tala.demo.text import LANGUAGES, demo_truths, normalize_text
+from tala.errors import InputError, run_cli
+from tala.fileio import atomic_dir, read_jsonl, write_json_atomic
+
+SAMPLE_RATE = 16_000
+TEACHER = Path("resources/demo/model")
+
+
+def verse_clips(samples: np.ndarray, truth: dict) -> list[tuple[int, np.ndarray, str]]:
+    """Each verse's audio, cut in the middle of the pauses around it (the spoken heading left out),
+    with its text: clips as the dataset cuts them, never seen in training."""
+    verses = truth["verses"]
+    cuts = [(truth["heading"]["end"] + verses[0]["start"]) / 2]
+    cuts += [(a["end"] + b["start"]) / 2 for a, b in zip(verses, verses[1:])]
+    cuts.append(min(len(samples) / SAMPLE_RATE, verses[-1]["end"] + 0.5))
+    return [(v["number"], samples[int(lo * SAMPLE_RATE): int(hi * SAMPLE_RATE)], v["text"])
+            for v, lo, hi in zip(verses, cuts, cuts[1:])]  # fmt: skip
+
+
+def evaluate_on_demo(folder: Path, demo_root: Path, cache: Path, langs) -> dict:
+    """CER and WER of greedy transcripts of every verse of the demo chapters (tala.ctc_text), per
+    chapter and per language; clips longer than the window in equal parts (the recognizer's way)."""
+    from tala.ctc_text import error_rates, normalize_for_scoring
+    from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
+
+    recognizer = SpeechLLMRecognizer(System("stand-in", str(folder), None), None, "cpu", "float32")
+    report: dict = {"model": str(folder), "unit": "verse clips (cut in the middle of the pauses)", "chapters": []}
+    for lang in langs:
+        refs_all, hyps_all = [], []
+        for truth in demo_truths(demo_root, lang):
+            samples, _ = sf.read(chapter_wav(demo_root, lang, truth, cache), dtype="float32")
+            refs, hyps = [], []
+            for _, clip, text in verse_clips(samples, truth):
+                refs.append(normalize_for_scoring(normalize_text(text, lang)))
+                hyps.append(recognizer.transcribe(clip))
+            rates = error_rates(refs, hyps)
+            report["chapters"].append({"lang": lang, "recording": truth["recording"], "verses": len(refs),
+                                       "cer": round(rates["cer"], 5), "wer": round(rates["wer"], 5),
+                                       "example": {"ref": refs[0], "hyp": hyps[0]}})  # fmt: skip
+            refs_all += refs
+            hyps_all += hyps
+        rates = error_rates(refs_all, hyps_all)
+        report.setdefault("summary", {})[lang] = {"cer": round(rates["cer"], 5), "wer": round(rates["wer"], 5),
+                                                  "verses": len(refs_all)}  # fmt: skip
+    return report
+
+
+def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_root: Path, work: Path,
+         command: str) -> dict:
+    """The shipped folder: encoder and decoder inside, ``speechllm.json`` naming them relative to
+    it, the logs, ``training.json``, ``eval.json`` and the card; written whole or not at all."""
+    from tala.models.speechllm import CONFIG_NAME, DECODER_DIR, PROJECTOR_NAME, SpeechLLMConfig
+
+    trained = run.speechllm
+    info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
+    config = SpeechLLMConfig.read(trained / CONFIG_NAME)
+    encoder_log = trained.parent / "encoder.checkpoints" / "training_log.jsonl"
+    with atomic_dir(out) as tmp:
+        shutil.copytree(run.encoder, tmp / "encoder", ignore=shutil.ignore_patterns("distillation.json"))
+        shutil.copytree(trained / DECODER_DIR, tmp / DECODER_DIR)
+        shutil.copyfile(trained / PROJECTOR_NAME, tmp / PROJECTOR_NAME)
+        shipped = replace(config, encoder="encoder", decoder=DECODER_DIR)
+        fields = {k: v for k, v in asdict(shipped).items()}
+        (tmp / CONFIG_NAME).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
+        shutil.copyfile(trained / "training_log.jsonl", tmp / "training_log.jsonl")
+        if encoder_log.exists():
+            shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
+        report = evaluate_on_demo(tmp, demo_root, work / "eval", list(run.manifests))
+        write_json_atomic(tmp / "eval.json", report)
+        distilled = json.loads((run.encoder / "distillation.json").read_text(encoding="utf-8"))
+        summary = {
+            "generator": "tala.demo.speechllm",
+            "tala_version": tala.__version__,
+            "command": command,
+            "seed": seed,
+            "recipe": asdict(recipe),
+            "teacher": str(TEACHER),
+            "data": data_summary(run.manifests, demo_root),
+            "stages": {
+                "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
+                "speechllm": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
+            },
+            "stage_seconds_this_run": run.seconds,
+            "stage_elapsed_s": {"encoder": _elapsed(encoder_log), "speechllm": _elapsed(trained / "training_log.jsonl")},
+            "parameters": _parameters(tmp),
+            "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
+        }
+        write_json_atomic(tmp / "training.json", summary)
+        (tmp / "README.md").write_text(card(summary, report), encoding="utf-8")
+    return report
+
+
+def _elapsed(log: Path) -> float:
+    if not log.exists():
+        return 0.0
+    timed = [record for _, record in read_jsonl(log) if "elapsed_s" in record]
+    return timed[-1]["elapsed_s"] if timed else 0.0
+
+
+def _parameters(folder: Path) -> dict:
+    from safetensors import safe_open
+
+    counts = {}
+    for name, path in (("encoder", "encoder/model.safetensors"), ("decoder", "decoder/model.safetensors"),
+                       ("projector", "projector.safetensors")):  # fmt: skip
+        with safe_open(str(folder / path), "pt") as handle:
+            counts[name] = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())
+    return counts
+
+
+def card(info: dict, report: dict) -> str:
+    recipe, params = info["recipe"], info["parameters"]
+    stages = info["stages"]
+    rows = "\n".join(f"| {LANGUAGES[lang].name} | {s['verses']} | {100 * s['cer']:.1f} % | {100 * s['wer']:.1f} % |"
+                     for lang, s in report["summary"].items())  # fmt: skip
+    enc_eval = stages["encoder"]["final_eval"] or {}
+    sllm_eval = stages["speechllm"]["final_eval"] or {}
+    minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
+    return f"""# Demo speech-LLM stand-in (tala)
+
+A tiny recognizer of the same classes as seed 003's (`openai/whisper-small` encoder + projector +
+`HuggingFaceTB/SmolLM2-135M` decoder), so that `make demo` fine-tunes and judges a speech-LLM without a
+model hub. **It knows only espeak-ng's Samoan-ish (`haw` voice) and Portuguese speech and is no use
+on real recordings.**
+
+| part | class | parameters |
+|---|---|---:|
+| encoder | `WhisperEncoder` (d {recipe['encoder_dim']}, {recipe['encoder_layers']} layers, 80 mel bins, 30 s window) | {params['encoder']:,} |
+| projector | `tala.models.speechllm.AudioProjectorV1` ({recipe['stack']} frames per token) | {params['projector']:,} |
+| decoder | `LlamaForCausalLM` (hidden {recipe['decoder_hidden']}, {recipe['decoder_layers']} layers, tied embeddings) + BPE ({recipe['bpe_vocab']} tokens, `tokenizers`) | {params['decoder']:,} |
+
+Load it with plain transformers + peft: `tala.models.speechllm.load_speechllm("resources/demo/speechllm")`
+(`speechllm.json` names `encoder/` and `decoder/` relative to this folder).
+
+## How it was trained (`{info['command']}`, seed {info['seed']})
+
+Training speech: `tala.demo.training_speech` (espeak-ng, random sentences of common words and
+pseudo-words; any sentence sharing four consecutive words with a demo verse is dropped), the first
+{dict(map(tuple, recipe['train_utterances']))} utterances of the demo CTC model's recipe, {recipe['valid_utterances']}
+held-out utterances per language for validation.
+
+1. **Encoder** ({minutes['encoder']} min on 2 CPU cores): distilled from the demo CTC model
+   (`resources/demo/model` with each language's adapter): KL divergence between its per-frame
+   character posteriors and a linear CTC head on the Whisper encoder, frame for frame (both 20 ms),
+   {recipe['distill_steps']} steps of {recipe['windows_per_batch']} windows of 30 s, each filled with
+   utterances of one language. Validation greedy-CTC CER through the (dropped) head:
+   {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
+2. **Tokenizer and decoder**: BPE trained on the training texts; Llama with random weights.
+3. **Projector + whole decoder** ({minutes['speechllm']} min), encoder frozen: `tala.finetune.speechllm`
+   (`train="all"`), {recipe['speechllm_steps']} steps, {recipe['batch_seconds']:.0f} s of audio per batch,
+   loss on the transcript and `</s>` only. Validation CER {100 * sllm_eval.get('cer', float('nan')):.1f} %,
+   WER {100 * sllm_eval.get('wer', float('nan')):.1f} % (best step {stages['speechllm']['best']}). Log: `training_log.jsonl`.
+
+## Evaluation on the demo chapters (never trained on)
+
+Greedy transcripts of every verse of the bundled demo chapters (`eval.json`), before any fine-tuning:
+
+| language | verses | CER | WER |
+|---|---:|---:|---:|
+{rows}
+
+The workflow fine-tunes LoRA adapters and the projector on each demo language's dataset
+(`finetune.models: [..., speechllm]`, `speechllm.start: resources/demo/speechllm`) and reports
+before -> after on the held-out test chapter.
+"""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m tala.demo.speechllm", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("resources/demo/speechllm"), help="default: %(default)s")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch: data, stages, checkpoints")
+    parser.add_argument("--demo", type=Path, default=DEMO_ROOT)
+    parser.add_argument("--teacher", type=Path, default=TEACHER, help="the demo CTC model (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for tool in ("espeak-ng", "ffmpeg"):
+        if shutil.which(tool) is None:
+            raise InputError(tool, "not found on PATH: the stand-in is trained on espeak-ng speech (apt-get install "
+                                   "espeak-ng ffmpeg)")
+    if not (args.teacher / "vocab.json").is_file():
+        raise InputError(args.teacher, "not the demo CTC model (no vocab.json): run `make demo-model` or give --teacher")
+    command = f"PYTHONPATH=scripts python -m tala.demo.speechllm --out {args.out}"
+    if args.seed != DEFAULT_SEED:
+        command += f" --seed {args.seed}"
+    recipe = SpeechLLMRecipe()
+    run = run_recipe(args.work, recipe, args.seed, args.workers, args.teacher, progress=not args.no_progress)
+    report = pack(args.out, run, recipe, args.seed, args.demo, args.work, command)
+    for lang, rates in report["summary"].items():
+        print(f"{LANGUAGES[lang].name}: {rates['verses']} verses, CER {100 * rates['cer']:.2f} %, "
+              f"WER {100 * rates['wer']:.2f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
