@@ -93,6 +93,7 @@ rule finetune_speechllm:
             "patience",
             "max_new_tokens",
             "checkpoint_every",
+            "cache_frames",
             "seed",
             "device",
         ),

@@ -12,9 +12,10 @@ A split is one of the dataset's JSONL files (``audio`` relative to the file, ``t
 reference of a clip is its ``normalized`` text (``text`` when a row has none), compared with each
 system's greedy transcript after :func:`tala.ctc_text.normalize_for_scoring` (single spaces): the same
 normalization for every system, so the numbers compare. ``--kind`` names the model family: ``ctc``
-(a ``Wav2Vec2ForCTC`` with an optional MMS language adapter, ``-`` for none) or ``speechllm`` (a
+(a ``Wav2Vec2ForCTC`` with an optional MMS language adapter, ``-`` for none), ``speechllm`` (a
 folder of :mod:`tala.models.speechllm`: Whisper encoder, projector, decoder with its LoRA adapter;
-adapter ``-``; clips only).
+adapter ``-``; clips only) or ``moonshine`` (a Moonshine model, or a LoRA recognizer of
+:mod:`tala.finetune.moonshine`; adapter ``-``; clips only).
 
 ``--chapters SPLIT SUMMARY`` also scores whole chapters, as the workflow transcribes them: each
 recording of that split (from the dataset's ``summary.json``) is transcribed whole, in the
@@ -55,7 +56,8 @@ from tala.ctc_text import cer, error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 
-KINDS = ("ctc", "speechllm")
+KINDS = ("ctc", "speechllm", "moonshine")
+CLIPS_ONLY = ("speechllm", "moonshine")  # no word times: clips, never whole chapters
 
 
 @dataclass(frozen=True)
@@ -148,24 +150,63 @@ class SpeechLLMRecognizer:
         self.limit = int(getattr(self.model.decoder.config, "max_position_embeddings", 4096))
         self.name = system.name
 
+    def transcribe_part(self, piece: np.ndarray) -> str:
+        features = self.features([piece], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        frames = self.model.encode(features.to(self.device), [len(piece)])
+        budget = min(16 + int(25 * len(piece) / SAMPLE_RATE), self.limit - frames[0].shape[0] - 8)
+        ids = self.model.generate(frames, max_new_tokens=max(1, budget))[0]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     def transcribe(self, samples: np.ndarray) -> str:
-        parts = max(1, -(-len(samples) // self.window))
-        if parts > 1:
-            print(f"evaluate_asr: {self.name}: a {len(samples) / SAMPLE_RATE:.1f} s clip is longer than the"
-                  f" encoder's {self.window // SAMPLE_RATE} s window: transcribed in {parts} parts", file=sys.stderr)
-        size = -(-len(samples) // parts)
-        texts = []
-        for start in range(0, len(samples), size):
-            piece = samples[start:start + size]
-            features = self.features([piece], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-            frames = self.model.encode(features.to(self.device), [len(piece)])
-            budget = min(16 + int(25 * len(piece) / SAMPLE_RATE), self.limit - frames[0].shape[0] - 8)
-            ids = self.model.generate(frames, max_new_tokens=max(1, budget))[0]
-            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
-        return normalize_for_scoring(" ".join(texts))
+        return transcribe_in_parts(samples, self.window, self.name, "the encoder's window", self.transcribe_part)
 
     def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
         raise InputError("--chapters", "the speechllm kind scores clips only (it gives no word times)")
+
+
+def transcribe_in_parts(samples: np.ndarray, window: int, name: str, what: str, transcribe_part) -> str:
+    """A clip longer than ``window`` samples in equal parts that each fit it (said on stderr), the
+    parts' transcripts joined; normalized for scoring."""
+    parts = max(1, -(-len(samples) // window))
+    if parts > 1:
+        print(f"evaluate_asr: {name}: a {len(samples) / SAMPLE_RATE:.1f} s clip is longer than {what}"
+              f" ({window // SAMPLE_RATE} s): transcribed in {parts} parts", file=sys.stderr)
+    size = -(-len(samples) // parts)
+    return normalize_for_scoring(" ".join(transcribe_part(samples[start:start + size])
+                                          for start in range(0, len(samples), size)))
+
+
+class MoonshineRecognizer:
+    """Greedy transcripts of Moonshine: a whole model (hub id or folder) or a LoRA recognizer of
+    :mod:`tala.finetune.moonshine` (plain transformers + peft). A clip longer than the 30 s
+    Moonshine takes is transcribed in equal parts (said on stderr); clips only, like the speech-LLM."""
+
+    def __init__(self, system: System, models_dir, device: str, dtype: str):
+        from tala.device import pick_device
+        from tala.models.moonshine import MoonshineError, load_moonshine_lora
+
+        if system.adapter is not None:
+            raise InputError("--system", f"{system.name}: a moonshine folder carries its own adapter; give '-'")
+        self.device = pick_device(device)
+        try:
+            self.model, self.features, self.tokenizer, config = load_moonshine_lora(
+                system.model, device=str(self.device), models_dir=models_dir)  # fmt: skip
+        except MoonshineError as err:
+            raise InputError("--system", f"{system.name}: {err}") from None
+        self.window = int(config.max_clip_s * SAMPLE_RATE)
+        self.name = system.name
+
+    def transcribe_part(self, piece: np.ndarray) -> str:
+        from tala.models.moonshine import generate_ids
+
+        ids = generate_ids(self.model, self.features, [piece], self.device)[0]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        return transcribe_in_parts(samples, self.window, self.name, "Moonshine takes", self.transcribe_part)
+
+    def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
+        raise InputError("--chapters", "the moonshine kind scores clips only (it gives no word times)")
 
 
 @dataclass(frozen=True)
@@ -231,6 +272,8 @@ def recognizer(kind: str, system: System, models_dir, device: str, dtype: str):
         return CtcRecognizer(system, models_dir, device, dtype)
     if kind == "speechllm":
         return SpeechLLMRecognizer(system, models_dir, device, dtype)
+    if kind == "moonshine":
+        return MoonshineRecognizer(system, models_dir, device, dtype)
     raise InputError("--kind", f"unknown model kind {kind!r}; built: {', '.join(KINDS)}")
 
 
@@ -380,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "language": args.language, "kind": args.kind, "reference": "normalized",
         "systems": {s.name: {"model": s.model, "adapter": s.adapter} for s in systems},
         "splits": splits,
-        "tool": tala.tool("jiwer", "torch", "transformers", *(("peft",) if args.kind == "speechllm" else ())),
+        "tool": tala.tool("jiwer", "torch", "transformers", *(("peft",) if args.kind in CLIPS_ONLY else ())),
     })
     for split, result in splits.items():
         scores = ", ".join(f"{s.name} WER {_pct(result[s.name]['wer'])} CER {_pct(result[s.name]['cer'])}"

@@ -111,8 +111,8 @@ class SpeechLLMSettings:
     log_every: int = 25
     device: str = "auto"
     # Keep each training clip's encoder frames after its first batch (the encoder is frozen, so they
-    # never change): later epochs skip the encoder. Memory: frames x d_model x 4 bytes (whisper-small,
-    # 154 kB per second of audio: 0.55 GB an hour), on the training device.
+    # never change): later epochs skip the encoder. Host memory: frames x d_model x 4 bytes
+    # (whisper-small: 154 kB per second of audio, 0.55 GB an hour).
     cache_frames: bool = False
 
     def check(self) -> None:
@@ -302,8 +302,9 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
         missing = [i for i in index if i not in cached]
         if missing:
             frames = encode_clips(model, feature_extractor, [train_examples[i] for i in missing], device)
-            cached.update((i, f.clone()) for i, f in zip(missing, frames))  # a copy: not a view of the 30 s
-        return [cached[i] for i in index]
+            # A copy on the CPU: not a view that keeps the whole 30 s window alive.
+            cached.update((i, f.to("cpu", copy=True)) for i, f in zip(missing, frames))
+        return [cached[i].to(device) for i in index]
 
     def train_step(index: list[int]) -> StepResult:
         frames = frames_of(index)
@@ -400,8 +401,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     parser.add_argument("--log-every", type=int, default=d.log_every)
     parser.add_argument("--device", default=d.device)
-    parser.add_argument("--cache-frames", action="store_true",
-                        help="keep the frozen encoder's frames of each training clip in memory after its first batch")
+    parser.add_argument("--cache-frames", action=argparse.BooleanOptionalAction, default=d.cache_frames,
+                        help="keep the frozen encoder's frames of each training clip in memory (on the CPU) after its"
+                             " first batch")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)

@@ -252,14 +252,15 @@ def linear_layer_names(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)})
 
 
-def check_lora_targets(model: nn.Module, targets: Sequence[str]) -> None:
-    """Every LoRA target must name linear layers of the model; otherwise one error listing them."""
+def check_lora_targets(model: nn.Module, targets: Sequence[str], part: str = "decoder") -> None:
+    """Every LoRA target must name linear layers of the model (the recognizer's ``part``);
+    otherwise one error listing them."""
     names = linear_layer_names(model)
     missing = [t for t in targets if t not in names]
     if missing:
         kind = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
         raise SpeechLLMError(
-            f"LoRA target module(s) {', '.join(missing)} not found in the {kind} decoder; its linear layers"
+            f"LoRA target module(s) {', '.join(missing)} not found in the {kind} {part}; its linear layers"
             f" are: {', '.join(names)}"
         )
 

@@ -1,0 +1,494 @@
+"""Fine-tune Moonshine with LoRA (seed 004's "real tiny run") on a language's dataset; resumable.
+
+    python -m tala.finetune.moonshine --start UsefulSensors/moonshine-tiny \\
+        --train results/L/dataset/train.jsonl --valid results/L/dataset/valid.jsonl \\
+        --test results/L/dataset/test.jsonl --out results/L/models/moonshine
+
+LoRA adapters (peft) on the attention projections of the encoder and the decoder learn, the base
+stays frozen (``--mode lora``, the default); ``--mode decoder`` trains the whole decoder on a frozen
+encoder, ``--mode all`` everything (how a stand-in is pre-trained). The seed's small-run defaults:
+one clip per micro-batch, 4 micro-batches accumulated per step, 40 steps. The target is the
+manifest's ``--text-field`` (tala's datasets: ``normalized``), the label ids its tokens and ``eos``;
+the model shifts them right behind its start token itself.
+
+A clip longer than Moonshine's 30 s, or whose transcript does not fit the decoder's positions, is
+left out with one line naming it (never cut). Validation: the loss (mean over target tokens) and
+greedy CER/WER (:mod:`tala.ctc_text`); the best CER is kept. The output folder appears, complete, at
+the end (:func:`tala.models.moonshine.load_moonshine_lora` reads it with plain transformers + peft)
+with ``training.json``, ``training_log.jsonl`` and seed 004's two files:
+
+- ``real_metrics.json``: ``train_loss`` (the mean training loss of the run's steps, as the HF
+  Trainer reports it), ``baseline_eval_loss`` (the start model on the validation clips),
+  ``tuned_eval_loss`` (the kept weights), and the CER/WER of both;
+- ``artifact_test.json``: the saved folder loaded back from disk and run on the ``--test``
+  clips: ``samples`` (audio, reference, hypothesis) and ``wer`` (and ``cer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tala.device import ensure_mps_fallback, pick_device
+
+ensure_mps_fallback()
+
+import torch  # noqa: E402
+
+import tala  # noqa: E402
+from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
+from tala.errors import InputError, run_cli  # noqa: E402
+from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
+from tala.models.moonshine import (  # noqa: E402
+    MAX_CLIP_S,
+    MoonshineError,
+    MoonshineLoRAConfig,
+    audio_inputs,
+    check_clip,
+    check_transcript,
+    decoder_positions,
+    generate_ids,
+    label_tensor,
+    load_moonshine_lora,
+    target_ids,
+    write_moonshine,
+)
+from tala.models.speechllm import SpeechLLMError, check_lora_targets  # noqa: E402
+from tala.training import (  # noqa: E402
+    Cadence,
+    Evaluation,
+    StepResult,
+    checkpoint_root,
+    duration_batches,
+    new_position,
+    pack_batches,
+    resume,
+    run_keeping_best,
+    warmup_decay_schedule,
+)
+from tala.training import LOG_FILE as CORE_LOG  # noqa: E402
+
+TRAIN_MODES = ("lora", "decoder", "all")
+INFO_FILE = "training.json"
+LOG_FILE = "training_log.jsonl"
+METRICS_FILE = "real_metrics.json"
+ARTIFACT_FILE = "artifact_test.json"
+RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
+               "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MoonshineSettings:
+    train: str = "lora"
+    max_steps: int = 40
+    learning_rate: float = 1e-3
+    warmup_steps: int = 4
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_seconds: float = 30.0  # audio per micro-batch
+    max_batch_size: int = 1  # clips per micro-batch
+    accumulate: int = 4  # micro-batches per optimizer step
+    seed: int = 0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    max_clip_s: float = MAX_CLIP_S
+    text_field: str = "normalized"
+    eval_every: int = 10
+    patience: int = 0
+    min_delta: float = 0.0
+    evaluate_start: bool = False
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    log_every: int = 5
+    cache_frames: bool = False  # mode decoder: keep each clip's (frozen) encoder output in host memory
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.train not in TRAIN_MODES:
+            raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
+        if min(self.max_steps, self.max_batch_size, self.accumulate, self.lora_r) < 1 or self.warmup_steps < 0:
+            raise ValueError("max_steps, max_batch_size, accumulate and lora_r >= 1 and warmup_steps >= 0 are required")
+        if self.learning_rate <= 0 or self.batch_seconds <= 0 or self.max_clip_s <= 0:
+            raise ValueError("learning_rate, batch_seconds and max_clip_s must be positive")
+        if self.cache_frames and self.train != "decoder":
+            raise ValueError("cache_frames needs train=decoder (a frozen encoder)")
+
+
+@dataclass
+class Start:
+    model: torch.nn.Module
+    feature_extractor: object
+    tokenizer: object
+    config: MoonshineLoRAConfig
+    source: str
+
+
+def load_start(settings: MoonshineSettings, start: str, models_dir=None) -> Start:
+    """A hub id or folder of a whole Moonshine model, or a saved recognizer (its adapter goes on
+    learning); new LoRA adapters in ``lora`` mode when it has none."""
+    try:
+        model, feature_extractor, tokenizer, config = load_moonshine_lora(start, trainable=True,
+                                                                          models_dir=models_dir)  # fmt: skip
+    except (MoonshineError, OSError) as err:
+        raise InputError("--start", f"{start}: {err}") from None
+    config = MoonshineLoRAConfig(**{**{k: v for k, v in asdict(config).items() if k != "class_name"},
+                                    "base": config.base if hasattr(model, "peft_config") else str(start),
+                                    "max_clip_s": settings.max_clip_s})  # fmt: skip
+    if settings.train == "lora" and not hasattr(model, "peft_config"):
+        from peft import LoraConfig, get_peft_model
+
+        try:
+            check_lora_targets(model, settings.lora_targets, part="model")
+        except SpeechLLMError as err:
+            raise InputError("--lora-targets", str(err)) from None
+        lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                          target_modules=list(settings.lora_targets))  # fmt: skip
+        model = get_peft_model(model, lora)
+        config = MoonshineLoRAConfig(base=str(start), lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                     lora_dropout=settings.lora_dropout, lora_targets=tuple(settings.lora_targets),
+                                     max_clip_s=settings.max_clip_s)  # fmt: skip
+    elif settings.train != "lora" and hasattr(model, "peft_config"):
+        raise InputError("--start", f"{start} is a LoRA recognizer: --mode {settings.train} needs a whole model")
+    return Start(model, feature_extractor, tokenizer, config, str(start))
+
+
+def base_of(model) -> torch.nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def trainable_parameters(model, mode: str) -> dict[str, torch.nn.Parameter]:
+    """What learns, by name: the LoRA adapters, the decoder (encoder frozen), or everything."""
+    for name, param in model.named_parameters():
+        if mode == "lora":
+            param.requires_grad_("lora_" in name)
+        elif mode == "decoder":
+            param.requires_grad_(".encoder." not in f".{name}")
+        else:
+            param.requires_grad_(True)
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def usable_examples(examples: list[Example], tokenizer, limit: int, max_clip_s: float,
+                    log=sys.stderr) -> tuple[list[Example], list[list[int]], list[str]]:
+    """The examples Moonshine can learn from, their label ids, and one line per example left out."""
+    kept, targets, left_out = [], [], []
+    for example in examples:
+        ids = target_ids(tokenizer, example.text)
+        try:
+            check_clip(round(example.duration * 16_000), max_clip_s, example.where)
+            check_transcript(len(ids) - 1, limit, example.where)
+        except MoonshineError as err:
+            left_out.append(f"left out: {err}")
+            print(left_out[-1], file=log)
+            continue
+        kept.append(example)
+        targets.append(ids)
+    return kept, targets, left_out
+
+
+def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs=None) -> tuple[torch.Tensor, int]:
+    """The loss summed over the target tokens of a micro-batch, and their number."""
+    labels = label_tensor(targets, device)
+    if encoder_outputs is None:
+        out = model(**audio_inputs(feature_extractor, audio, device), labels=labels)
+    else:
+        from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
+
+        hidden, mask = encoder_outputs
+        out = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask),
+                    labels=labels)
+    tokens = int((labels != -100).sum())
+    return out.loss * tokens, tokens
+
+
+def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
+             settings: MoonshineSettings) -> dict:
+    """Validation loss (mean over target tokens), greedy CER and WER, and two transcripts."""
+    was_training = model.training
+    model.eval()
+    loss_sum, tokens = 0.0, 0
+    hyps: dict[int, str] = {}
+    order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
+    with torch.inference_mode():
+        for batch in pack_batches(order, [e.duration for e in examples], max(settings.batch_seconds, 60.0), 8):
+            audio = [load_audio(examples[i]) for i in batch]
+            summed, n = batch_loss(model, feature_extractor, audio, [targets[i] for i in batch], device)
+            loss_sum, tokens = loss_sum + float(summed), tokens + n
+            for i, ids in zip(batch, generate_ids(model, feature_extractor, audio, device)):
+                hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+    model.train(was_training)
+    refs = [normalize_for_scoring(e.text) for e in examples]
+    predictions = [normalize_for_scoring(hyps[i]) for i in range(len(examples))]
+    rates = error_rates(refs, predictions)
+    return {"loss": loss_sum / max(tokens, 1), "cer": rates["cer"], "wer": rates["wer"],
+            "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:2]]}
+
+
+def artifact_test(folder: Path, test: list[Example], device, models_dir=None) -> dict:
+    """Seed 004's artifact test: the saved recognizer loaded from ``folder`` with plain transformers
+    + peft, greedy transcripts of the test clips, their WER (and CER)."""
+    model, feature_extractor, tokenizer, _ = load_moonshine_lora(folder, device=str(device), models_dir=models_dir)
+    samples = []
+    for example in test:
+        ids = generate_ids(model, feature_extractor, [load_audio(example)], device)[0]
+        samples.append({"audio": str(example.audio), "reference": normalize_for_scoring(example.text),
+                        "hypothesis": normalize_for_scoring(tokenizer.decode(ids, skip_special_tokens=True))})  # fmt: skip
+    rates = error_rates([s["reference"] for s in samples], [s["hypothesis"] for s in samples])
+    return {"model": str(folder), "samples": samples, "wer": rates["wer"], "cer": rates["cer"]}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    resumed_from: int | None
+    final_eval: dict | None
+    metrics: dict
+    elapsed_s: float
+
+
+def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: str, valid_manifests=(),
+          test_manifests=(), checkpoint_dir=None, progress: bool = True, keep_checkpoint_dir: bool = False,
+          on_step=None, models_dir=None) -> TrainResult:
+    """Train to ``settings.max_steps`` (or early stop), resuming from ``<out>.checkpoints``; write ``out`` last."""
+    settings.check()
+    out = Path(out)
+    root = checkpoint_root(out, checkpoint_dir)
+    torch.manual_seed(settings.seed)  # new adapters' initial weights
+    began = load_start(settings, start, models_dir)
+    model, feature_extractor, tokenizer = began.model, began.feature_extractor, began.tokenizer
+    device = pick_device(settings.device)
+    model.to(device)
+    limit = decoder_positions(base_of(model))
+    read = lambda manifests: [e for m in manifests for e in read_manifest(m, settings.text_field)]  # noqa: E731
+    train_examples, train_targets, left_out = usable_examples(read(train_manifests), tokenizer, limit,
+                                                              settings.max_clip_s)  # fmt: skip
+    valid_examples, valid_targets, valid_left_out = usable_examples(read(valid_manifests), tokenizer, limit,
+                                                                    settings.max_clip_s)  # fmt: skip
+    test_examples = read(test_manifests)
+    if not train_examples:
+        raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
+    durations = [e.duration for e in train_examples]
+
+    named = trainable_parameters(model, settings.train)
+    params = list(named.values())
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,
+                                      settings.min_lr_ratio)  # fmt: skip
+    modules, states = {"trained": TrainedTensors(named)}, {"optimizer": optimizer, "scheduler": scheduler}
+    root.mkdir(parents=True, exist_ok=True)
+    data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
+            "total_s": round(sum(durations), 3)}  # fmt: skip
+    fresh = new_position(settings={k: getattr(settings, k) if k != "lora_targets" else list(settings.lora_targets)
+                                   for k in RESUME_KEYS}, data=data, train_loss_sum=0.0)  # fmt: skip
+    start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
+                   "device": str(device), "left_out": len(left_out)}  # fmt: skip
+    torch.manual_seed(settings.seed)  # the data order and dropout; a resumed run restores its own state
+    resumed = resume(root, fresh, modules, states, start=start_event, match=("settings", "data"))
+    baseline = resumed.position.get("baseline")
+    if baseline is None and valid_examples:  # greedy and in eval mode: draws no random numbers
+        baseline = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings)
+        baseline = {k: baseline[k] for k in ("loss", "cer", "wer")}
+    position = {**resumed.position, "baseline": baseline}
+    model.train()
+
+    encoded: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def encoder_outputs(index: list[int], audio) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mode decoder with cache_frames: the frozen encoder's output of each clip, computed once."""
+        if not settings.cache_frames:
+            return None
+        missing = [k for k, i in enumerate(index) if i not in encoded]
+        if missing:
+            inputs = audio_inputs(feature_extractor, [audio[k] for k in missing], device)
+            with torch.no_grad():
+                enc = base_of(model).get_encoder()(**inputs)
+            lengths = enc.attention_mask.sum(-1) if getattr(enc, "attention_mask", None) is not None else None
+            for row, k in enumerate(missing):
+                n = int(lengths[row]) if lengths is not None else enc.last_hidden_state.shape[1]
+                encoded[index[k]] = (enc.last_hidden_state[row, :n].to("cpu", copy=True), n)
+        width = max(encoded[i][1] for i in index)
+        hidden = torch.zeros(len(index), width, encoded[index[0]][0].shape[-1])
+        mask = torch.zeros(len(index), width, dtype=torch.int)  # frames, as the encoder returns it
+        for row, i in enumerate(index):
+            hidden[row, : encoded[i][1]] = encoded[i][0]
+            mask[row, : encoded[i][1]] = 1
+        return hidden.to(device), mask.to(device)
+
+    def batches_of_epoch(epoch: int) -> list[list[int]]:
+        return duration_batches(durations, settings.seed, epoch, settings.batch_seconds * settings.accumulate,
+                                settings.max_batch_size * settings.accumulate, settings.max_clip_s)  # fmt: skip
+
+    def train_step(index: list[int]) -> StepResult:
+        micro = pack_batches(index, durations, settings.batch_seconds, settings.max_batch_size)
+        total = sum(len(train_targets[i]) for i in index)
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for batch in micro:
+            audio = None if settings.cache_frames and all(i in encoded for i in batch) else \
+                [load_audio(train_examples[i]) for i in batch]  # fmt: skip
+            summed, _ = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch], device,
+                                   encoder_outputs(batch, audio))  # fmt: skip
+            (summed / total).backward()
+            loss_sum += float(summed.detach())
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        stepping = bool(torch.isfinite(grad_norm))
+        if stepping:
+            optimizer.step()
+        scheduler.step()
+        return StepResult({"loss": loss_sum / total}, {"lr": scheduler.get_last_lr()[0],
+                          "grad_norm": round(float(grad_norm), 4)},
+                          audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
+
+    def run_eval(step: int) -> Evaluation:
+        result = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings)
+        return Evaluation({k: result[k] for k in ("loss", "cer", "wer")}, {"examples": result["examples"]})
+
+    losses: list[float] = []
+
+    def after_step(step: int, result: StepResult) -> None:
+        losses.append(result.losses["loss"])
+        if on_step is not None:
+            on_step(step, result.losses["loss"])
+
+    cadence = Cadence(settings.max_steps, settings.log_every, settings.eval_every, settings.checkpoint_every,
+                      settings.keep_checkpoints)  # fmt: skip
+    position, final = run_keeping_best(root, position, cadence, batches_of_epoch, train_step,
+                                       run_eval if valid_examples else None, modules, states,
+                                       patience=settings.patience, min_delta=settings.min_delta, on_step=after_step,
+                                       progress=progress, desc=f"moonshine ({settings.train})",
+                                       evaluate_start=settings.evaluate_start)  # fmt: skip
+    final_eval = None if final is None else {**final.metrics, **final.details}
+    train_loss = _mean_train_loss(root / CORE_LOG)
+    metrics = {"train_loss": train_loss,
+               "baseline_eval_loss": None if baseline is None else baseline["loss"],
+               "tuned_eval_loss": None if final_eval is None else final_eval["loss"],
+               "baseline": baseline,
+               "tuned": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer", "wer")},
+               "steps": position["step"], "train_clips": len(train_examples),
+               "valid_clips": len(valid_examples)}  # fmt: skip
+    model.to("cpu").eval()
+    with atomic_dir(out) as tmp:
+        write_moonshine(tmp, model, feature_extractor, tokenizer, began.config)
+        shutil.copyfile(root / CORE_LOG, tmp / LOG_FILE)
+        write_json_atomic(tmp / METRICS_FILE, metrics)
+        if test_examples:
+            write_json_atomic(tmp / ARTIFACT_FILE, artifact_test(tmp, test_examples, "cpu", models_dir))
+        write_json_atomic(tmp / INFO_FILE, {
+            "generator": "tala.finetune.moonshine",
+            "tala_version": tala.__version__,
+            "start_model": began.source,
+            "settings": asdict(settings),
+            "train_manifests": [str(m) for m in train_manifests],
+            "valid_manifests": [str(m) for m in valid_manifests],
+            "test_manifests": [str(m) for m in test_manifests],
+            "examples": len(train_examples),
+            "left_out": left_out + valid_left_out,
+            "steps": position["step"],
+            "best": position.get("best"),
+            "stopped_early_at": position.get("stopped_at"),
+            "final_eval": None if final_eval is None else {k: final_eval[k] for k in ("loss", "cer", "wer")},
+            "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
+                         "peft": _version("peft")},
+        })  # fmt: skip
+    if not keep_checkpoint_dir:
+        shutil.rmtree(root, ignore_errors=True)
+    return TrainResult(out, position["step"], resumed.step, final_eval, metrics, position["elapsed_s"])
+
+
+def _mean_train_loss(log: Path) -> float | None:
+    """The mean training loss over the run's steps, from the log's records (each the mean of its
+    window of steps), weighted by their steps: a resumed run gives what an uninterrupted one does."""
+    from tala.fileio import read_jsonl
+
+    total = steps = 0.0
+    last = 0
+    for _, record in read_jsonl(log):
+        if "loss" in record and "epoch" in record:  # a training record (evaluations log eval_loss)
+            width = record["step"] - last
+            total, steps, last = total + record["loss"] * width, steps + width, record["step"]
+    return None if not steps else total / steps
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = MoonshineSettings()
+    parser = argparse.ArgumentParser(prog="python -m tala.finetune.moonshine", description=__doc__.splitlines()[0])
+    parser.add_argument("--train", nargs="+", required=True, metavar="JSONL", dest="train_manifests")
+    parser.add_argument("--valid", nargs="*", default=[], metavar="JSONL")
+    parser.add_argument("--test", nargs="*", default=[], metavar="JSONL", help="the artifact test's clips")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (written at the end)")
+    parser.add_argument("--start", required=True, help="Moonshine: hub id or folder, or a saved recognizer")
+    parser.add_argument("--models-dir", help="where download_models put hub models (used before the hub)")
+    parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
+    parser.add_argument("--keep-checkpoint-dir", action="store_true")
+    parser.add_argument("--mode", choices=TRAIN_MODES, default=d.train, help="what learns (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=d.max_steps)
+    parser.add_argument("--lr", type=float, default=d.learning_rate)
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--batch-seconds", type=float, default=d.batch_seconds, help="audio per micro-batch")
+    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="clips per micro-batch")
+    parser.add_argument("--accumulate", type=int, default=d.accumulate, help="micro-batches per optimizer step")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--lora-r", type=int, default=d.lora_r)
+    parser.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
+    parser.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    parser.add_argument("--lora-targets", nargs="+", default=list(d.lora_targets))
+    parser.add_argument("--max-clip-s", type=float, default=d.max_clip_s)
+    parser.add_argument("--text-field", default=d.text_field)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--evaluate-start", action=argparse.BooleanOptionalAction, default=d.evaluate_start)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--cache-frames", action=argparse.BooleanOptionalAction, default=d.cache_frames)
+    parser.add_argument("--device", default=d.device)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = MoonshineSettings(
+        train=args.mode, max_steps=args.max_steps, learning_rate=args.lr, warmup_steps=args.warmup_steps,
+        batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, accumulate=args.accumulate,
+        seed=args.seed, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        lora_targets=tuple(args.lora_targets), max_clip_s=args.max_clip_s, text_field=args.text_field,
+        eval_every=args.eval_every, patience=args.patience, evaluate_start=args.evaluate_start,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
+        cache_frames=args.cache_frames, device=args.device,
+    )  # fmt: skip
+    try:
+        settings.check()
+    except ValueError as err:
+        raise InputError("settings", str(err)) from None
+    result = train(args.train_manifests, args.out, settings, args.start, valid_manifests=args.valid,
+                   test_manifests=args.test, checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress,
+                   keep_checkpoint_dir=args.keep_checkpoint_dir, models_dir=args.models_dir)  # fmt: skip
+    m = result.metrics
+    losses = "" if m["tuned_eval_loss"] is None else (f", eval loss {m['baseline_eval_loss']:.3f} -> "
+                                                      f"{m['tuned_eval_loss']:.3f}")  # fmt: skip
+    resumed = "" if result.resumed_from is None else f" (resumed at step {result.resumed_from})"
+    print(f"{result.out}: {result.steps} steps{resumed}, {result.elapsed_s:.0f} s{losses}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

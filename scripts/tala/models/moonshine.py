@@ -1,0 +1,188 @@
+"""Seed 004's recognizer: Moonshine (Hugging Face's ``MoonshineForConditionalGeneration``) with LoRA
+adapters (peft) on its attention projections.
+
+Moonshine reads raw 16 kHz audio (three convolutions: 384 samples, 24 ms, per encoder frame; rotary
+positions, so no fixed window) and writes the transcript with a decoder that cross-attends to the
+encoder. It was trained on clips of at most 30 s, and its decoder's positions bound the transcript
+(``max_position_embeddings``: 194 for ``UsefulSensors/moonshine-tiny``, 30 s x 6.5 tokens a
+second): a longer clip is refused in training (:func:`check_clip`; never cut: its words would stay
+in the target and leave the audio) and transcribed in parts in evaluation; a longer transcript is
+reported (:func:`check_transcript`).
+
+A saved fine-tuned recognizer is a folder that plain transformers + peft read back::
+
+    moonshine.json        the base (hub id or folder) and the LoRA settings
+    adapter_config.json, adapter_model.safetensors   peft's save_pretrained (or model.safetensors: a whole model)
+    preprocessor_config.json, tokenizer files        the processor's parts
+
+:func:`load_moonshine_lora` is that reading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16_000
+MAX_CLIP_S = 30.0  # the longest clip Moonshine was trained on
+TOKENS_PER_S = 6.5  # Moonshine's own bound on transcript tokens per second of audio
+IGNORE_INDEX = -100
+CONFIG_NAME = "moonshine.json"
+
+
+class MoonshineError(ValueError):
+    """A clip, transcript or setting the recognizer cannot take (one line, says what and why)."""
+
+
+def check_clip(n_samples: int, max_s: float, name: str) -> None:
+    if n_samples <= 0:
+        raise MoonshineError(f"{name}: the clip has no samples")
+    if n_samples > max_s * SAMPLE_RATE:
+        raise MoonshineError(f"{name}: {n_samples / SAMPLE_RATE:.1f} s is longer than the {max_s:.0f} s Moonshine "
+                             "takes; split it into shorter clips (the dataset cuts clips at verse ends)")
+
+
+def check_transcript(n_tokens: int, limit: int, name: str) -> None:
+    """The decoder reads the start token and the transcript, and is trained to write ``eos`` after
+    it: ``n_tokens + 1`` positions."""
+    if n_tokens + 1 > limit:
+        raise MoonshineError(f"{name}: the transcript's {n_tokens} tokens (+ end) are more than the decoder's "
+                             f"{limit} positions")
+
+
+def decoder_positions(model) -> int:
+    return int(model.config.max_position_embeddings)
+
+
+def target_ids(tokenizer, text: str) -> list[int]:
+    """The label ids of a transcript: its tokens and ``eos`` (the model puts the start token in
+    front of the decoder's inputs itself, shifting the labels right)."""
+    return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
+def audio_inputs(feature_extractor, audio: Sequence[np.ndarray], device) -> dict[str, torch.Tensor]:
+    """Raw audio, padded, with the attention mask Moonshine's encoder uses for the padding."""
+    inputs = feature_extractor(list(audio), sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True,
+                               return_attention_mask=True)  # fmt: skip
+    return {"input_values": inputs.input_values.to(device), "attention_mask": inputs.attention_mask.to(device)}
+
+
+def label_tensor(targets: Sequence[Sequence[int]], device) -> torch.Tensor:
+    width = max(len(t) for t in targets)
+    labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
+    for i, ids in enumerate(targets):
+        labels[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return labels.to(device)
+
+
+def new_tokens_for(n_samples: int, limit: int) -> int:
+    """Moonshine's own budget: 6.5 tokens a second (its generation_config: 30 s -> 194), at least 8,
+    within the decoder's positions."""
+    return max(1, min(limit - 1, max(8, math.ceil(TOKENS_PER_S * n_samples / SAMPLE_RATE))))
+
+
+def generate_ids(model, feature_extractor, audio: Sequence[np.ndarray], device) -> list[list[int]]:
+    """Greedy transcripts' ids (the start token and everything from ``eos`` on dropped). ``model``
+    is a Moonshine model or a peft model around one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    limit = decoder_positions(base)
+    inputs = audio_inputs(feature_extractor, audio, device)
+    budget = max(new_tokens_for(len(a), limit) for a in audio)
+    with torch.inference_mode():
+        out = base.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1)
+    eos = base.config.eos_token_id
+    results = []
+    for row in out.tolist():
+        ids = row[1:]  # the decoder start token
+        if eos in ids:
+            ids = ids[: ids.index(eos)]
+        results.append(ids)
+    return results
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+
+@dataclass(frozen=True)
+class MoonshineLoRAConfig:
+    """What a saved recognizer is made of: ``base`` (hub id or folder; relative folders are read
+    from the saved folder) and how the adapters were made."""
+
+    base: str
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    max_clip_s: float = MAX_CLIP_S
+    class_name: str = field(default="MoonshineForConditionalGeneration+LoRA", init=False)
+
+    @classmethod
+    def read(cls, path: Path) -> MoonshineLoRAConfig:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data.pop("class_name", None)
+        data["lora_targets"] = tuple(data.get("lora_targets", ()))
+        return cls(**data)
+
+    def write(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+
+def load_moonshine(id_or_path: str):
+    """(model, feature_extractor, tokenizer) of a Moonshine checkpoint: a hub id or a folder."""
+    from transformers import AutoFeatureExtractor, AutoTokenizer, MoonshineForConditionalGeneration
+
+    model = MoonshineForConditionalGeneration.from_pretrained(id_or_path)
+    feature_extractor = AutoFeatureExtractor.from_pretrained(id_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(id_or_path)
+    if model.config.pad_token_id is None:  # the labels' padding when the model shifts them right
+        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return model, feature_extractor, tokenizer
+
+
+def write_moonshine(folder: Path, model, feature_extractor, tokenizer, config: MoonshineLoRAConfig) -> None:
+    """Into the existing ``folder``: the processor's parts and either the LoRA adapter (peft's
+    ``save_pretrained``) with ``moonshine.json`` naming the base, or (a model trained whole) the
+    whole Moonshine model, a folder like the hub's."""
+    folder = Path(folder)
+    model.save_pretrained(str(folder))
+    feature_extractor.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    if hasattr(model, "peft_config"):
+        config.write(folder / CONFIG_NAME)
+
+
+def _resolve(folder: Path, name: str) -> str:
+    candidate = Path(folder) / name
+    return str(candidate) if not Path(name).is_absolute() and candidate.is_dir() else name
+
+
+def load_moonshine_lora(model: str | Path, device: str = "cpu", trainable: bool = False, models_dir=None):
+    """(model, feature_extractor, tokenizer, config) of a Moonshine recognizer, with plain
+    transformers and peft. ``model``: a saved LoRA recognizer (a folder with ``moonshine.json``: its
+    base, read from ``models_dir`` when download_models put a hub id there, and the adapter, which
+    goes on learning with ``trainable``), or a whole Moonshine model (a hub id or a folder: a
+    stand-in, a model trained whole)."""
+    from peft import PeftModel
+    from transformers import AutoFeatureExtractor, AutoTokenizer
+
+    from tala.hub import ModelError, resolve_model
+
+    folder = Path(model)
+    try:
+        if not (folder / CONFIG_NAME).is_file():
+            whole, feature_extractor, tokenizer = load_moonshine(resolve_model(str(model), models_dir))
+            return whole.to(device).eval(), feature_extractor, tokenizer, MoonshineLoRAConfig(base=str(model))
+        config = MoonshineLoRAConfig.read(folder / CONFIG_NAME)
+        base, _, _ = load_moonshine(resolve_model(_resolve(folder, config.base), models_dir))
+    except ModelError as err:
+        raise MoonshineError(str(err)) from None
+    feature_extractor = AutoFeatureExtractor.from_pretrained(str(folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tuned = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
+    return tuned.to(device).eval(), feature_extractor, tokenizer, config

@@ -1,0 +1,164 @@
+"""tala.finetune.moonshine: Moonshine trained from manifests (whole, then LoRA), seed 004's two files,
+killed and resumed, and the clips, transcripts and settings it refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, sigkill_when
+from test_speechllm_model import SAMOAN, _speech, _tokenizer
+from tala.finetune.moonshine import MoonshineSettings, train
+from tala.models.moonshine import load_moonshine_lora
+from tala.training import checkpoint_dirs
+
+
+def _tiny_moonshine(tokenizer, positions: int = 64, seed: int = 0):
+    from transformers import MoonshineConfig, MoonshineForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = MoonshineConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                             encoder_num_hidden_layers=2, decoder_num_hidden_layers=2, encoder_num_attention_heads=2,
+                             decoder_num_attention_heads=2, max_position_embeddings=positions, bos_token_id=1,
+                             eos_token_id=2, decoder_start_token_id=1, pad_token_id=0)  # fmt: skip
+    return MoonshineForConditionalGeneration(config)
+
+
+def _save_start(folder, tokenizer, positions: int = 64):
+    from transformers import Wav2Vec2FeatureExtractor
+
+    _tiny_moonshine(tokenizer, positions).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=False,
+                             return_attention_mask=True).save_pretrained(folder)  # fmt: skip
+    tokenizer.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Eight spoken Samoan phrases as a dataset split (WAVs + JSONL with ``normalized``) and an
+    untrained tiny Moonshine saved as a start folder (model, feature extractor, tokenizer)."""
+    root = tmp_path_factory.mktemp("moonshine")
+    (root / "clips").mkdir()
+    rows = []
+    for i, (text, wav) in enumerate(zip(SAMOAN, _speech(SAMOAN))):
+        sf.write(root / "clips" / f"c{i}.wav", wav, 16_000)
+        rows.append({"audio": f"clips/c{i}.wav", "text": text.capitalize() + ".", "normalized": text,
+                     "duration": len(wav) / 16_000})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    _save_start(root / "start", _tokenizer(SAMOAN))
+    return root
+
+
+def _settings(**changes) -> MoonshineSettings:
+    base = dict(max_steps=300, learning_rate=3e-3, warmup_steps=5, batch_seconds=20.0, max_batch_size=8, accumulate=1,
+                eval_every=0, checkpoint_every=50, log_every=10, lora_r=4, lora_alpha=8,
+                lora_targets=("q_proj", "v_proj"), device="cpu")  # fmt: skip
+    return MoonshineSettings(**{**base, **changes})
+
+
+def test_pretraining_learns_the_clips_and_lora_then_adapts_with_seed_004s_files(corpus, tmp_path, one_torch_thread):
+    """An overfit of the whole model (CER <= 5 % on 8 clips proves the label shift, the padding
+    masks and generation right), then LoRA steps on it: the base unchanged, real_metrics.json and
+    artifact_test.json as seed 004 defines them, evaluate_asr reproducing the numbers."""
+    manifest = corpus / "train.jsonl"
+    whole = train([manifest], tmp_path / "whole", _settings(train="all"), str(corpus / "start"),
+                  valid_manifests=[manifest], progress=False)
+    assert whole.final_eval["cer"] <= 0.05, whole.final_eval
+    assert (tmp_path / "whole" / "model.safetensors").is_file() and not (tmp_path / "whole" / "moonshine.json").exists()
+    assert not (tmp_path / "whole.checkpoints").exists(), "checkpoints are removed after success"
+
+    tuned = train([manifest], tmp_path / "tuned", _settings(max_steps=6, learning_rate=1e-4, max_batch_size=1,
+                                                             accumulate=4),
+                  str(tmp_path / "whole"), valid_manifests=[manifest], test_manifests=[manifest], progress=False)
+    assert tuned.final_eval["cer"] <= 0.05, "six LoRA steps at a small rate keep what the base knows"
+    metrics = json.loads((tmp_path / "tuned" / "real_metrics.json").read_text())
+    assert metrics["train_loss"] > 0 and metrics["baseline_eval_loss"] > 0 and metrics["tuned_eval_loss"] > 0
+    assert metrics["baseline"]["cer"] == whole.final_eval["cer"], "the baseline is the start model on valid"
+    artifact = json.loads((tmp_path / "tuned" / "artifact_test.json").read_text())
+    assert len(artifact["samples"]) == 8 and artifact["wer"] == tuned.final_eval["wer"]
+    assert {"audio", "reference", "hypothesis"} <= set(artifact["samples"][0])
+
+    config = json.loads((tmp_path / "tuned" / "moonshine.json").read_text())
+    assert config["base"] == str(tmp_path / "whole"), "the adapter names its base"
+    base = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    loaded, _, _, _ = load_moonshine_lora(tmp_path / "tuned")
+    after = {k.removeprefix("base_model.model."): v for k, v in loaded.state_dict().items()}
+    after = {k.replace(".base_layer", ""): v for k, v in after.items() if "lora_" not in k}
+    assert all(torch.equal(v, after[k]) for k, v in base.items() if k in after), "LoRA leaves the base as it was"
+    adapter = load_file(str(tmp_path / "tuned" / "adapter_model.safetensors"))
+    assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in adapter.items()), "the adapters learn"
+    assert any(".encoder." in k for k in adapter) and any(".decoder." in k for k in adapter)
+
+    from tala.finetune.evaluate_asr import main as evaluate_asr
+
+    out_json = tmp_path / "eval.json"
+    assert evaluate_asr([str(out_json), str(tmp_path / "eval.tsv"), "--language", "samoan", "--kind", "moonshine",
+                         "--split", "test", str(manifest), "--system", "before", str(tmp_path / "whole"), "-",
+                         "--system", "after", str(tmp_path / "tuned"), "-", "--device", "cpu"]) == 0
+    scores = json.loads(out_json.read_text())["splits"]["test"]
+    assert scores["before"]["cer"] == round(whole.final_eval["cer"], 4)
+    assert scores["after"]["wer"] == round(tuned.final_eval["wer"], 4)
+
+
+def _command(corpus, out, max_steps=24):
+    return [sys.executable, "-m", "tala.finetune.moonshine", "--start", str(corpus / "start"),
+            "--train", str(corpus / "train.jsonl"), "--out", str(out), "--max-steps", str(max_steps),
+            "--checkpoint-every", "6", "--log-every", "3", "--eval-every", "0", "--lr", "3e-3",
+            "--warmup-steps", "2", "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj", "v_proj",
+            "--device", "cpu", "--threads", "1", "--no-progress"]  # fmt: skip
+
+
+def test_a_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    checkpoints = tmp_path / "out.checkpoints"
+    stderr = sigkill_when(_command(corpus, out), env, lambda: len(checkpoint_dirs(checkpoints)) > 0, timeout_s=120)
+    found = checkpoint_dirs(checkpoints)
+    assert found, f"no checkpoint: {stderr}"
+    killed_at = found[-1][0]
+    assert 0 < killed_at < 24 and not out.exists(), "nothing half-written looks complete"
+    rerun = subprocess.run(_command(corpus, out), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{out}: 24 steps (resumed at step {killed_at})" in rerun.stderr.splitlines()[-1]
+    done = subprocess.run(_command(corpus, reference), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    a, b = load_file(str(out / "adapter_model.safetensors")), load_file(str(reference / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "the adapter differs after resume"
+    metrics = [json.loads((d / "real_metrics.json").read_text())["train_loss"] for d in (out, reference)]
+    assert metrics[0] == pytest.approx(metrics[1], rel=1e-6), "train_loss counts the steps before the kill"
+
+
+def test_too_long_clips_and_transcripts_are_left_out_by_name_and_a_wrong_lora_target_is_one_error(corpus, tmp_path):
+    long_wav = np.concatenate([sf.read(corpus / "clips" / f"c{i}.wav", dtype="float32")[0] for i in range(4)])
+    sf.write(tmp_path / "long.wav", long_wav, 16_000)
+    rows = (corpus / "train.jsonl").read_text().splitlines()
+    rows.append(json.dumps({"audio": str(tmp_path / "long.wav"), "normalized": " ".join(SAMOAN[:4]),
+                            "duration": len(long_wav) / 16_000}))
+    rows.append(json.dumps({"audio": "clips/c0.wav", "normalized": " ".join(SAMOAN * 4),
+                            "duration": 1.0}))
+    (tmp_path / "train.jsonl").write_text("\n".join(r.replace("clips/", str(corpus / "clips") + "/") for r in rows))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    command = _command(corpus, tmp_path / "out", max_steps=2) + ["--max-clip-s", "3"]
+    command[command.index("--train") + 1] = str(tmp_path / "train.jsonl")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    where = tmp_path / "train.jsonl"
+    assert f"left out: {where}:9: {len(long_wav) / 16_000:.1f} s is longer than the 3 s Moonshine takes" in done.stderr
+    assert f"left out: {where}:10: the transcript's " in done.stderr and "the decoder's 64 positions" in done.stderr
+    info = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert info["examples"] == 8 and len(info["left_out"]) == 2
+
+    command = _command(corpus, tmp_path / "bad", max_steps=2)
+    command[command.index("--lora-targets") + 1: command.index("--lora-targets") + 3] = ["c_attn"]
+    bad = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and not (tmp_path / "bad").exists()
+    last = bad.stderr.strip().splitlines()[-1]
+    assert "c_attn not found in the moonshine model; its linear layers are: " in last and "q_proj" in last, last
