@@ -142,7 +142,8 @@ def test_snakemake_patches_change_no_job(tmp_path):
 
 def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
     """finetune.models: the speech-LLM trained from a saved recognizer and judged against it on
-    clips only; from two hub bases, they are downloaded first and there is no "before"."""
+    clips only; from two hub bases, they are downloaded first and there is no "before"; Moonshine
+    from the hub's or from a saved LoRA recognizer."""
     config, workdir = _inspected_placeholders(tmp_path, 3)
     data = yaml.safe_load(config.read_text())
     start = tmp_path / "my speechllm"
@@ -174,6 +175,29 @@ def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
     assert "--encoder openai/whisper-small --decoder HuggingFaceTB/SmolLM2-135M" in out
     evaluation = next(line for line in out.splitlines() if "--kind speechllm" in line)
     assert "--system before" not in evaluation, "a new projector hears nothing: no before"
+
+    # Moonshine: from the hub's (downloaded first), judged against it on clips, the artifact test
+    # on the test split inside the rule; or from a saved LoRA recognizer (its moonshine.json)
+    data["finetune"]["models"] = ["moonshine"]
+    data["moonshine"] = {"max_steps": 20, "accumulate": 8}
+    config.write_text(yaml.safe_dump(data))
+    out = _output(snakemake(workdir, "-n", "-p", "--configfile", str(config)))
+    counts = job_counts(out)
+    assert counts["finetune_moonshine_lora"] == 1 and counts["evaluate_asr"] == 1 and counts["download_model"] == 1
+    assert ("python -m tala.finetune.moonshine --start UsefulSensors/moonshine-tiny --models-dir resources/models"
+            " --train results/xx/dataset/train.jsonl --valid results/xx/dataset/valid.jsonl"
+            " --test results/xx/dataset/test.jsonl --out results/xx/models/moonshine") in out
+    assert "--max-steps 20" in out and "--accumulate 8" in out and "--no-evaluate-start" in out
+    evaluation = next(line for line in out.splitlines() if "--kind moonshine" in line)
+    assert "--system before UsefulSensors/moonshine-tiny - --system after results/xx/models/moonshine -" in evaluation
+    assert "--chapters" not in evaluation
+    lora = tmp_path / "my moonshine"
+    lora.mkdir()
+    (lora / "moonshine.json").write_text("{}")
+    data["moonshine"] = {"start": str(lora)}
+    config.write_text(yaml.safe_dump(data))
+    out = _output(snakemake(workdir, "-n", "-p", "--configfile", str(config)))
+    assert "download_model" not in job_counts(out) and f"--start '{lora}'" in out
 
 
 def test_shared_centroids_go_to_fit_kmeans(tmp_path):

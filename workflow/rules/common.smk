@@ -135,7 +135,7 @@ def hub_models():
             models.setdefault(hub_folder_name(model), (model, set()))[1].add(
                 finetune_start_adapter(lang)
             )
-        for model in speechllm_bases(lang):
+        for model in speechllm_bases(lang) + moonshine_bases(lang):
             if not Path(model).is_dir():
                 models.setdefault(hub_folder_name(model), (model, set()))
     return models
@@ -166,7 +166,7 @@ def finetune_model_input(wildcards):
 
 
 # The recognizer family of each fine-tuned model (evaluate_asr --kind).
-MODEL_KINDS = {"mms_adapter": "ctc", "speechllm": "speechllm"}
+MODEL_KINDS = {"mms_adapter": "ctc", "speechllm": "speechllm", "moonshine": "moonshine"}
 
 
 def trained_models(lang):
@@ -181,6 +181,22 @@ def speechllm_bases(lang):
         return []
     cfg = settings(config, lang, "speechllm")
     return [] if cfg["start"] else [cfg["encoder"], cfg["decoder"]]
+
+
+def moonshine_bases(lang):
+    """The Moonshine a language fine-tunes (moonshine.start), when it trains one."""
+    if "moonshine" not in trained_models(lang):
+        return []
+    return [settings(config, lang, "moonshine")["start"]]
+
+
+def moonshine_start_input(wildcards):
+    """A saved LoRA recognizer's moonshine.json, a whole model's config.json, or download_models'
+    marker for a hub id."""
+    start = settings(config, wildcards.lang, "moonshine")["start"]
+    if (Path(start) / "moonshine.json").is_file():
+        return str(Path(start) / "moonshine.json")
+    return _model_input(start)
 
 
 def _model_input(model):
@@ -208,25 +224,28 @@ def speechllm_start_options(wildcards):
 
 def evaluation_before(wildcards):
     """evaluate_asr's "before" system (shell-quoted): the model fine-tuning started from. A
-    speech-LLM started from two bases has no "before" (its projector is new: it hears nothing).
+    speech-LLM started from two bases has no "before" (its projector is new: it hears nothing);
+    Moonshine always starts from a whole model.
     """
     if wildcards.model == "mms_adapter":
         lang = wildcards.lang
         return shlex.join(
             ["--system", "before", finetune_model(lang), finetune_start_adapter(lang)]
         )
-    start = settings(config, wildcards.lang, "speechllm")["start"]
+    start = settings(config, wildcards.lang, wildcards.model)["start"]
     return shlex.join(["--system", "before", start, "-"]) if start else ""
 
 
 def evaluation_before_input(wildcards):
     if wildcards.model == "mms_adapter":
         return finetune_model_input(wildcards)
+    if wildcards.model == "moonshine":
+        return moonshine_start_input(wildcards)
     return speechllm_start_input(wildcards)
 
 
 def evaluation_after_adapter(wildcards):
-    """The fine-tuned system's adapter: the trained MMS language; a speech-LLM folder carries its own."""
+    """The fine-tuned system's adapter: the trained MMS language; speech-LLM and Moonshine folders carry their own."""
     return finetune_lang(wildcards.lang) if wildcards.model == "mms_adapter" else "-"
 
 

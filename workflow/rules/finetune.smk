@@ -1,7 +1,7 @@
 # Fine-tuned recognizers (tala.finetune), those of finetune.models per language: an MMS language
 # adapter trained on the language's own dataset (lm_head, then adapters + lm_head), the speech-LLM
-# (Whisper encoder, projector, LoRA on a causal LM), and every fine-tuned model judged before ->
-# after on the held-out clips (and chapters, for the CTC model).
+# (Whisper encoder, projector, LoRA on a causal LM), Moonshine with LoRA, and every fine-tuned model
+# judged before -> after on the held-out clips (and chapters, for the CTC model).
 
 
 rule finetune_mms_adapter:
@@ -103,6 +103,59 @@ rule finetune_speechllm:
         " --out {output.model:q} --threads {threads} --no-progress {params.options} > {log:q} 2>&1"
 
 
+rule finetune_moonshine_lora:
+    """Seed 004's run: LoRA on Moonshine, real_metrics.json and the artifact test (the saved
+    folder loaded back and run on the test clips: artifact_test.json) in the output. Checkpoints
+    in results/{lang}/models/moonshine.checkpoints/: a rerun after a kill resumes there."""
+    input:
+        train="results/{lang}/dataset/train.jsonl",
+        valid="results/{lang}/dataset/valid.jsonl",
+        test="results/{lang}/dataset/test.jsonl",
+        start=moonshine_start_input,
+    output:
+        model=directory("results/{lang}/models/moonshine"),
+    log:
+        "logs/{lang}/finetune_moonshine_lora.log",
+    benchmark:
+        "benchmarks/{lang}/finetune_moonshine_lora.tsv"
+    conda:
+        "../../envs/finetune.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        start=lambda wildcards: settings(config, wildcards.lang, "moonshine")["start"],
+        models_dir=config["models_dir"],
+        options=step_options(
+            "moonshine",
+            "mode",
+            "max_steps",
+            "lr",
+            "warmup_steps",
+            "batch_seconds",
+            "max_batch_size",
+            "accumulate",
+            "lora_r",
+            "lora_alpha",
+            "lora_dropout",
+            "lora_targets",
+            "max_clip_s",
+            "eval_every",
+            "patience",
+            "evaluate_start",
+            "checkpoint_every",
+            "seed",
+            "device",
+        ),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m tala.finetune.moonshine --start {params.start:q}"
+        " --models-dir {params.models_dir:q} --train {input.train:q} --valid {input.valid:q}"
+        " --test {input.test:q} --out {output.model:q} --threads {threads} --no-progress"
+        " {params.options} > {log:q} 2>&1"
+
+
 rule evaluate_asr:
     """Greedy transcripts of the held-out clips and chapters by the starting model ("before") and
     the fine-tuned one ("after"): WER and CER with jiwer, the worst clips, a report table.
@@ -129,7 +182,7 @@ rule evaluate_asr:
     log:
         "logs/{lang}/evaluate_asr/{model}.log",
     wildcard_constraints:
-        model="mms_adapter|speechllm",
+        model="mms_adapter|speechllm|moonshine",
     conda:
         "../../envs/finetune.yaml"
     threads: 2
