@@ -5,43 +5,29 @@ sentences: :mod:`tala.demo.training_speech`).
     data       synthesize train/valid utterances per language      -> <work>/data/<lang>/<split>.jsonl
     teacher    the demo CTC model's per-frame character posteriors  -> <work>/teacher/<lang>/<split>.npz
     encoder    a WhisperEncoder distilled from them (KL per frame)  -> <work>/models/encoder
-    tokenizer  byte-level-free BPE (``tokenizers``) on the train texts, a random-weight Llama decoder
-                                                                    -> <work>/models/decoder-init
+    tokenizer  a BPE tokenizer (``tokenizers``, words cut as SentencePiece cuts them) trained on the
+               train texts, and a random-weight Llama decoder       -> <work>/models/decoder-init
     speechllm  projector + whole decoder on the frozen encoder (:func:`tala.finetune.speechllm.train`,
                ``train="all"``)                                     -> <work>/models/speechllm
 
-Why distillation: a Whisper encoder trained from scratch with CTC sits on CTC's all-blank plateau
-for thousands of steps on 2 CPU cores (the demo CTC model needed a curriculum and 13,000 steps).
-The demo CTC model (``resources/demo/model``, trained by ``make demo-model`` on the same kind of
-speech) gives a dense target for every 20 ms frame instead: its posteriors over the language's
-characters. Whisper's frames are 20 ms too (mel hop 10 ms, stride-2 convolution), so frame ``t``
-of an utterance placed ``k`` frames into the window is the teacher's frame ``t - k``.
-
-The encoder always sees the real 30 s window (the shipped one must behave as Whisper does): the
-windows are filled with several utterances of one language, each placed on a frame boundary, so
-no step pays for 20 s of padding. Each stage is skipped when its output exists and resumes from
-its checkpoints (the shared training core) after a kill.
+The encoder is distilled (:mod:`tala.demo.distill`: why, and how the frames are matched) and always
+sees the real 30 s window, as the shipped one must behave as Whisper does. Each stage is skipped
+when its output exists and resumes from its checkpoints (the shared training core) after a kill.
 """
 
 # %%
 from __future__ import annotations
 
-import json
-import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
+from tala.demo.distill import DistillSettings, Student, distill, records_of, stage_teacher
 from tala.demo.text import LANGUAGES
 from tala.demo.training_speech import synthesize_split
-from tala.fileio import atomic_dir, atomic_path, read_jsonl
+from tala.fileio import atomic_dir
 
 SAMPLE_RATE = 16_000
-FRAME = 320  # samples per Whisper encoder frame and per wav2vec2 frame
-WINDOW = 30 * SAMPLE_RATE
 DEFAULT_SEED = 20_240_611  # the demo CTC model's: its first utterances are the same ones
 DEFAULT_WORK = Path(".cache/demo_speechllm")
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -94,51 +80,6 @@ def stage_data(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int) -> 
     return manifests
 
 
-def records_of(manifest: Path) -> list[dict]:
-    return [record for _, record in read_jsonl(manifest)]
-
-
-def read_clip(manifest: Path, record: dict) -> np.ndarray:
-    import soundfile as sf
-
-    samples, rate = sf.read(manifest.parent / record["audio"], dtype="float32")
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{manifest}: {record['audio']} is {rate} Hz, not {SAMPLE_RATE}")
-    return samples
-
-
-def stage_teacher(work: Path, manifests: dict, teacher: Path) -> dict[str, dict[str, Path]]:
-    """Per utterance, the teacher's log-posteriors over its language's characters (float16, all
-    utterances of a split in one array; ``offsets[i]:offsets[i+1]`` are utterance ``i``'s frames)."""
-    import torch
-    from tqdm import tqdm
-
-    from tala.demo.evaluate import load_demo_model
-
-    targets: dict[str, dict[str, Path]] = {}
-    for lang, splits in manifests.items():
-        model = processor = None
-        for split, manifest in splits.items():
-            out = work / "teacher" / lang / f"{split}.npz"
-            targets.setdefault(lang, {})[split] = out
-            if out.exists():
-                continue
-            if model is None:
-                model, processor = load_demo_model(teacher, lang)
-            records = records_of(manifest)
-            pieces, offsets = [], [0]
-            for record in tqdm(records, desc=f"teacher {lang}/{split}", unit="utt", file=sys.stderr, mininterval=10):
-                inputs = processor.feature_extractor(read_clip(manifest, record), sampling_rate=SAMPLE_RATE,
-                                                     return_tensors="pt")  # fmt: skip
-                with torch.inference_mode():
-                    logits = model(inputs.input_values).logits[0]
-                pieces.append(torch.log_softmax(logits.float(), -1).numpy().astype(np.float16))
-                offsets.append(offsets[-1] + len(pieces[-1]))
-            with atomic_path(out) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, logp=np.concatenate(pieces), offsets=np.asarray(offsets, np.int64))
-    return targets
-
-
 # %% [markdown]
 # ## The encoder, distilled
 
@@ -158,170 +99,33 @@ def encoder_config(recipe: SpeechLLMRecipe):
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Placed:
-    """An utterance in a window: its index in its split, its first frame in the window, its frames."""
+def whisper_student(recipe: SpeechLLMRecipe) -> Student:
+    """A WhisperEncoder as :func:`tala.demo.distill.distill`'s student: log-mel in, 320 samples a
+    frame (the teacher's grid)."""
+    from transformers import WhisperFeatureExtractor
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    index: int
-    frame: int
-    frames: int
+    features = WhisperFeatureExtractor(feature_size=80, chunk_length=30)
 
+    def hidden(encoder, audio):
+        mel = features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        return encoder(mel).last_hidden_state
 
-@dataclass(frozen=True)
-class Window:
-    lang: str
-    placed: tuple[Placed, ...]
-
-
-def pack_windows(lang: str, offsets: np.ndarray, rng: np.random.Generator) -> list[Window]:
-    """Utterances of one language in a random order, packed greedily into 30 s windows (1500
-    frames), each starting on a frame boundary."""
-    lengths = np.diff(offsets)
-    windows, current, used = [], [], 0
-    for index in rng.permutation(len(lengths)):
-        n = int(lengths[index]) + 1  # +1: the teacher drops the last partial frame
-        if n > 1500:
-            continue
-        if used + n > 1500:
-            windows.append(Window(lang, tuple(current)))
-            current, used = [], 0
-        current.append(Placed(int(index), used, int(lengths[index])))
-        used += n
-    if current:
-        windows.append(Window(lang, tuple(current)))
-    return windows
-
-
-class Distilled:
-    """What the encoder stage trains: the WhisperEncoder and one linear CTC head per language (the
-    heads are dropped after training)."""
-
-    def __init__(self, recipe: SpeechLLMRecipe, vocab_sizes: dict[str, int]):
-        import torch
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-        self.encoder = WhisperEncoder(encoder_config(recipe))
-        self.heads = torch.nn.ModuleDict({lang: torch.nn.Linear(recipe.encoder_dim, n)
-                                          for lang, n in vocab_sizes.items()})  # fmt: skip
-        self.module = torch.nn.ModuleDict({"encoder": self.encoder, "heads": self.heads})
-
-
-def window_audio(window: Window, manifest: Path, records: list[dict]) -> np.ndarray:
-    audio = np.zeros(WINDOW, np.float32)
-    for placed in window.placed:
-        clip = read_clip(manifest, records[placed.index])[: WINDOW - placed.frame * FRAME]
-        audio[placed.frame * FRAME: placed.frame * FRAME + len(clip)] = clip
-    return audio
+    return Student(name="WhisperEncoder", hop=320, align=1, dim=recipe.encoder_dim,
+                   build=lambda: WhisperEncoder(encoder_config(recipe)), encoder_of=lambda built: built,
+                   hidden=hidden, save=lambda built, folder: built.save_pretrained(str(folder)))  # fmt: skip
 
 
 def stage_encoder(work: Path, manifests: dict, targets: dict, teacher: Path, recipe: SpeechLLMRecipe, seed: int,
                   progress: bool = True) -> Path:
-    """Distil the teacher's posteriors into a WhisperEncoder: KL(teacher || student) per frame,
-    summed over frames and divided by their number; validation CER by greedy CTC through the
-    student's head. Resumable (the shared training core)."""
-    import torch
-    from transformers import WhisperFeatureExtractor
-
-    from tala.ctc_text import CtcVocabulary, error_rates, greedy_text
-    from tala.training import (Cadence, Evaluation, StepResult, checkpoint_root, new_position, resume,
-                               run_keeping_best, warmup_decay_schedule)  # fmt: skip
-
+    """A WhisperEncoder distilled from the teacher (:func:`tala.demo.distill.distill`)."""
     out = work / "models" / "encoder"
     if (out / "model.safetensors").exists():
         return out
-    vocab = json.loads((teacher / "vocab.json").read_text(encoding="utf-8"))
-    langs = list(manifests)
-    vocabularies = {lang: CtcVocabulary.from_token_ids(vocab[lang]) for lang in langs}
-    torch.manual_seed(seed)
-    student = Distilled(recipe, {lang: len(vocab[lang]) for lang in langs})
-    features = WhisperFeatureExtractor(feature_size=80, chunk_length=30)
-    records = {lang: records_of(manifests[lang]["train"]) for lang in langs}
-    teacher_data = {lang: np.load(targets[lang]["train"]) for lang in langs}
-    logp = {lang: teacher_data[lang]["logp"] for lang in langs}
-    offsets = {lang: teacher_data[lang]["offsets"] for lang in langs}
-
-    # The windows of the epoch being trained: the core asks for an epoch's batches when it starts
-    # it (after the last step of the one before), so the step reads them from here.
-    epoch_windows: list[Window] = []
-
-    def batches_of_epoch(epoch: int) -> list[list[int]]:
-        rng = np.random.default_rng([seed, epoch])
-        windows = [w for lang in langs for w in pack_windows(lang, offsets[lang], rng)]
-        epoch_windows[:] = [windows[i] for i in rng.permutation(len(windows))]
-        n = recipe.windows_per_batch
-        return [list(range(i, min(i + n, len(windows)))) for i in range(0, len(windows), n)]
-
-    params = list(student.module.parameters())
-    optimizer = torch.optim.AdamW(params, lr=recipe.distill_lr, weight_decay=0.01)
-    scheduler = warmup_decay_schedule(optimizer, recipe.distill_warmup, recipe.distill_steps, "cosine", 0.02)
-    modules, states = {"student": student.module}, {"optimizer": optimizer, "scheduler": scheduler}
-    root = checkpoint_root(out)
-    root.mkdir(parents=True, exist_ok=True)
-    fresh = new_position(settings={"recipe": asdict(recipe), "seed": seed})
-    resumed = resume(root, fresh, modules, states, match=("settings",),
-                     start={"model": "WhisperEncoder (random weights)", "teacher": str(teacher),
-                            "parameters": sum(p.numel() for p in student.encoder.parameters())})  # fmt: skip
-    student.module.train()
-
-    def train_step(index: list[int]) -> StepResult:
-        windows = [epoch_windows[i] for i in index]
-        audio = [window_audio(w, manifests[w.lang]["train"], records[w.lang]) for w in windows]
-        mel = features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        hidden = student.encoder(mel).last_hidden_state
-        kl, frames = hidden.new_zeros(()), 0
-        for lang in langs:
-            rows, wanted = [], []
-            for b, window in enumerate(windows):
-                if window.lang != lang:
-                    continue
-                for placed in window.placed:
-                    n = min(placed.frames, 1500 - placed.frame)
-                    rows.append(hidden[b, placed.frame: placed.frame + n])
-                    start = int(offsets[lang][placed.index])
-                    wanted.append(torch.from_numpy(logp[lang][start: start + n].astype(np.float32)))
-            if not rows:
-                continue
-            student_logp = torch.log_softmax(student.heads[lang](torch.cat(rows)), -1)
-            teacher_logp = torch.cat(wanted)
-            kl = kl + (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
-            frames += len(teacher_logp)
-        loss = kl / max(frames, 1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        stepping = bool(torch.isfinite(grad_norm))
-        if stepping:
-            optimizer.step()
-        scheduler.step()
-        audio_s = sum(p.frames for w in windows for p in w.placed) * FRAME / SAMPLE_RATE
-        return StepResult({"loss": loss.detach().item()}, {"lr": scheduler.get_last_lr()[0],
-                          "grad_norm": round(float(grad_norm), 4)}, audio_s=audio_s, skipped=not stepping)  # fmt: skip
-
-    def evaluate(step: int) -> Evaluation:
-        refs, hyps = [], []
-        student.module.eval()
-        with torch.inference_mode():
-            for lang in langs:
-                manifest = manifests[lang]["valid"]
-                for record in records_of(manifest):
-                    audio = read_clip(manifest, record)
-                    mel = features([audio], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-                    n = math.ceil(len(audio) / FRAME)
-                    logits = student.heads[lang](student.encoder(mel).last_hidden_state[0, :n])
-                    refs.append(record["text"])
-                    hyps.append(greedy_text(torch.log_softmax(logits, -1).numpy(), vocabularies[lang]))
-        student.module.train()
-        rates = error_rates(refs, hyps)
-        return Evaluation({"cer": rates["cer"], "wer": rates["wer"]}, {"examples": [{"ref": refs[0], "hyp": hyps[0]}]})
-
-    cadence = Cadence(recipe.distill_steps, 25, 200, 100, 2)
-    _, final = run_keeping_best(root, resumed.position, cadence, batches_of_epoch, train_step, evaluate, modules, states,
-                                progress=progress, desc="distil encoder")  # fmt: skip
-    with atomic_dir(out) as tmp:
-        student.encoder.save_pretrained(str(tmp))
-        (tmp / "distillation.json").write_text(json.dumps({"final_eval": None if final is None else final.metrics},
-                                                          indent=2) + "\n", encoding="utf-8")  # fmt: skip
-    return out
+    settings = DistillSettings(steps=recipe.distill_steps, lr=recipe.distill_lr, warmup=recipe.distill_warmup,
+                               windows_per_batch=recipe.windows_per_batch)  # fmt: skip
+    return distill(out, manifests, targets, teacher, whisper_student(recipe), settings, seed,
+                   {"recipe": asdict(recipe)}, progress)
 
 
 # %% [markdown]

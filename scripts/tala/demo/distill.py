@@ -1,0 +1,265 @@
+"""Distil the demo CTC model into another recognizer's encoder (the demo stand-ins' first stage).
+
+A Whisper or Moonshine encoder trained from scratch with CTC sits on CTC's all-blank plateau for
+thousands of steps on 2 CPU cores (the demo CTC model needed a curriculum and 13,000 steps). The demo
+CTC model (``resources/demo/model``, trained by ``make demo-model`` on the same kind of speech) gives
+a dense target for every 20 ms frame instead: its posteriors over the language's characters
+(:func:`stage_teacher`). The student (an encoder and one linear CTC head per language, the heads
+dropped afterwards) learns them by KL divergence, frame by frame: its frame ``g`` of an utterance
+(``hop`` samples a frame: Whisper 320, Moonshine 384) is the teacher's frame ``round(g * hop / 320)``.
+
+The student sees 30 s windows filled with several utterances of one language, each starting on a
+sample where both frame grids meet (``align`` teacher frames), so no step pays for 20 s of padding.
+Resumable (the shared training core); validation CER is greedy CTC through the student's head.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tala.fileio import atomic_dir, atomic_path, read_jsonl
+
+SAMPLE_RATE = 16_000
+TEACHER_HOP = 320  # samples per wav2vec2 frame
+WINDOW = 30 * SAMPLE_RATE
+
+
+def records_of(manifest: Path) -> list[dict]:
+    return [record for _, record in read_jsonl(manifest)]
+
+
+def read_clip(manifest: Path, record: dict) -> np.ndarray:
+    import soundfile as sf
+
+    samples, rate = sf.read(manifest.parent / record["audio"], dtype="float32")
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{manifest}: {record['audio']} is {rate} Hz, not {SAMPLE_RATE}")
+    return samples
+
+
+def stage_teacher(work: Path, manifests: dict, teacher: Path) -> dict[str, dict[str, Path]]:
+    """Per utterance, the teacher's log-posteriors over its language's characters (float16, all
+    utterances of a split in one array; ``offsets[i]:offsets[i+1]`` are utterance ``i``'s frames)."""
+    import torch
+    from tqdm import tqdm
+
+    from tala.demo.evaluate import load_demo_model
+
+    targets: dict[str, dict[str, Path]] = {}
+    for lang, splits in manifests.items():
+        model = processor = None
+        for split, manifest in splits.items():
+            out = work / "teacher" / lang / f"{split}.npz"
+            targets.setdefault(lang, {})[split] = out
+            if out.exists():
+                continue
+            if model is None:
+                model, processor = load_demo_model(teacher, lang)
+            records = records_of(manifest)
+            pieces, offsets = [], [0]
+            for record in tqdm(records, desc=f"teacher {lang}/{split}", unit="utt", file=sys.stderr, mininterval=10):
+                inputs = processor.feature_extractor(read_clip(manifest, record), sampling_rate=SAMPLE_RATE,
+                                                     return_tensors="pt")  # fmt: skip
+                with torch.inference_mode():
+                    logits = model(inputs.input_values).logits[0]
+                pieces.append(torch.log_softmax(logits.float(), -1).numpy().astype(np.float16))
+                offsets.append(offsets[-1] + len(pieces[-1]))
+            with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, logp=np.concatenate(pieces), offsets=np.asarray(offsets, np.int64))
+    return targets
+
+
+@dataclass(frozen=True)
+class Placed:
+    """An utterance in a window: its index in its split, its first teacher frame in the window,
+    its teacher frames."""
+
+    index: int
+    frame: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class Window:
+    lang: str
+    placed: tuple[Placed, ...]
+
+
+def pack_windows(lang: str, offsets: np.ndarray, rng: np.random.Generator, align: int = 1) -> list[Window]:
+    """Utterances of one language in a random order, packed greedily into 30 s windows (1500
+    teacher frames), each starting on a multiple of ``align`` teacher frames."""
+    lengths = np.diff(offsets)
+    capacity = WINDOW // TEACHER_HOP
+    windows, current, used = [], [], 0
+    for index in rng.permutation(len(lengths)):
+        n = int(lengths[index]) + 1  # +1: the teacher drops the last partial frame
+        if n > capacity:
+            continue
+        if used + n > capacity:
+            windows.append(Window(lang, tuple(current)))
+            current, used = [], 0
+        current.append(Placed(int(index), used, int(lengths[index])))
+        used = -(-(used + n) // align) * align
+    if current:
+        windows.append(Window(lang, tuple(current)))
+    return windows
+
+
+def window_audio(window: Window, manifest: Path, records: list[dict]) -> np.ndarray:
+    audio = np.zeros(WINDOW, np.float32)
+    for placed in window.placed:
+        start = placed.frame * TEACHER_HOP
+        clip = read_clip(manifest, records[placed.index])[: WINDOW - start]
+        audio[start: start + len(clip)] = clip
+    return audio
+
+
+@dataclass(frozen=True)
+class Student:
+    """The encoder being distilled: ``build()`` makes it (and whatever is saved with it), ``hidden``
+    maps a batch of 16 kHz audio arrays (all the same length) to (batch, frames, dim), ``save``
+    writes the result into a folder."""
+
+    name: str
+    hop: int  # samples per student frame
+    align: int  # teacher frames between possible utterance starts: where both grids meet
+    dim: int
+    build: Callable[[], object]  # -> the module (or model) holding the encoder
+    encoder_of: Callable[[object], object]
+    hidden: Callable[[object, list[np.ndarray]], object]
+    save: Callable[[object, Path], None]
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    steps: int
+    lr: float
+    warmup: int
+    windows_per_batch: int
+    weight_decay: float = 0.01
+    min_lr_ratio: float = 0.02
+    eval_every: int = 200
+    checkpoint_every: int = 100
+    log_every: int = 25
+
+
+def student_frames(placed: Placed, hop: int, total: int) -> tuple[int, np.ndarray]:
+    """The student's first frame of an utterance in its window and, for each of its frames that
+    fall in the window, the teacher frame it learns."""
+    first = placed.frame * TEACHER_HOP // hop
+    count = min(placed.frames * TEACHER_HOP // hop, total - first)
+    teacher = np.minimum(np.rint(np.arange(count) * hop / TEACHER_HOP).astype(np.int64), placed.frames - 1)
+    return first, teacher
+
+
+def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: Student, settings: DistillSettings,
+            seed: int, settings_record: dict, progress: bool = True) -> Path:
+    """Train the student's encoder on the teacher's posteriors; ``student.save`` writes it into
+    ``out`` (whole or not at all) with ``distillation.json`` (the final validation CER/WER)."""
+    import torch
+
+    from tala.ctc_text import CtcVocabulary, error_rates, greedy_text
+    from tala.training import (Cadence, Evaluation, StepResult, checkpoint_root, new_position, resume,
+                               run_keeping_best, warmup_decay_schedule)  # fmt: skip
+
+    vocab = json.loads((teacher / "vocab.json").read_text(encoding="utf-8"))
+    langs = list(manifests)
+    vocabularies = {lang: CtcVocabulary.from_token_ids(vocab[lang]) for lang in langs}
+    torch.manual_seed(seed)
+    built = student.build()
+    encoder = student.encoder_of(built)
+    heads = torch.nn.ModuleDict({lang: torch.nn.Linear(student.dim, len(vocab[lang])) for lang in langs})
+    module = torch.nn.ModuleDict({"encoder": encoder, "heads": heads})
+    records = {lang: records_of(manifests[lang]["train"]) for lang in langs}
+    teacher_data = {lang: np.load(targets[lang]["train"]) for lang in langs}
+    logp = {lang: teacher_data[lang]["logp"] for lang in langs}
+    offsets = {lang: teacher_data[lang]["offsets"] for lang in langs}
+
+    # The windows of the epoch being trained: the core asks for an epoch's batches when it starts
+    # it (after the last step of the one before), so the step reads them from here.
+    epoch_windows: list[Window] = []
+
+    def batches_of_epoch(epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([seed, epoch])
+        windows = [w for lang in langs for w in pack_windows(lang, offsets[lang], rng, student.align)]
+        epoch_windows[:] = [windows[i] for i in rng.permutation(len(windows))]
+        n = settings.windows_per_batch
+        return [list(range(i, min(i + n, len(windows)))) for i in range(0, len(windows), n)]
+
+    params = list(module.parameters())
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = warmup_decay_schedule(optimizer, settings.warmup, settings.steps, "cosine", settings.min_lr_ratio)
+    modules, states = {"student": module}, {"optimizer": optimizer, "scheduler": scheduler}
+    root = checkpoint_root(out)
+    root.mkdir(parents=True, exist_ok=True)
+    fresh = new_position(settings={**settings_record, "seed": seed})
+    resumed = resume(root, fresh, modules, states, match=("settings",),
+                     start={"model": f"{student.name} (random weights)", "teacher": str(teacher),
+                            "parameters": sum(p.numel() for p in encoder.parameters())})  # fmt: skip
+    module.train()
+
+    def train_step(index: list[int]) -> StepResult:
+        windows = [epoch_windows[i] for i in index]
+        audio = [window_audio(w, manifests[w.lang]["train"], records[w.lang]) for w in windows]
+        hidden = student.hidden(encoder, audio)
+        kl, frames = hidden.new_zeros(()), 0
+        for lang in langs:
+            rows, wanted = [], []
+            for b, window in enumerate(windows):
+                if window.lang != lang:
+                    continue
+                for placed in window.placed:
+                    first, teacher_frames = student_frames(placed, student.hop, hidden.shape[1])
+                    rows.append(hidden[b, first: first + len(teacher_frames)])
+                    start = int(offsets[lang][placed.index])
+                    wanted.append(torch.from_numpy(logp[lang][start + teacher_frames].astype(np.float32)))
+            if not rows:
+                continue
+            student_logp = torch.log_softmax(heads[lang](torch.cat(rows)), -1)
+            teacher_logp = torch.cat(wanted)
+            kl = kl + (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
+            frames += len(teacher_logp)
+        loss = kl / max(frames, 1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        stepping = bool(torch.isfinite(grad_norm))
+        if stepping:
+            optimizer.step()
+        scheduler.step()
+        audio_s = sum(p.frames for w in windows for p in w.placed) * TEACHER_HOP / SAMPLE_RATE
+        return StepResult({"loss": loss.detach().item()}, {"lr": scheduler.get_last_lr()[0],
+                          "grad_norm": round(float(grad_norm), 4)}, audio_s=audio_s, skipped=not stepping)  # fmt: skip
+
+    def evaluate(step: int) -> Evaluation:
+        refs, hyps = [], []
+        module.eval()
+        with torch.inference_mode():
+            for lang in langs:
+                manifest = manifests[lang]["valid"]
+                for record in records_of(manifest):
+                    audio = read_clip(manifest, record)
+                    hidden = student.hidden(encoder, [audio])
+                    n = min(hidden.shape[1], math.ceil(len(audio) / student.hop))
+                    logits = heads[lang](hidden[0, :n])
+                    refs.append(record["text"])
+                    hyps.append(greedy_text(torch.log_softmax(logits, -1).numpy(), vocabularies[lang]))
+        module.train()
+        rates = error_rates(refs, hyps)
+        return Evaluation({"cer": rates["cer"], "wer": rates["wer"]}, {"examples": [{"ref": refs[0], "hyp": hyps[0]}]})
+
+    cadence = Cadence(settings.steps, settings.log_every, settings.eval_every, settings.checkpoint_every, 2)
+    _, final = run_keeping_best(root, resumed.position, cadence, batches_of_epoch, train_step, evaluate, modules,
+                                states, progress=progress, desc=f"distil {student.name}")  # fmt: skip
+    with atomic_dir(out) as tmp:
+        student.save(built, tmp)
+        (tmp / "distillation.json").write_text(json.dumps({"final_eval": None if final is None else final.metrics},
+                                                          indent=2) + "\n", encoding="utf-8")  # fmt: skip
+    return out
