@@ -13,7 +13,7 @@ DEMO_CONFIG := config/demo.yaml
 # Jobs call `python -m tala.<step>`: the venv's interpreter must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model demo-speechllm vocoder-long lock clean
+.PHONY: all demo test bench setup system-deps test-deps profiles lint format demo-corpus demo-model demo-speechllm demo-moonshine vocoder-long lock clean
 
 all: demo
 
@@ -74,6 +74,12 @@ demo-model: setup
 demo-speechllm: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-speechllm needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.speechllm --out resources/demo/speechllm
+
+# Retrains the demo's Moonshine stand-in into resources/demo/moonshine (the speech-LLM recipe's data,
+# teacher and tokenizer, made when missing; seeded; ~45 min on 2 CPU cores; committed). Resumes after a kill.
+demo-moonshine: setup
+	@command -v espeak-ng >/dev/null || { echo "demo-moonshine needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
+	PYTHONPATH=scripts $(BIN)/python -m tala.demo.moonshine --out resources/demo/moonshine
 
 # The vocoder's long recipe on the demo corpus (after `make demo`): the demo's generator settings
 # trained 20x longer for one language (VOCODER_LANG, default samoan) into

@@ -155,3 +155,65 @@ def print_eval(report: dict) -> None:
     for c in report["chapters"]:
         print(f"{c['language'] + '/' + c['recording']:24s}" + "".join(f"{100 * c[m]['cer']:25.2f}%" for m in modes))
     print(f"{'all':24s}" + "".join(f"{100 * report['summary'][m]['cer_all']:25.2f}%" for m in modes))
+
+
+# --------------------------------------------------------------------------- recognizers of clips
+
+
+def verse_clips(samples: np.ndarray, truth: dict) -> list[tuple[int, np.ndarray, str]]:
+    """Each verse's audio, cut in the middle of the pauses around it (the spoken heading left out),
+    with its text: clips as the dataset cuts them."""
+    verses = truth["verses"]
+    cuts = [(truth["heading"]["end"] + verses[0]["start"]) / 2]
+    cuts += [(a["end"] + b["start"]) / 2 for a, b in zip(verses, verses[1:])]
+    cuts.append(min(len(samples) / SAMPLE_RATE, verses[-1]["end"] + 0.5))
+    return [(v["number"], samples[int(lo * SAMPLE_RATE): int(hi * SAMPLE_RATE)], v["text"])
+            for v, lo, hi in zip(verses, cuts, cuts[1:])]  # fmt: skip
+
+
+def evaluate_verses(recognizer, model: str, demo_root: Path, cache: Path, langs: Iterable[str]) -> dict:
+    """CER and WER of a clip recognizer's transcripts (``recognizer.transcribe(samples)``, as
+    evaluate_asr's recognizers give them) of every verse of the demo chapters, per chapter and per
+    language."""
+    from tala.ctc_text import normalize_for_scoring
+
+    report: dict = {"model": model, "unit": "verse clips (cut in the middle of the pauses)", "chapters": []}
+    for lang in langs:
+        refs_all, hyps_all = [], []
+        for truth in demo_truths(demo_root, lang):
+            samples, _ = sf.read(chapter_wav(demo_root, lang, truth, cache), dtype="float32")
+            refs, hyps = [], []
+            for _, clip, text in verse_clips(samples, truth):
+                refs.append(normalize_for_scoring(normalize_text(text, lang)))
+                hyps.append(recognizer.transcribe(clip))
+            rates = error_rates(refs, hyps)
+            report["chapters"].append({"lang": lang, "recording": truth["recording"], "verses": len(refs),
+                                       "cer": round(rates["cer"], 5), "wer": round(rates["wer"], 5),
+                                       "example": {"ref": refs[0], "hyp": hyps[0]}})  # fmt: skip
+            refs_all += refs
+            hyps_all += hyps
+        rates = error_rates(refs_all, hyps_all)
+        report.setdefault("summary", {})[lang] = {"cer": round(rates["cer"], 5), "wer": round(rates["wer"], 5),
+                                                  "verses": len(refs_all)}  # fmt: skip
+    return report
+
+
+def log_elapsed(log: Path) -> float:
+    """The training time a training_log.jsonl records (its last ``elapsed_s``)."""
+    from tala.fileio import read_jsonl
+
+    if not Path(log).exists():
+        return 0.0
+    timed = [record for _, record in read_jsonl(log) if "elapsed_s" in record]
+    return timed[-1]["elapsed_s"] if timed else 0.0
+
+
+def safetensors_parameters(folder: Path, files: dict[str, str]) -> dict[str, int]:
+    """Parameters per named safetensors file of ``folder``."""
+    from safetensors import safe_open
+
+    counts = {}
+    for name, path in files.items():
+        with safe_open(str(Path(folder) / path), "pt") as handle:
+            counts[name] = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())
+    return counts

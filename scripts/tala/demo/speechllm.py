@@ -28,60 +28,17 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 import tala
 from tala.demo import DEMO_ROOT
-from tala.demo.evaluate import chapter_wav
+from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
 from tala.demo.speechllm_recipe import DEFAULT_SEED, DEFAULT_WORK, RecipeRun, SpeechLLMRecipe, run_recipe
-from tala.demo.text import LANGUAGES, demo_truths, normalize_text
+from tala.demo.text import LANGUAGES
 from tala.errors import InputError, run_cli
-from tala.fileio import atomic_dir, read_jsonl, write_json_atomic
+from tala.fileio import atomic_dir, write_json_atomic
 
-SAMPLE_RATE = 16_000
 TEACHER = Path("resources/demo/model")
-
-
-def verse_clips(samples: np.ndarray, truth: dict) -> list[tuple[int, np.ndarray, str]]:
-    """Each verse's audio, cut in the middle of the pauses around it (the spoken heading left out),
-    with its text: clips as the dataset cuts them, never seen in training."""
-    verses = truth["verses"]
-    cuts = [(truth["heading"]["end"] + verses[0]["start"]) / 2]
-    cuts += [(a["end"] + b["start"]) / 2 for a, b in zip(verses, verses[1:])]
-    cuts.append(min(len(samples) / SAMPLE_RATE, verses[-1]["end"] + 0.5))
-    return [(v["number"], samples[int(lo * SAMPLE_RATE): int(hi * SAMPLE_RATE)], v["text"])
-            for v, lo, hi in zip(verses, cuts, cuts[1:])]  # fmt: skip
-
-
-def evaluate_on_demo(folder: Path, demo_root: Path, cache: Path, langs) -> dict:
-    """CER and WER of greedy transcripts of every verse of the demo chapters (tala.ctc_text), per
-    chapter and per language; clips longer than the window in equal parts (the recognizer's way)."""
-    from tala.ctc_text import error_rates, normalize_for_scoring
-    from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
-
-    recognizer = SpeechLLMRecognizer(System("stand-in", str(folder), None), None, "cpu", "float32")
-    report: dict = {"model": str(folder), "unit": "verse clips (cut in the middle of the pauses)", "chapters": []}
-    for lang in langs:
-        refs_all, hyps_all = [], []
-        for truth in demo_truths(demo_root, lang):
-            samples, _ = sf.read(chapter_wav(demo_root, lang, truth, cache), dtype="float32")
-            refs, hyps = [], []
-            for _, clip, text in verse_clips(samples, truth):
-                refs.append(normalize_for_scoring(normalize_text(text, lang)))
-                hyps.append(recognizer.transcribe(clip))
-            rates = error_rates(refs, hyps)
-            report["chapters"].append({"lang": lang, "recording": truth["recording"], "verses": len(refs),
-                                       "cer": round(rates["cer"], 5), "wer": round(rates["wer"], 5),
-                                       "example": {"ref": refs[0], "hyp": hyps[0]}})  # fmt: skip
-            refs_all += refs
-            hyps_all += hyps
-        rates = error_rates(refs_all, hyps_all)
-        report.setdefault("summary", {})[lang] = {"cer": round(rates["cer"], 5), "wer": round(rates["wer"], 5),
-                                                  "verses": len(refs_all)}  # fmt: skip
-    return report
 
 
 def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_root: Path, work: Path,
@@ -104,7 +61,10 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
         shutil.copyfile(trained / "training_log.jsonl", tmp / "training_log.jsonl")
         if encoder_log.exists():
             shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
-        report = evaluate_on_demo(tmp, demo_root, work / "eval", list(run.manifests))
+        from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
+
+        recognizer = SpeechLLMRecognizer(System("stand-in", str(tmp), None), None, "cpu", "float32")
+        report = evaluate_verses(recognizer, str(out), demo_root, work / "eval", list(run.manifests))
         write_json_atomic(tmp / "eval.json", report)
         distilled = json.loads((run.encoder / "distillation.json").read_text(encoding="utf-8"))
         summary = {
@@ -120,31 +80,15 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
                 "speechllm": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
             },
             "stage_seconds_this_run": run.seconds,
-            "stage_elapsed_s": {"encoder": _elapsed(encoder_log), "speechllm": _elapsed(trained / "training_log.jsonl")},
-            "parameters": _parameters(tmp),
+            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "speechllm": log_elapsed(trained / "training_log.jsonl")},
+            "parameters": safetensors_parameters(tmp, {"encoder": "encoder/model.safetensors",
+                                                       "decoder": "decoder/model.safetensors",
+                                                       "projector": "projector.safetensors"}),
             "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
         }
         write_json_atomic(tmp / "training.json", summary)
         (tmp / "README.md").write_text(card(summary, report), encoding="utf-8")
     return report
-
-
-def _elapsed(log: Path) -> float:
-    if not log.exists():
-        return 0.0
-    timed = [record for _, record in read_jsonl(log) if "elapsed_s" in record]
-    return timed[-1]["elapsed_s"] if timed else 0.0
-
-
-def _parameters(folder: Path) -> dict:
-    from safetensors import safe_open
-
-    counts = {}
-    for name, path in (("encoder", "encoder/model.safetensors"), ("decoder", "decoder/model.safetensors"),
-                       ("projector", "projector.safetensors")):  # fmt: skip
-        with safe_open(str(folder / path), "pt") as handle:
-            counts[name] = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())
-    return counts
 
 
 def card(info: dict, report: dict) -> str:

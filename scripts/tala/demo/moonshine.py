@@ -1,0 +1,169 @@
+"""Build the demo's Moonshine stand-in (``resources/demo/moonshine``), reproducibly, from synthesized
+speech only (:mod:`tala.demo.moonshine_recipe`): its encoder distilled from the demo CTC model, its
+decoder trained on the frozen encoder; then its evaluation on the demo chapters' verses and the
+shipped folder.
+
+    PYTHONPATH=scripts python -m tala.demo.moonshine --out resources/demo/moonshine
+
+The folder is a whole Moonshine model as the hub ships ``UsefulSensors/moonshine-tiny``
+(``config.json``, ``model.safetensors``, ``preprocessor_config.json``, the tokenizer), with
+``training.json``, ``training_log.jsonl``, ``encoder_log.jsonl``, ``eval.json`` and the card, so the
+workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import tala
+from tala.demo import DEMO_ROOT
+from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters
+from tala.demo.moonshine_recipe import MoonshineRecipe, RecipeRun, run_recipe
+from tala.demo.pack import data_summary
+from tala.demo.speech import tool_version
+from tala.demo.speechllm_recipe import DEFAULT_SEED, DEFAULT_WORK
+from tala.demo.text import LANGUAGES
+from tala.errors import InputError, run_cli
+from tala.fileio import atomic_dir, write_json_atomic
+
+TEACHER = Path("resources/demo/model")
+SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
+           "tokenizer.json", "tokenizer_config.json")  # fmt: skip
+
+
+def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_root: Path, work: Path,
+         command: str) -> dict:
+    """The shipped folder (whole or not at all): the model and processor, the logs,
+    ``training.json``, ``eval.json`` and the card."""
+    from tala.finetune.evaluate_asr import MoonshineRecognizer, System
+
+    trained = run.moonshine
+    info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
+    encoder_log = run.encoder.parent / f"{run.encoder.name}.checkpoints" / "training_log.jsonl"
+    with atomic_dir(out) as tmp:
+        for name in SHIPPED:
+            if (trained / name).exists():
+                shutil.copyfile(trained / name, tmp / name)
+        shutil.copyfile(trained / "training_log.jsonl", tmp / "training_log.jsonl")
+        if encoder_log.exists():
+            shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
+        recognizer = MoonshineRecognizer(System("stand-in", str(tmp), None), None, "cpu", "float32")
+        report = evaluate_verses(recognizer, str(out), demo_root, work / "eval", list(run.manifests))
+        write_json_atomic(tmp / "eval.json", report)
+        distilled = json.loads((run.encoder / "distillation.json").read_text(encoding="utf-8"))
+        summary = {
+            "generator": "tala.demo.moonshine",
+            "tala_version": tala.__version__,
+            "command": command,
+            "seed": seed,
+            "recipe": asdict(recipe),
+            "teacher": str(TEACHER),
+            "data": data_summary(run.manifests, demo_root),
+            "stages": {
+                "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
+                "moonshine": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
+            },
+            "stage_seconds_this_run": run.seconds,
+            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "moonshine": log_elapsed(trained / "training_log.jsonl")},
+            "parameters": safetensors_parameters(tmp, {"model": "model.safetensors"}),
+            "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
+        }
+        write_json_atomic(tmp / "training.json", summary)
+        (tmp / "README.md").write_text(card(summary, report), encoding="utf-8")
+    return report
+
+
+def card(info: dict, report: dict) -> str:
+    recipe, stages = info["recipe"], info["stages"]
+    rows = "\n".join(f"| {LANGUAGES[lang].name} | {s['verses']} | {100 * s['cer']:.1f} % | {100 * s['wer']:.1f} % |"
+                     for lang, s in report["summary"].items())  # fmt: skip
+    enc_eval = stages["encoder"]["final_eval"] or {}
+    final = stages["moonshine"]["final_eval"] or {}
+    minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
+    return f"""# Demo Moonshine stand-in (tala)
+
+A tiny `MoonshineForConditionalGeneration` ({info['parameters']['model']:,} parameters: hidden {recipe['hidden']},
+{recipe['encoder_layers']} encoder and {recipe['decoder_layers']} decoder layers, {recipe['positions']} decoder positions as
+`UsefulSensors/moonshine-tiny`, a BPE tokenizer of the training texts), so that `make demo` runs seed 004's
+LoRA fine-tuning without a model hub. **It knows only espeak-ng's Samoan-ish (`haw` voice) and
+Portuguese speech and is no use on real recordings.** It loads as the real one does:
+`MoonshineForConditionalGeneration.from_pretrained("resources/demo/moonshine")`, `AutoFeatureExtractor`,
+`AutoTokenizer`.
+
+## How it was trained (`{info['command']}`, seed {info['seed']})
+
+On the demo speech-LLM recipe's synthesized speech (`tala.demo.training_speech`: espeak-ng, random
+sentences of common words and pseudo-words; any sentence sharing four consecutive words with a demo
+verse dropped) and its BPE tokenizer:
+
+1. **Encoder** ({minutes['encoder']} min on 2 CPU cores): distilled from the demo CTC model
+   (`resources/demo/model` with each language's adapter), KL divergence between its per-frame character
+   posteriors and a linear CTC head on Moonshine's encoder (24 ms frames matched to the teacher's 20 ms by
+   time), {recipe['distill_steps']} steps of {recipe['windows_per_batch']} windows of 30 s. Validation
+   greedy-CTC CER through the (dropped) head: {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
+2. **Decoder** ({minutes['moonshine']} min), encoder frozen: `tala.finetune.moonshine` (`train="decoder"`),
+   {recipe['moonshine_steps']} steps of {recipe['batch_seconds']:.0f} s of audio, labels = tokens + `</s>`.
+   Validation CER {100 * final.get('cer', float('nan')):.1f} %, WER {100 * final.get('wer', float('nan')):.1f} %
+   (best step {stages['moonshine']['best']}). Log: `training_log.jsonl`.
+
+## Evaluation on the demo chapters (never trained on)
+
+Greedy transcripts of every verse of the bundled demo chapters (`eval.json`), before any fine-tuning:
+
+| language | verses | CER | WER |
+|---|---:|---:|---:|
+{rows}
+
+The workflow fine-tunes LoRA adapters on each demo language's dataset (`finetune.models: [..., moonshine]`,
+`moonshine.start: resources/demo/moonshine`) and reports before -> after on the held-out test chapter.
+"""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m tala.demo.moonshine", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("resources/demo/moonshine"), help="default: %(default)s")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch, shared with the speech-LLM recipe")
+    parser.add_argument("--demo", type=Path, default=DEMO_ROOT)
+    parser.add_argument("--teacher", type=Path, default=TEACHER, help="the demo CTC model (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for tool in ("espeak-ng", "ffmpeg"):
+        if shutil.which(tool) is None:
+            raise InputError(tool, "not found on PATH: the stand-in is trained on espeak-ng speech (apt-get install "
+                                   "espeak-ng ffmpeg)")
+    if not (args.teacher / "vocab.json").is_file():
+        raise InputError(args.teacher, "not the demo CTC model (no vocab.json): run `make demo-model` or give --teacher")
+    command = f"PYTHONPATH=scripts python -m tala.demo.moonshine --out {args.out}"
+    if args.seed != DEFAULT_SEED:
+        command += f" --seed {args.seed}"
+    recipe = MoonshineRecipe()
+    run = run_recipe(args.work, recipe, args.seed, args.workers, args.teacher, progress=not args.no_progress)
+    report = pack(args.out, run, recipe, args.seed, args.demo, args.work, command)
+    for lang, rates in report["summary"].items():
+        print(f"{LANGUAGES[lang].name}: {rates['verses']} verses, CER {100 * rates['cer']:.2f} %, "
+              f"WER {100 * rates['wer']:.2f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

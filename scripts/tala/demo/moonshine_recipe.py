@@ -1,0 +1,154 @@
+"""The demo Moonshine's training recipe: a small ``MoonshineForConditionalGeneration`` with the demo
+speech-LLM's BPE tokenizer, trained on the same synthesized speech (:mod:`tala.demo.speechllm_recipe`
+makes it; the two recipes share ``<work>``).
+
+    data, teacher, tokenizer   as the speech-LLM recipe's (made by it when missing)
+    encoder    Moonshine's encoder distilled from the demo CTC model (:mod:`tala.demo.distill`: 384
+               samples a frame, utterances on the 1,920-sample grid both frame rates share), saved
+               with a random-weight decoder, the processor and the tokenizer -> <work>/models/moonshine-init
+    moonshine  the whole decoder on the frozen encoder (:func:`tala.finetune.moonshine.train`,
+               ``train="decoder"``, the encoder's output of each clip computed once)
+                                                                  -> <work>/models/moonshine
+
+Each stage is skipped when its output exists and resumes from its checkpoints after a kill.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tala.demo.distill import DistillSettings, Student, distill, stage_teacher
+from tala.demo.speechllm_recipe import SpeechLLMRecipe, stage_data, stage_decoder_init
+
+SAMPLE_RATE = 16_000
+MOONSHINE_HOP = 384  # samples per encoder frame: the convolutions' strides 64 x 3 x 2
+
+
+@dataclass(frozen=True)
+class MoonshineRecipe:
+    """What ``make demo-moonshine`` runs (steps, not minutes)."""
+
+    hidden: int = 160
+    intermediate: int = 512
+    encoder_layers: int = 4
+    decoder_layers: int = 3
+    heads: int = 4
+    positions: int = 194  # moonshine-tiny's: 30 s x 6.5 tokens a second
+    distill_steps: int = 1000
+    distill_lr: float = 1.5e-3
+    distill_warmup: int = 100
+    windows_per_batch: int = 4
+    moonshine_steps: int = 3000
+    moonshine_lr: float = 1e-3
+    moonshine_warmup: int = 100
+    batch_seconds: float = 120.0
+    max_batch_size: int = 16
+
+
+def moonshine_config(recipe: MoonshineRecipe, tokenizer):
+    from transformers import MoonshineConfig
+
+    return MoonshineConfig(
+        vocab_size=len(tokenizer), hidden_size=recipe.hidden, intermediate_size=recipe.intermediate,
+        encoder_num_hidden_layers=recipe.encoder_layers, decoder_num_hidden_layers=recipe.decoder_layers,
+        encoder_num_attention_heads=recipe.heads, decoder_num_attention_heads=recipe.heads,
+        max_position_embeddings=recipe.positions, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+
+
+def feature_extractor():
+    """Moonshine's processor front end: raw 16 kHz audio, not normalized, with an attention mask."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=False,
+                                    return_attention_mask=True)  # fmt: skip
+
+
+def moonshine_student(recipe: MoonshineRecipe, tokenizer) -> Student:
+    """Moonshine's encoder as the distillation's student; the whole model (its decoder untrained)
+    is saved with the processor's parts."""
+    import torch
+    from transformers import MoonshineForConditionalGeneration
+
+    def hidden(encoder, audio):
+        return encoder(torch.from_numpy(np.stack(audio))).last_hidden_state
+
+    def save(model, folder):
+        model.save_pretrained(str(folder))
+        feature_extractor().save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+
+    return Student(name="MoonshineEncoder", hop=MOONSHINE_HOP, align=6, dim=recipe.hidden,
+                   build=lambda: MoonshineForConditionalGeneration(moonshine_config(recipe, tokenizer)),
+                   encoder_of=lambda model: model.get_encoder(), hidden=hidden, save=save)  # fmt: skip
+
+
+def stage_encoder(work: Path, manifests: dict, targets: dict, teacher: Path, tokenizer_dir: Path,
+                  recipe: MoonshineRecipe, seed: int, progress: bool = True) -> Path:
+    from transformers import AutoTokenizer
+
+    out = work / "models" / "moonshine-init"
+    if (out / "model.safetensors").exists():
+        return out
+    settings = DistillSettings(steps=recipe.distill_steps, lr=recipe.distill_lr, warmup=recipe.distill_warmup,
+                               windows_per_batch=recipe.windows_per_batch)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    return distill(out, manifests, targets, teacher, moonshine_student(recipe, tokenizer), settings, seed,
+                   {"recipe": asdict(recipe)}, progress)
+
+
+def moonshine_settings(recipe: MoonshineRecipe, seed: int):
+    from tala.finetune.moonshine import MoonshineSettings
+
+    return MoonshineSettings(train="decoder", max_steps=recipe.moonshine_steps, learning_rate=recipe.moonshine_lr,
+                             warmup_steps=recipe.moonshine_warmup, min_lr_ratio=0.02, weight_decay=0.01,
+                             batch_seconds=recipe.batch_seconds, max_batch_size=recipe.max_batch_size, accumulate=1,
+                             seed=seed, text_field="text", eval_every=500, checkpoint_every=100, log_every=25,
+                             cache_frames=True)  # fmt: skip
+
+
+def stage_moonshine(work: Path, manifests: dict, start: Path, recipe: MoonshineRecipe, seed: int,
+                    progress: bool = True) -> Path:
+    from tala.finetune.moonshine import train
+
+    out = work / "models" / "moonshine"
+    if (out / "model.safetensors").exists():
+        return out
+    train([manifests[lang]["train"] for lang in manifests], out, moonshine_settings(recipe, seed), str(start),
+          valid_manifests=[manifests[lang]["valid"] for lang in manifests], progress=progress,
+          keep_checkpoint_dir=True)  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class RecipeRun:
+    manifests: dict[str, dict[str, Path]]
+    encoder: Path
+    moonshine: Path
+    seconds: dict[str, float]
+
+
+def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, teacher: Path,
+               progress: bool = True) -> RecipeRun:
+    """Every stage in order, each skipped when its output exists (the seconds are this run's)."""
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        began = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - began, 1)
+        return result
+
+    shared = SpeechLLMRecipe()  # the data and the tokenizer are the speech-LLM recipe's
+    manifests = timed("data", stage_data, work, shared, seed, workers)
+    targets = timed("teacher", stage_teacher, work, manifests, teacher)
+    tokenizer = timed("tokenizer", stage_decoder_init, work, manifests, shared, seed)
+    encoder = timed("encoder", stage_encoder, work, manifests, targets, teacher, tokenizer, recipe, seed, progress)
+    moonshine = timed("moonshine", stage_moonshine, work, manifests, encoder, recipe, seed, progress)
+    return RecipeRun(manifests, encoder, moonshine, seconds)
