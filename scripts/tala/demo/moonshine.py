@@ -113,7 +113,7 @@ verse dropped) and its BPE tokenizer:
 2. **Decoder** ({minutes['moonshine']} min), encoder frozen: `tala.finetune.moonshine` (`train="decoder"`),
    {recipe['moonshine_steps']} steps of {recipe['batch_seconds']:.0f} s of audio, labels = tokens + `</s>`.
    Validation CER {100 * final.get('cer', float('nan')):.1f} %, WER {100 * final.get('wer', float('nan')):.1f} %
-   (best step {stages['moonshine']['best']}). Log: `training_log.jsonl`.
+   (best step {(stages['moonshine']['best'] or {}).get('step')}). Log: `training_log.jsonl`.
 
 ## Evaluation on the demo chapters (never trained on)
 

@@ -132,7 +132,7 @@ held-out utterances per language for validation.
 3. **Projector + whole decoder** ({minutes['speechllm']} min), encoder frozen: `tala.finetune.speechllm`
    (`train="all"`), {recipe['speechllm_steps']} steps, {recipe['batch_seconds']:.0f} s of audio per batch,
    loss on the transcript and `</s>` only. Validation CER {100 * sllm_eval.get('cer', float('nan')):.1f} %,
-   WER {100 * sllm_eval.get('wer', float('nan')):.1f} % (best step {stages['speechllm']['best']}). Log: `training_log.jsonl`.
+   WER {100 * sllm_eval.get('wer', float('nan')):.1f} % (best step {(stages['speechllm']['best'] or {}).get('step')}). Log: `training_log.jsonl`.
 
 ## Evaluation on the demo chapters (never trained on)
 
