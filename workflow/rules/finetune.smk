@@ -91,6 +91,7 @@ rule finetune_speechllm:
             "stack",
             "eval_every",
             "patience",
+            "evaluate_start",
             "max_new_tokens",
             "checkpoint_every",
             "cache_frames",

@@ -395,7 +395,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text-field", default=d.text_field)
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--patience", type=int, default=d.patience)
-    parser.add_argument("--evaluate-start", action="store_true")
+    parser.add_argument("--evaluate-start", action=argparse.BooleanOptionalAction, default=d.evaluate_start,
+                        help="evaluate the start first, so that it competes for the weights kept")
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
