@@ -171,16 +171,17 @@ def verse_clips(samples: np.ndarray, truth: dict) -> list[tuple[int, np.ndarray,
             for v, lo, hi in zip(verses, cuts, cuts[1:])]  # fmt: skip
 
 
-def evaluate_verses(recognizer, model: str, demo_root: Path, cache: Path, langs: Iterable[str]) -> dict:
+def evaluate_verses(recognizer, model: str, demo_root: Path, cache: Path, langs: Iterable[str],
+                    truths: Sequence[dict] | None = None) -> dict:
     """CER and WER of a clip recognizer's transcripts (``recognizer.transcribe(samples)``, as
-    evaluate_asr's recognizers give them) of every verse of the demo chapters, per chapter and per
-    language."""
+    evaluate_asr's recognizers give them) of every verse of the demo chapters (or of ``truths``'),
+    per chapter and per language."""
     from tala.ctc_text import normalize_for_scoring
 
     report: dict = {"model": model, "unit": "verse clips (cut in the middle of the pauses)", "chapters": []}
     for lang in langs:
         refs_all, hyps_all = [], []
-        for truth in demo_truths(demo_root, lang):
+        for truth in demo_truths(demo_root, lang) if truths is None else truths:
             samples, _ = sf.read(chapter_wav(demo_root, lang, truth, cache), dtype="float32")
             refs, hyps = [], []
             for _, clip, text in verse_clips(samples, truth):
