@@ -148,7 +148,7 @@ def slurm_run(cluster, tmp_path_factory) -> dict:
     # The model half (units, fine-tuning, vocoder: plain GPU / CPU rules like transcribe_audio and
     # the data half tested here) is left out: ~9 min of CPU work and Slurm job start-ups would only
     # lengthen the suite; the local demo run makes and checks it.
-    omitted = ["fit_kmeans", "extract_pitch", "finetune_mms_adapter"]
+    omitted = ["fit_kmeans", "extract_pitch", "finetune_mms_adapter", "finetune_speechllm", "finetune_moonshine_lora"]
     args = cluster.snakemake_args(workdir, profile, config) + ["--omit-from", *omitted]
 
     killed = subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

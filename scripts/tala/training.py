@@ -77,6 +77,9 @@ CHECKPOINT_PREFIX = "step-"
 POSITION_FILE = "state.json"  # written last: the completion marker
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "training_log.jsonl"
+# The log records' wall-clock fields: left out of the copy in a trained model's folder, so that two
+# runs give the same bytes (the checkpoint folder's log keeps them).
+TIMING_FIELDS = ("steps_per_s", "audio_s_per_s", "elapsed_s")
 DECAYS = ("linear", "cosine")
 MODES = ("min", "max")
 _RESERVED = ("position", "rng")
@@ -312,6 +315,16 @@ def trim_log(path: str | Path, up_to_step: int | None) -> None:
 def append_log(path: str | Path, record: Mapping) -> None:
     with Path(path).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def copy_log_without_timing(source: str | Path, target: str | Path) -> None:
+    """The training log for a model's folder: every record without its wall-clock fields."""
+    lines = []
+    for line in Path(source).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = {k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    write_text_atomic(target, "".join(lines))
 
 
 # %% [markdown]

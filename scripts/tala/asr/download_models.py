@@ -32,7 +32,7 @@ from tala.hub import (ModelError, adapter_files, check_adapter, looks_like_path,
 METADATA_PATTERNS = [
     "config.json", "preprocessor_config.json", "processor_config.json", "tokenizer_config.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.json",
-    # the speech-LLM's bases: a BPE tokenizer (SmolLM2, Qwen), Whisper's normalizer, generation defaults
+    # the speech-LLM's bases and Moonshine: a BPE tokenizer (SmolLM2, Qwen, Moonshine), Whisper's normalizer, generation defaults
     "tokenizer.json", "merges.txt", "tokenizer.model", "normalizer.json", "generation_config.json",
 ]
 SAFETENSORS_WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"]

@@ -49,11 +49,13 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
     trained = run.moonshine
     info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
     encoder_log = run.encoder.parent / f"{run.encoder.name}.checkpoints" / "training_log.jsonl"
+    stage_log = trained.parent / f"{trained.name}.checkpoints" / "training_log.jsonl"
     with atomic_dir(out) as tmp:
         for name in SHIPPED:
             if (trained / name).exists():
                 shutil.copyfile(trained / name, tmp / name)
-        shutil.copyfile(trained / "training_log.jsonl", tmp / "training_log.jsonl")
+        # The recipe's own log, with its wall times (the trained folder's copy has none).
+        shutil.copyfile(stage_log, tmp / "training_log.jsonl")
         if encoder_log.exists():
             shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
         recognizer = MoonshineRecognizer(System("stand-in", str(tmp), None), None, "cpu", "float32")
@@ -73,7 +75,7 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
                 "moonshine": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
             },
             "stage_seconds_this_run": run.seconds,
-            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "moonshine": log_elapsed(trained / "training_log.jsonl")},
+            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "moonshine": log_elapsed(stage_log)},
             "parameters": safetensors_parameters(tmp, {"model": "model.safetensors"}),
             "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
         }

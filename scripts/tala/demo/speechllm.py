@@ -51,6 +51,7 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
     info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
     config = SpeechLLMConfig.read(trained / CONFIG_NAME)
     encoder_log = trained.parent / "encoder.checkpoints" / "training_log.jsonl"
+    stage_log = trained.parent / f"{trained.name}.checkpoints" / "training_log.jsonl"
     with atomic_dir(out) as tmp:
         shutil.copytree(run.encoder, tmp / "encoder", ignore=shutil.ignore_patterns("distillation.json"))
         shutil.copytree(trained / DECODER_DIR, tmp / DECODER_DIR)
@@ -58,7 +59,8 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
         shipped = replace(config, encoder="encoder", decoder=DECODER_DIR)
         fields = {k: v for k, v in asdict(shipped).items()}
         (tmp / CONFIG_NAME).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
-        shutil.copyfile(trained / "training_log.jsonl", tmp / "training_log.jsonl")
+        # The recipe's own log, with its wall times (the trained folder's copy has none).
+        shutil.copyfile(stage_log, tmp / "training_log.jsonl")
         if encoder_log.exists():
             shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
         from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
@@ -80,7 +82,7 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
                 "speechllm": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
             },
             "stage_seconds_this_run": run.seconds,
-            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "speechllm": log_elapsed(trained / "training_log.jsonl")},
+            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "speechllm": log_elapsed(stage_log)},
             "parameters": safetensors_parameters(tmp, {"encoder": "encoder/model.safetensors",
                                                        "decoder": "decoder/model.safetensors",
                                                        "projector": "projector.safetensors"}),

@@ -53,7 +53,6 @@ from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
 PHASE1, PHASE2 = "phase1-lm_head", "phase2-adapter"
 INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
-TIMING_FIELDS = ("steps_per_s", "audio_s_per_s", "elapsed_s")
 TEXT_FIELD = "normalized"  # tala's datasets: the text spelled with the model's letters
 
 
@@ -87,6 +86,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _merge_logs(parts: list[tuple[str, Path]], target: Path) -> None:
     """Both phases' logs in one, each line with its phase, without the wall times (so that two runs
     give the same bytes; the step's own log has them)."""
+    from tala.training import TIMING_FIELDS
+
     with target.open("w", encoding="utf-8") as out:
         for phase, log in parts:
             for line in log.read_text(encoding="utf-8").splitlines():

@@ -63,6 +63,7 @@ from tala.training import (  # noqa: E402
     Evaluation,
     StepResult,
     checkpoint_root,
+    copy_log_without_timing,
     duration_batches,
     new_position,
     pack_batches,
@@ -378,7 +379,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     model.to("cpu").eval()
     with atomic_dir(out) as tmp:
         write_moonshine(tmp, model, feature_extractor, tokenizer, began.config)
-        shutil.copyfile(root / CORE_LOG, tmp / LOG_FILE)
+        copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if test_examples:
             write_json_atomic(tmp / ARTIFACT_FILE, artifact_test(tmp, test_examples, "cpu", models_dir))

@@ -65,6 +65,7 @@ from tala.training import (  # noqa: E402
     Evaluation,
     StepResult,
     checkpoint_root,
+    copy_log_without_timing,
     duration_batches,
     new_position,
     pack_batches,
@@ -339,7 +340,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     model.to("cpu").eval()
     with atomic_dir(out) as tmp:
         write_speechllm(tmp, model, began.config, tokenizer)
-        shutil.copyfile(root / CORE_LOG, tmp / LOG_FILE)
+        copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.speechllm",
             "tala_version": tala.__version__,

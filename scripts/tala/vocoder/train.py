@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
@@ -64,6 +63,7 @@ from tala.models.vocoder import (  # noqa: E402
 )
 from tala.training import (  # noqa: E402
     LOG_FILE,
+    TIMING_FIELDS,
     Cadence,
     Evaluation,
     StepResult,
@@ -79,7 +79,6 @@ from tala.training import (  # noqa: E402
     warmup_decay_schedule,
 )
 from tala.vocoder.data import (  # noqa: E402
-    HOP,
     SAMPLE_RATE,
     Corpus,
     WindowSampler,
@@ -94,7 +93,6 @@ from tala.vocoder.pitch import FRAME_S  # noqa: E402
 COLLAPSE_LOSS = 0.02  # mean LSGAN loss per sub-discriminator under which D has collapsed
 COLLAPSE_STEPS = 50  # ... as an exponential mean over about this many steps
 SAMPLE_WINDOWS = 4  # validation windows written to OUT/samples
-TIMING_FIELDS = ("steps_per_s", "audio_s_per_s", "elapsed_s")
 SHIFT_RANGE = (0.6, 1.7)  # pitch-shift ratios, drawn log-uniformly: most of an octave around the voice
 
 
