@@ -15,7 +15,6 @@ Each stage is skipped when its output exists and resumes from its checkpoints af
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from tala.demo.distill import DistillSettings, Student, distill, stage_teacher
 from tala.demo.speechllm_recipe import SpeechLLMRecipe, stage_data, stage_decoder_init
+from tala.demo.stand_in import Stopwatch
 
 SAMPLE_RATE = 16_000
 MOONSHINE_HOP = 384  # samples per encoder frame: the convolutions' strides 64 x 3 x 2
@@ -137,18 +137,11 @@ class RecipeRun:
 def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, teacher: Path,
                progress: bool = True) -> RecipeRun:
     """Every stage in order, each skipped when its output exists (the seconds are this run's)."""
-    seconds: dict[str, float] = {}
-
-    def timed(name, fn, *args, **kwargs):
-        began = time.perf_counter()
-        result = fn(*args, **kwargs)
-        seconds[name] = round(time.perf_counter() - began, 1)
-        return result
-
+    watch = Stopwatch()
     shared = SpeechLLMRecipe()  # the data and the tokenizer are the speech-LLM recipe's
-    manifests = timed("data", stage_data, work, shared, seed, workers)
-    targets = timed("teacher", stage_teacher, work, manifests, teacher)
-    tokenizer = timed("tokenizer", stage_decoder_init, work, manifests, shared, seed)
-    encoder = timed("encoder", stage_encoder, work, manifests, targets, teacher, tokenizer, recipe, seed, progress)
-    moonshine = timed("moonshine", stage_moonshine, work, manifests, encoder, recipe, seed, progress)
-    return RecipeRun(manifests, encoder, moonshine, seconds)
+    manifests = watch.run("data", stage_data, work, shared, seed, workers)
+    targets = watch.run("teacher", stage_teacher, work, manifests, teacher)
+    tokenizer = watch.run("tokenizer", stage_decoder_init, work, manifests, shared, seed)
+    encoder = watch.run("encoder", stage_encoder, work, manifests, targets, teacher, tokenizer, recipe, seed, progress)
+    moonshine = watch.run("moonshine", stage_moonshine, work, manifests, encoder, recipe, seed, progress)
+    return RecipeRun(manifests, encoder, moonshine, watch.seconds)

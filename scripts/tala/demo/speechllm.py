@@ -21,7 +21,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
 import json
 import shutil
 import sys
@@ -29,16 +28,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import tala
-from tala.demo import DEMO_ROOT
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
-from tala.demo.speechllm_recipe import DEFAULT_SEED, DEFAULT_WORK, RecipeRun, SpeechLLMRecipe, run_recipe
+from tala.demo.speechllm_recipe import RecipeRun, SpeechLLMRecipe, run_recipe
+from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
 from tala.demo.text import LANGUAGES
-from tala.errors import InputError, run_cli
+from tala.errors import run_cli
 from tala.fileio import atomic_dir, write_json_atomic
 
-TEACHER = Path("resources/demo/model")
 
 
 def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_root: Path, work: Path,
@@ -150,40 +148,12 @@ before -> after on the held-out test chapter.
 """
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m tala.demo.speechllm", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("resources/demo/speechllm"), help="default: %(default)s")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch: data, stages, checkpoints")
-    parser.add_argument("--demo", type=Path, default=DEMO_ROOT)
-    parser.add_argument("--teacher", type=Path, default=TEACHER, help="the demo CTC model (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    for tool in ("espeak-ng", "ffmpeg"):
-        if shutil.which(tool) is None:
-            raise InputError(tool, "not found on PATH: the stand-in is trained on espeak-ng speech (apt-get install "
-                                   "espeak-ng ffmpeg)")
-    if not (args.teacher / "vocab.json").is_file():
-        raise InputError(args.teacher, "not the demo CTC model (no vocab.json): run `make demo-model` or give --teacher")
-    command = f"PYTHONPATH=scripts python -m tala.demo.speechllm --out {args.out}"
-    if args.seed != DEFAULT_SEED:
-        command += f" --seed {args.seed}"
+    args = parse_args(argv, "tala.demo.speechllm", __doc__.splitlines()[0], "resources/demo/speechllm")
+    command = prepare(args, "tala.demo.speechllm")
     recipe = SpeechLLMRecipe()
     run = run_recipe(args.work, recipe, args.seed, args.workers, args.teacher, progress=not args.no_progress)
-    report = pack(args.out, run, recipe, args.seed, args.demo, args.work, command)
-    for lang, rates in report["summary"].items():
-        print(f"{LANGUAGES[lang].name}: {rates['verses']} verses, CER {100 * rates['cer']:.2f} %, "
-              f"WER {100 * rates['wer']:.2f} %")
+    print_summary(pack(args.out, run, recipe, args.seed, args.demo, args.work, command))
     return 0
 
 

@@ -18,18 +18,16 @@ when its output exists and resumes from its checkpoints (the shared training cor
 # %%
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tala.demo.distill import DistillSettings, Student, distill, records_of, stage_teacher
+from tala.demo.stand_in import Stopwatch
 from tala.demo.text import LANGUAGES
 from tala.demo.training_speech import synthesize_split
 from tala.fileio import atomic_dir
 
 SAMPLE_RATE = 16_000
-DEFAULT_SEED = 20_240_611  # the demo CTC model's: its first utterances are the same ones
-DEFAULT_WORK = Path(".cache/demo_speechllm")
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 
 
@@ -207,17 +205,10 @@ class RecipeRun:
 def run_recipe(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int, teacher: Path,
                progress: bool = True) -> RecipeRun:
     """Every stage in order, each skipped when its output exists (the seconds are this run's)."""
-    seconds: dict[str, float] = {}
-
-    def timed(name, fn, *args, **kwargs):
-        began = time.perf_counter()
-        result = fn(*args, **kwargs)
-        seconds[name] = round(time.perf_counter() - began, 1)
-        return result
-
-    manifests = timed("data", stage_data, work, recipe, seed, workers)
-    targets = timed("teacher", stage_teacher, work, manifests, teacher)
-    encoder = timed("encoder", stage_encoder, work, manifests, targets, teacher, recipe, seed, progress)
-    decoder = timed("tokenizer", stage_decoder_init, work, manifests, recipe, seed)
-    speechllm = timed("speechllm", stage_speechllm, work, manifests, encoder, decoder, recipe, seed, progress)
-    return RecipeRun(manifests, encoder, decoder, speechllm, seconds)
+    watch = Stopwatch()
+    manifests = watch.run("data", stage_data, work, recipe, seed, workers)
+    targets = watch.run("teacher", stage_teacher, work, manifests, teacher)
+    encoder = watch.run("encoder", stage_encoder, work, manifests, targets, teacher, recipe, seed, progress)
+    decoder = watch.run("tokenizer", stage_decoder_init, work, manifests, recipe, seed)
+    speechllm = watch.run("speechllm", stage_speechllm, work, manifests, encoder, decoder, recipe, seed, progress)
+    return RecipeRun(manifests, encoder, decoder, speechllm, watch.seconds)
