@@ -44,6 +44,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.speechllm import (  # noqa: E402
     AudioProjectorV1,
@@ -370,44 +371,13 @@ def _version(package: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = SpeechLLMSettings()
-    parser = argparse.ArgumentParser(prog="python -m tala.finetune.speechllm", description=__doc__.splitlines()[0])
-    parser.add_argument("--train", nargs="+", required=True, metavar="JSONL", dest="train_manifests")
-    parser.add_argument("--valid", nargs="*", default=[], metavar="JSONL")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (written at the end)")
+    parser = recognizer_parser("python -m tala.finetune.speechllm", __doc__.splitlines()[0], d, TRAIN_MODES)
     parser.add_argument("--start", type=Path, help="a saved recognizer folder (speechllm.json)")
     parser.add_argument("--encoder", help="Whisper checkpoint (hub id or folder), with --decoder")
     parser.add_argument("--decoder", help="causal LM checkpoint with its tokenizer (hub id or folder)")
-    parser.add_argument("--models-dir", help="where download_models put hub models (used before the hub)")
-    parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
-    parser.add_argument("--keep-checkpoint-dir", action="store_true")
-    parser.add_argument("--mode", choices=TRAIN_MODES, default=d.train, help="what learns (default: %(default)s)")
-    parser.add_argument("--max-steps", type=int, default=d.max_steps)
-    parser.add_argument("--lr", type=float, default=d.learning_rate)
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    parser.add_argument("--batch-seconds", type=float, default=d.batch_seconds)
-    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--lora-r", type=int, default=d.lora_r)
-    parser.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
-    parser.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
-    parser.add_argument("--lora-targets", nargs="+", default=list(d.lora_targets))
     parser.add_argument("--stack", type=int, default=d.stack, help="a new projector's frames per audio token")
     parser.add_argument("--instruction", default=d.instruction, help="a new recognizer's prompt after the audio")
-    parser.add_argument("--text-field", default=d.text_field)
-    parser.add_argument("--eval-every", type=int, default=d.eval_every)
-    parser.add_argument("--patience", type=int, default=d.patience)
-    parser.add_argument("--evaluate-start", action=argparse.BooleanOptionalAction, default=d.evaluate_start,
-                        help="evaluate the start first, so that it competes for the weights kept")
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
-    parser.add_argument("--log-every", type=int, default=d.log_every)
-    parser.add_argument("--device", default=d.device)
-    parser.add_argument("--cache-frames", action=argparse.BooleanOptionalAction, default=d.cache_frames,
-                        help="keep the frozen encoder's frames of each training clip in memory (on the CPU) after its"
-                             " first batch")
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -415,15 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = SpeechLLMSettings(
-        train=args.mode, max_steps=args.max_steps, learning_rate=args.lr, warmup_steps=args.warmup_steps,
-        batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets=tuple(args.lora_targets),
-        stack=args.stack, instruction=args.instruction, text_field=args.text_field, eval_every=args.eval_every,
-        patience=args.patience, evaluate_start=args.evaluate_start, max_new_tokens=args.max_new_tokens,
-        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
-        device=args.device, cache_frames=args.cache_frames,
-    )  # fmt: skip
+    settings = SpeechLLMSettings(**shared_settings(args), stack=args.stack, instruction=args.instruction,
+                                 max_new_tokens=args.max_new_tokens)
     try:
         settings.check()
     except ValueError as err:

@@ -1,0 +1,56 @@
+"""The command-line options the LoRA recognizer trainers share (``tala.finetune.speechllm``,
+``tala.finetune.moonshine``), with each trainer's own defaults."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, ...]) -> argparse.ArgumentParser:
+    """A parser with the shared options; ``defaults`` is the trainer's settings dataclass."""
+    d = defaults
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--train", nargs="+", required=True, metavar="JSONL", dest="train_manifests")
+    parser.add_argument("--valid", nargs="*", default=[], metavar="JSONL")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (written at the end)")
+    parser.add_argument("--models-dir", help="where download_models put hub models (used before the hub)")
+    parser.add_argument("--checkpoint-dir", type=Path, help="default: <out>.checkpoints")
+    parser.add_argument("--keep-checkpoint-dir", action="store_true")
+    parser.add_argument("--mode", choices=modes, default=d.train, help="what learns (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=d.max_steps)
+    parser.add_argument("--lr", type=float, default=d.learning_rate)
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--batch-seconds", type=float, default=d.batch_seconds)
+    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--lora-r", type=int, default=d.lora_r)
+    parser.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
+    parser.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    parser.add_argument("--lora-targets", nargs="+", default=list(d.lora_targets))
+    parser.add_argument("--text-field", default=d.text_field)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--evaluate-start", action=argparse.BooleanOptionalAction, default=d.evaluate_start,
+                        help="evaluate the start first, so that it competes for the weights kept")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--cache-frames", action=argparse.BooleanOptionalAction, default=d.cache_frames,
+                        help="keep the frozen encoder's output of each training clip in memory (on the CPU) after"
+                             " its first batch")
+    parser.add_argument("--device", default=d.device)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def shared_settings(args: argparse.Namespace) -> dict:
+    """The settings fields the shared options give."""
+    return dict(train=args.mode, max_steps=args.max_steps, learning_rate=args.lr, warmup_steps=args.warmup_steps,
+                batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed,
+                lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                lora_targets=tuple(args.lora_targets), text_field=args.text_field, eval_every=args.eval_every,
+                patience=args.patience, evaluate_start=args.evaluate_start, checkpoint_every=args.checkpoint_every,
+                keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, cache_frames=args.cache_frames,
+                device=args.device)  # fmt: skip
