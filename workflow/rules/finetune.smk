@@ -107,7 +107,8 @@ rule finetune_speechllm:
 rule finetune_moonshine_lora:
     """Seed 004's run: LoRA on Moonshine, real_metrics.json and the artifact test (the saved
     folder loaded back and run on the test clips: artifact_test.json) in the output. Checkpoints
-    in results/{lang}/models/moonshine.checkpoints/: a rerun after a kill resumes there."""
+    in results/{lang}/models/moonshine.checkpoints/: a rerun after a kill resumes there.
+    """
     input:
         train="results/{lang}/dataset/train.jsonl",
         valid="results/{lang}/dataset/valid.jsonl",
