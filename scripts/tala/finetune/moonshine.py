@@ -63,9 +63,11 @@ from tala.training import (  # noqa: E402
     Cadence,
     Evaluation,
     StepResult,
+    autocast,
     checkpoint_root,
     copy_log_without_timing,
     duration_batches,
+    grad_scaler,
     new_position,
     pack_batches,
     resume,
@@ -222,9 +224,11 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], max(settings.batch_seconds, 60.0), 8):
             audio = [load_audio(examples[i]) for i in batch]
-            summed, n = batch_loss(model, feature_extractor, audio, [targets[i] for i in batch], device)
+            with autocast(device):
+                summed, n = batch_loss(model, feature_extractor, audio, [targets[i] for i in batch], device)
+                generated = generate_ids(model, feature_extractor, audio, device)
             loss_sum, tokens = loss_sum + float(summed), tokens + n
-            for i, ids in zip(batch, generate_ids(model, feature_extractor, audio, device)):
+            for i, ids in zip(batch, generated):
                 hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
@@ -329,6 +333,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         return duration_batches(durations, settings.seed, epoch, settings.batch_seconds * settings.accumulate,
                                 settings.max_batch_size * settings.accumulate, settings.max_clip_s)  # fmt: skip
 
+    scaler = grad_scaler(device)
+
     def train_step(index: list[int]) -> StepResult:
         micro = pack_batches(index, durations, settings.batch_seconds, settings.max_batch_size)
         total = sum(len(train_targets[i]) for i in index)
@@ -337,14 +343,18 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         for batch in micro:
             audio = None if settings.cache_frames and all(i in encoded for i in batch) else \
                 [load_audio(train_examples[i]) for i in batch]  # fmt: skip
-            summed, _ = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch], device,
-                                   encoder_outputs(batch, audio))  # fmt: skip
-            (summed / total).backward()
+            with autocast(device):  # bf16 on CUDA; full precision on CPU and MPS
+                summed, _ = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch], device,
+                                       encoder_outputs(batch, audio))  # fmt: skip
+            scaler.scale(summed / total).backward()
             loss_sum += float(summed.detach())
+        scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        stepping = bool(torch.isfinite(grad_norm))
+        # A GradScaler skips non-finite steps itself; without one, they are skipped (and counted) here.
+        stepping = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
         if stepping:
-            optimizer.step()
+            scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         return StepResult({"loss": loss_sum / total}, {"lr": scheduler.get_last_lr()[0],
                           "grad_norm": round(float(grad_norm), 4)},

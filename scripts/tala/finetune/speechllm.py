@@ -65,9 +65,11 @@ from tala.training import (  # noqa: E402
     Cadence,
     Evaluation,
     StepResult,
+    autocast,
     checkpoint_root,
     copy_log_without_timing,
     duration_batches,
+    grad_scaler,
     new_position,
     pack_batches,
     resume,
@@ -230,9 +232,11 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
                                   settings.max_batch_size):
-            frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
-            loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
-            for i, ids in zip(batch, model.generate(frames, settings.max_new_tokens)):
+            with autocast(device):
+                frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
+                loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
+                generated = model.generate(frames, settings.max_new_tokens)
+            for i, ids in zip(batch, generated):
                 hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
@@ -308,15 +312,20 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
             cached.update((i, f.to("cpu", copy=True)) for i, f in zip(missing, frames))
         return [cached[i].to(device) for i in index]
 
+    scaler = grad_scaler(device)
+
     def train_step(index: list[int]) -> StepResult:
-        frames = frames_of(index)
-        loss = model.loss(frames, [train_targets[i] for i in index])
+        with autocast(device):  # bf16 on CUDA; full precision on CPU and MPS
+            loss = model.loss(frames_of(index), [train_targets[i] for i in index])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        stepping = bool(torch.isfinite(grad_norm))
+        # A GradScaler skips non-finite steps itself; without one, they are skipped (and counted) here.
+        stepping = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
         if stepping:
-            optimizer.step()
+            scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         return StepResult({"loss": loss.detach().item()},
                           {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
