@@ -70,13 +70,13 @@ demo-model: setup
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.model --out resources/demo/model
 
 # Retrains the demo's speech-LLM stand-in into resources/demo/speechllm (needs espeak-ng and the demo
-# CTC model, its teacher; seeded; ~60 min on 2 CPU cores; the result is committed). Resumes after a kill.
+# CTC model, its teacher; seeded; ~2 h on 2 CPU cores). Resumes after a kill.
 demo-speechllm: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-speechllm needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.speechllm --out resources/demo/speechllm
 
 # Retrains the demo's Moonshine stand-in into resources/demo/moonshine (the speech-LLM recipe's data,
-# teacher and tokenizer, made when missing; seeded; ~45 min on 2 CPU cores; committed). Resumes after a kill.
+# teacher and tokenizer, made when missing; seeded; ~2 h on 2 CPU cores). Resumes after a kill.
 demo-moonshine: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-moonshine needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.moonshine --out resources/demo/moonshine

@@ -577,7 +577,8 @@ def _language_config(path: Path, lang: str, audio: Path, text: Path | None = Non
                                     "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
                                     "units": {"model": str(REPO / "resources" / "demo" / "model"), "layer": 3,
                                               "k": 20},
-                                    "finetune": demo["finetune"], "vocoder": demo["vocoder"]}))
+                                    "finetune": {**demo["finetune"], "models": ["mms_adapter"]},
+                                    "vocoder": demo["vocoder"]}))
     return path
 
 

@@ -49,7 +49,7 @@ class MoonshineRecipe:
     easy_lr: float = 2e-3
     easy_batch_seconds: float = 60.0
     easy_max_batch_size: int = 32
-    moonshine_steps: int = 3000
+    moonshine_steps: int = 20_000
     moonshine_lr: float = 1e-3
     moonshine_warmup: int = 100
     batch_seconds: float = 120.0
@@ -119,7 +119,7 @@ def moonshine_settings(recipe: MoonshineRecipe, seed: int, easy: bool = False):
     return MoonshineSettings(train="decoder", max_steps=steps, learning_rate=lr, warmup_steps=recipe.moonshine_warmup,
                              min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, accumulate=1, seed=seed, text_field="text",
-                             eval_every=250 if easy else 500, checkpoint_every=100, log_every=25,
+                             eval_every=250 if easy else 1000, checkpoint_every=100, log_every=25,
                              cache_frames=True)  # fmt: skip
 
 

@@ -63,7 +63,7 @@ class SpeechLLMRecipe:
     easy_lr: float = 2e-3
     easy_batch_seconds: float = 60.0
     easy_max_batch_size: int = 32
-    speechllm_steps: int = 3000
+    speechllm_steps: int = 20_000
     speechllm_lr: float = 1e-3
     speechllm_warmup: int = 100
     batch_seconds: float = 120.0
@@ -194,7 +194,7 @@ def speechllm_settings(recipe: SpeechLLMRecipe, seed: int, easy: bool = False):
     return SpeechLLMSettings(train="all", max_steps=steps, learning_rate=lr, warmup_steps=recipe.speechllm_warmup,
                              min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, seed=seed, stack=recipe.stack, text_field="text",
-                             eval_every=250 if easy else 500, checkpoint_every=100, log_every=25,
+                             eval_every=250 if easy else 1000, checkpoint_every=100, log_every=25,
                              cache_frames=True)  # fmt: skip
 
 

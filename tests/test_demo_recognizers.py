@@ -1,0 +1,60 @@
+"""The demo speech-LLM and Moonshine stand-ins' recipes: the distillation helpers (windows packed on
+both frame grids, frames matched by time) and the verse clips they are judged on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from tala.demo.distill import TEACHER_HOP, Placed, pack_windows, student_frames
+from tala.demo.evaluate import verse_clips
+from tala.demo.text import demo_truths
+
+DEMO = REPO / "resources" / "demo"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+# --------------------------------------------------------------------------- the recipes' helpers
+
+
+@pytest.mark.parametrize("align", [1, 6])
+def test_windows_hold_every_utterance_once_on_the_grid_and_never_overlap(align):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(50, 1200, size=200)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    windows = pack_windows("smo", offsets, np.random.default_rng(1), align)
+    placed = [p for w in windows for p in w.placed]
+    assert sorted(p.index for p in placed) == list(range(200)), "each utterance exactly once"
+    for window in windows:
+        assert all(p.frame % align == 0 for p in window.placed), "starts on the grid both frame rates share"
+        ends = [p.frame + p.frames + 1 for p in window.placed]
+        assert all(end <= p.frame for end, p in zip(ends, window.placed[1:])), "no overlap"
+        assert ends[-1] <= 1500, "inside 30 s"
+    # next-fit: two neighbouring windows together hold more than one window's frames
+    assert len(windows) <= 2 * int(np.ceil(lengths.sum() / 1500)) + 1, "windows are filled"
+    again = pack_windows("smo", offsets, np.random.default_rng(1), align)
+    assert again == windows, "a pure function of the seed (resume gets the same windows)"
+
+
+def test_student_frames_are_matched_to_the_teacher_by_time():
+    first, teacher = student_frames(Placed(index=0, frame=12, frames=100), hop=TEACHER_HOP, total=1500)
+    assert first == 12 and teacher.tolist() == list(range(100)), "Whisper's grid is the teacher's"
+    first, teacher = student_frames(Placed(index=0, frame=12, frames=100), hop=384, total=1248)
+    assert first == 10, "12 teacher frames = 3,840 samples = 10 Moonshine frames"
+    assert len(teacher) == 100 * 320 // 384 and teacher[-1] <= 99
+    times_student, times_teacher = np.arange(len(teacher)) * 384, teacher * TEACHER_HOP
+    assert np.abs(times_student - times_teacher).max() <= TEACHER_HOP / 2, "the nearest teacher frame"
+    first, teacher = student_frames(Placed(index=0, frame=1494, frames=100), hop=384, total=1248)
+    assert first + len(teacher) == 1248, "cut at the window's end"
+
+
+def test_verse_clips_cut_in_the_pauses_and_leave_the_heading_out():
+    truth = demo_truths(DEMO, "smo")[0]
+    samples = np.zeros(int(truth["duration"] * 16_000), np.float32)
+    clips = verse_clips(samples, truth)
+    assert [n for n, _, _ in clips] == [v["number"] for v in truth["verses"]]
+    first = truth["verses"][0]
+    assert len(clips[0][1]) / 16_000 >= first["end"] - first["start"]
+    assert len(clips[0][1]) / 16_000 < first["end"] - truth["heading"]["end"]
