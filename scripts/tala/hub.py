@@ -197,7 +197,7 @@ def load_ctc_model(model: str, adapter: str | None, device, dtype=None):
     with a warning, so a workflow that always passes the language still works with it.
     """
     import torch
-    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+    from transformers import Wav2Vec2ForCTC
 
     dtype = torch.float32 if dtype is None else dtype
     label = model
