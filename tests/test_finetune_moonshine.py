@@ -162,3 +162,22 @@ def test_too_long_clips_and_transcripts_are_left_out_by_name_and_a_wrong_lora_ta
     assert bad.returncode != 0 and not (tmp_path / "bad").exists()
     last = bad.stderr.strip().splitlines()[-1]
     assert "c_attn not found in the moonshine model; its linear layers are: " in last and "q_proj" in last, last
+
+
+def test_decoder_mode_with_cached_encoder_outputs_trains_as_the_encoder_does(corpus, tmp_path, one_torch_thread):
+    """Mode decoder with cache_frames: the frozen encoder's output of each clip is computed once and
+    its attention mask rebuilt per batch; the losses and weights are those of a run that encodes
+    every batch."""
+    manifest = corpus / "train.jsonl"
+    runs = {}
+    for cached in (False, True):
+        losses: list[float] = []
+        train([manifest], tmp_path / f"run-{cached}", _settings(train="decoder", max_steps=10, cache_frames=cached,
+                                                               batch_seconds=4.0, max_batch_size=3),
+              str(corpus / "start"), progress=False, on_step=lambda step, loss: losses.append(loss))
+        runs[cached] = (losses, load_file(str(tmp_path / f"run-{cached}" / "model.safetensors")))
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
+    assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])
+    encoder = [k for k in runs[True][1] if ".encoder." in f".{k}"]
+    start = load_file(str(corpus / "start" / "model.safetensors"))
+    assert encoder and all(torch.equal(runs[True][1][k], start[k]) for k in encoder), "the encoder stays frozen"

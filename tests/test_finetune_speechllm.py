@@ -155,3 +155,18 @@ def test_too_long_clips_are_left_out_by_name_and_a_wrong_lora_target_is_one_erro
     assert bad.returncode != 0 and not (tmp_path / "bad").exists()
     last = bad.stderr.strip().splitlines()[-1]
     assert "c_attn not found in the llama decoder; its linear layers are: " in last and "q_proj" in last, last
+
+
+def test_cached_encoder_frames_train_as_the_encoder_does(corpus, tmp_path, one_torch_thread):
+    """cache_frames keeps each clip's frozen encoder frames after its first batch: the run takes
+    the steps a run that encodes every batch takes (same losses, same weights up to rounding)."""
+    manifest = corpus / "train.jsonl"
+    runs = {}
+    for cached in (False, True):
+        losses: list[float] = []
+        train([manifest], tmp_path / f"run-{cached}", _settings(train="all", max_steps=12, cache_frames=cached,
+                                                               batch_seconds=4.0, max_batch_size=3),
+              start=corpus / "start", progress=False, on_step=lambda step, loss: losses.append(loss))
+        runs[cached] = (losses, load_file(str(tmp_path / f"run-{cached}" / "projector.safetensors")))
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
+    assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])
