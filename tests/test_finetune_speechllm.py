@@ -166,7 +166,11 @@ def test_cached_encoder_frames_train_as_the_encoder_does(corpus, tmp_path, one_t
         losses: list[float] = []
         train([manifest], tmp_path / f"run-{cached}", _settings(train="all", max_steps=12, cache_frames=cached,
                                                                batch_seconds=4.0, max_batch_size=3),
-              start=corpus / "start", progress=False, on_step=lambda step, loss: losses.append(loss))
+              start=corpus / "start", progress=False, on_step=lambda step, loss: losses.append(loss),
+              keep_checkpoint_dir=True)
         runs[cached] = (losses, load_file(str(tmp_path / f"run-{cached}" / "projector.safetensors")))
+    (frames,) = (tmp_path / "run-True.checkpoints").glob("frames-*")
+    assert len(list(frames.glob("*.npy"))) == 8, "one file per clip, in the checkpoint folder (a resume reads it)"
+    assert not list((tmp_path / "run-False.checkpoints").glob("frames-*"))
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
     assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])

@@ -37,8 +37,8 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     parser.add_argument("--log-every", type=int, default=d.log_every)
     parser.add_argument("--cache-frames", action=argparse.BooleanOptionalAction, default=d.cache_frames,
-                        help="keep the frozen encoder's output of each training clip in memory (on the CPU) after"
-                             " its first batch")
+                        help="compute the frozen encoder's output of each training clip once (the speech-LLM keeps"
+                             " it in the checkpoint folder, Moonshine's decoder mode in host memory)")
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--no-progress", action="store_true")

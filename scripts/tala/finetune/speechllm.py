@@ -38,12 +38,13 @@ from tala.device import ensure_mps_fallback, pick_device
 
 ensure_mps_fallback()
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
-from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.speechllm import (  # noqa: E402
@@ -115,8 +116,9 @@ class SpeechLLMSettings:
     log_every: int = 25
     device: str = "auto"
     # Keep each training clip's encoder frames after its first batch (the encoder is frozen, so they
-    # never change): later epochs skip the encoder. Host memory: frames x d_model x 4 bytes
-    # (whisper-small: 154 kB per second of audio, 0.55 GB an hour).
+    # never change): later epochs, and a run resumed after a kill, skip the encoder. Disk, in the
+    # checkpoint folder (removed at the end): frames x d_model x 4 bytes (whisper-small: 154 kB per
+    # second of audio, 0.55 GB an hour).
     cache_frames: bool = False
 
     def check(self) -> None:
@@ -214,6 +216,16 @@ def usable_examples(examples: list[Example], tokenizer, model: SpeechLLMV1, wind
     return kept, targets, left_out
 
 
+def encoder_key(encoder, name: str) -> str:
+    """A short digest of the encoder's name and configuration: cached frames of another encoder are
+    never read."""
+    import hashlib
+    import json
+
+    text = json.dumps([name, encoder.config.to_dict()], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
 def encode_clips(model: SpeechLLMV1, feature_extractor, examples: list[Example], device) -> list[torch.Tensor]:
     audio = [load_audio(e) for e in examples]
     features = feature_extractor(audio, sampling_rate=16_000, return_tensors="pt").input_features
@@ -300,17 +312,22 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
         return duration_batches(durations, settings.seed, epoch, settings.batch_seconds, settings.max_batch_size,
                                 float(window) / 16_000)  # fmt: skip
 
-    cached: dict[int, torch.Tensor] = {}
+    frames_dir = root / f"frames-{encoder_key(model.encoder, began.config.encoder)}"
 
     def frames_of(index: list[int]) -> list[torch.Tensor]:
+        """The clips' encoder frames; with cache_frames each clip's are encoded once, kept as .npy in
+        the checkpoint folder (a resumed run reads them back instead of encoding again)."""
         if not settings.cache_frames:
             return encode_clips(model, feature_extractor, [train_examples[i] for i in index], device)
-        missing = [i for i in index if i not in cached]
+        paths = {i: frames_dir / f"{i:07d}.npy" for i in index}
+        missing = [i for i in index if not paths[i].exists()]
         if missing:
-            frames = encode_clips(model, feature_extractor, [train_examples[i] for i in missing], device)
-            # A copy on the CPU: not a view that keeps the whole 30 s window alive.
-            cached.update((i, f.to("cpu", copy=True)) for i, f in zip(missing, frames))
-        return [cached[i].to(device) for i in index]
+            frames_dir.mkdir(exist_ok=True)
+            for i, f in zip(missing, encode_clips(model, feature_extractor, [train_examples[i] for i in missing],
+                                                  device)):  # fmt: skip
+                with atomic_path(paths[i]) as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, f.float().cpu().numpy())
+        return [torch.from_numpy(np.load(paths[i])).to(device) for i in index]
 
     scaler = grad_scaler(device)
 
