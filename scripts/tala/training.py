@@ -376,6 +376,21 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
 # %%
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+                   params: Sequence[torch.nn.Parameter], max_grad_norm: float) -> tuple[float, bool]:
+    """After the backward pass(es): unscale, clip, step (a non-finite gradient skips the step: a
+    GradScaler does so itself, without one it is skipped here), advance the schedule. Returns the
+    gradient norm and whether the optimizer stepped."""
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    stepping = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
+    if stepping:
+        scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return float(grad_norm), stepping
+
+
 def pack_batches(order: Sequence[int], durations: Sequence[float], batch_seconds: float,
                  max_batch_size: int) -> list[list[int]]:
     """Cut ``order`` (sorted by duration, shortest first) into consecutive batches of at most

@@ -69,6 +69,7 @@ from tala.training import (  # noqa: E402
     duration_batches,
     grad_scaler,
     new_position,
+    optimizer_step,
     pack_batches,
     resume,
     run_keeping_best,
@@ -348,14 +349,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                                        encoder_outputs(batch, audio))  # fmt: skip
             scaler.scale(summed / total).backward()
             loss_sum += float(summed.detach())
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        # A GradScaler skips non-finite steps itself; without one, they are skipped (and counted) here.
-        stepping = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
-        if stepping:
-            scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        grad_norm, stepping = optimizer_step(optimizer, scheduler, scaler, params, settings.max_grad_norm)
         return StepResult({"loss": loss_sum / total}, {"lr": scheduler.get_last_lr()[0],
                           "grad_norm": round(float(grad_norm), 4)},
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip

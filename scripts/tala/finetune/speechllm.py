@@ -72,6 +72,7 @@ from tala.training import (  # noqa: E402
     duration_batches,
     grad_scaler,
     new_position,
+    optimizer_step,
     pack_batches,
     resume,
     run_keeping_best,
@@ -336,14 +337,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
             loss = model.loss(frames_of(index), [train_targets[i] for i in index])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        # A GradScaler skips non-finite steps itself; without one, they are skipped (and counted) here.
-        stepping = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
-        if stepping:
-            scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        grad_norm, stepping = optimizer_step(optimizer, scheduler, scaler, params, settings.max_grad_norm)
         return StepResult({"loss": loss.detach().item()},
                           {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
