@@ -42,6 +42,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.finetune.guided import Guide, Span, eager_attention, guided_attention_loss  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.moonshine import (  # noqa: E402
@@ -83,7 +84,8 @@ LOG_FILE = "training_log.jsonl"
 METRICS_FILE = "real_metrics.json"
 ARTIFACT_FILE = "artifact_test.json"
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
-               "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s")  # fmt: skip
+               "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s",
+               "guided_attention", "guided_attention_width")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ class MoonshineSettings:
     keep_checkpoints: int = 2
     log_every: int = 5
     cache_frames: bool = False  # mode decoder: keep each clip's (frozen) encoder output in host memory
+    # a diagonal prior on the cross-attention (tala.finetune.guided), for a decoder trained from scratch
+    guided_attention: float = 0.0
+    guided_attention_width: float = 0.1
     device: str = "auto"
 
     def check(self) -> None:
@@ -125,6 +130,12 @@ class MoonshineSettings:
             raise ValueError("learning_rate, batch_seconds and max_clip_s must be positive")
         if self.cache_frames and self.train != "decoder":
             raise ValueError("cache_frames needs train=decoder (a frozen encoder)")
+        if self.guided_attention < 0 or self.guided_attention_width <= 0:
+            raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")
+
+    @property
+    def guide(self) -> Guide | None:
+        return Guide(self.guided_attention, self.guided_attention_width) if self.guided_attention > 0 else None
 
 
 @dataclass
@@ -199,19 +210,31 @@ def usable_examples(examples: list[Example], tokenizer, limit: int, max_clip_s: 
     return kept, targets, left_out
 
 
-def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs=None) -> tuple[torch.Tensor, int]:
-    """The loss summed over the target tokens of a micro-batch, and their number."""
+def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs=None,
+               guide: Guide | None = None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """The loss summed over the target tokens of a micro-batch, their number and, with ``guide``,
+    the guided-attention loss of the batch (its mean per token, unweighted)."""
     labels = label_tensor(targets, device)
-    if encoder_outputs is None:
+    if encoder_outputs is None and guide is None:
         out = model(**audio_inputs(feature_extractor, audio, device), labels=labels)
-    else:
-        from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
+        return out.loss * int((labels != -100).sum()), int((labels != -100).sum()), None
+    from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
 
+    if encoder_outputs is None:  # guided: the encoder's frame mask gives each clip's length
+        enc = base_of(model).get_encoder()(**audio_inputs(feature_extractor, audio, device))
+        hidden, mask = enc.last_hidden_state, getattr(enc, "attention_mask", None)
+    else:
         hidden, mask = encoder_outputs
-        out = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask),
-                    labels=labels)
+    out = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask),
+                labels=labels, output_attentions=guide is not None)  # fmt: skip
     tokens = int((labels != -100).sum())
-    return out.loss * tokens, tokens
+    guided = None
+    if guide is not None:
+        frames = mask.sum(-1).tolist() if mask is not None else [hidden.shape[1]] * hidden.shape[0]
+        # decoder row r (the start token, then the transcript) predicts label r: the tokens and eos
+        spans = [Span(0, len(t) + 1, 0, int(n)) for t, n in zip(targets, frames)]
+        guided = guided_attention_loss(out.cross_attentions, spans, guide.width)
+    return out.loss * tokens, tokens, guided
 
 
 def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
@@ -226,7 +249,7 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
         for batch in pack_batches(order, [e.duration for e in examples], max(settings.batch_seconds, 60.0), 8):
             audio = [load_audio(examples[i]) for i in batch]
             with autocast(device):
-                summed, n = batch_loss(model, feature_extractor, audio, [targets[i] for i in batch], device)
+                summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i] for i in batch], device)
                 generated = generate_ids(model, feature_extractor, audio, device)
             loss_sum, tokens = loss_sum + float(summed), tokens + n
             for i, ids in zip(batch, generated):
@@ -274,6 +297,9 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     model, feature_extractor, tokenizer = began.model, began.feature_extractor, began.tokenizer
     device = pick_device(settings.device)
     model.to(device)
+    guide = settings.guide
+    if guide is not None:
+        eager_attention(base_of(model))
     limit = decoder_positions(base_of(model))
     read = lambda manifests: [e for m in manifests for e in read_manifest(m, settings.text_field)]  # noqa: E731
     train_examples, train_targets, left_out = usable_examples(read(train_manifests), tokenizer, limit,
@@ -340,18 +366,22 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         micro = pack_batches(index, durations, settings.batch_seconds, settings.max_batch_size)
         total = sum(len(train_targets[i]) for i in index)
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
+        loss_sum, guided_sum = 0.0, 0.0
         for batch in micro:
             audio = None if settings.cache_frames and all(i in encoded for i in batch) else \
                 [load_audio(train_examples[i]) for i in batch]  # fmt: skip
             with autocast(device):  # bf16 on CUDA; full precision on CPU and MPS
-                summed, _ = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch], device,
-                                       encoder_outputs(batch, audio))  # fmt: skip
-            scaler.scale(summed / total).backward()
+                summed, tokens, guided = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch],
+                                                    device, encoder_outputs(batch, audio), guide)  # fmt: skip
             loss_sum += float(summed.detach())
+            objective = summed
+            if guided is not None:  # weighted by the batch's tokens, as the cross-entropy is
+                guided_sum += float(guided.detach()) * tokens
+                objective = summed + guide.weight * guided * tokens
+            scaler.scale(objective / total).backward()
         grad_norm, stepping = optimizer_step(optimizer, scheduler, scaler, params, settings.max_grad_norm)
-        return StepResult({"loss": loss_sum / total}, {"lr": scheduler.get_last_lr()[0],
-                          "grad_norm": round(float(grad_norm), 4)},
+        losses = {"loss": loss_sum / total, **({"guided_loss": guided_sum / total} if guide is not None else {})}
+        return StepResult(losses, {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
     def run_eval(step: int) -> Evaluation:

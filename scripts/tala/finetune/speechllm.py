@@ -45,6 +45,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
+from tala.finetune.guided import Span, eager_attention, guided_attention_loss  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.speechllm import (  # noqa: E402
@@ -84,7 +85,8 @@ TRAIN_MODES = ("lora", "all")
 INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size", "seed",
-               "lora_r", "lora_alpha", "lora_targets", "stack", "instruction", "text_field")  # fmt: skip
+               "lora_r", "lora_alpha", "lora_targets", "stack", "instruction", "text_field", "guided_attention",
+               "guided_attention_width")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class SpeechLLMSettings:
     # checkpoint folder (removed at the end): frames x d_model x 4 bytes (whisper-small: 154 kB per
     # second of audio, 0.55 GB an hour).
     cache_frames: bool = False
+    # a diagonal prior on the transcript's attention to the audio (tala.finetune.guided), for a
+    # decoder trained from scratch
+    guided_attention: float = 0.0
+    guided_attention_width: float = 0.1
 
     def check(self) -> None:
         if self.train not in TRAIN_MODES:
@@ -129,6 +135,8 @@ class SpeechLLMSettings:
             raise ValueError("max_steps >= 1, warmup_steps >= 0, max_batch_size >= 1 and batch_seconds > 0 are required")
         if self.learning_rate <= 0 or self.lora_r < 1 or self.stack < 1:
             raise ValueError("learning_rate, lora_r and stack must be positive")
+        if self.guided_attention < 0 or self.guided_attention_width <= 0:
+            raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")
 
 
 @dataclass
@@ -282,6 +290,9 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     model, tokenizer = began.model, began.tokenizer
     device = pick_device(settings.device)
     model.to(device)
+    guided = settings.guided_attention > 0
+    if guided:
+        eager_attention(model.decoder)
     window = encoder_window_samples(model.encoder.config)
     feature_extractor = feature_extractor_for(model.encoder.config)
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
@@ -334,11 +345,16 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
 
     def train_step(index: list[int]) -> StepResult:
         with autocast(device):  # bf16 on CUDA; full precision on CPU and MPS
-            loss = model.loss(frames_of(index), [train_targets[i] for i in index])
+            out, spans = model.scored(frames_of(index), [train_targets[i] for i in index], guided)
+            losses = {"loss": out.loss}
+            if guided:
+                losses["guided_loss"] = guided_attention_loss(out.attentions, [Span(*s) for s in spans],
+                                                              settings.guided_attention_width)  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        objective = losses["loss"] + settings.guided_attention * losses["guided_loss"] if guided else losses["loss"]
+        scaler.scale(objective).backward()
         grad_norm, stepping = optimizer_step(optimizer, scheduler, scaler, params, settings.max_grad_norm)
-        return StepResult({"loss": loss.detach().item()},
+        return StepResult({k: v.detach().item() for k, v in losses.items()},
                           {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 

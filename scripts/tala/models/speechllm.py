@@ -183,9 +183,20 @@ class SpeechLLMV1(nn.Module):
 
     def loss(self, frames: Sequence[torch.Tensor], targets: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mean cross-entropy of the transcripts (and their eos) given the clips' encoder frames."""
-        batch = build_batch(self.audio_tokens(frames), self.embed, self.prompt, targets)
-        out = self.decoder(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels)
-        return out.loss
+        return self.scored(frames, targets)[0].loss
+
+    def scored(self, frames: Sequence[torch.Tensor], targets: Sequence[Sequence[int]], output_attentions: bool = False):
+        """The decoder's output on a training batch (``.loss``, and ``.attentions`` when asked) and
+        per example where its transcript reads its audio: (first row predicting a transcript token,
+        rows (the tokens and eos), first audio position, audio positions)."""
+        audio = self.audio_tokens(frames)
+        batch = build_batch(audio, self.embed, self.prompt, targets)
+        out = self.decoder(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels,
+                           output_attentions=output_attentions)  # fmt: skip
+        instruction = len(self.prompt.instruction)
+        # [bos] [audio] [instruction] [target] [eos]: the instruction's last position predicts the first token
+        spans = [(a.shape[0] + instruction, len(t) + 1, 1, a.shape[0]) for a, t in zip(audio, targets)]
+        return out, spans
 
     @torch.no_grad()
     def generate(self, frames: Sequence[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
