@@ -231,8 +231,8 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
     guided = None
     if guide is not None:
         frames = mask.sum(-1).tolist() if mask is not None else [hidden.shape[1]] * hidden.shape[0]
-        # decoder row r (the start token, then the transcript) predicts label r: the tokens and eos
-        spans = [Span(0, len(t) + 1, 0, int(n)) for t, n in zip(targets, frames)]
+        # decoder row r (the start token, then the transcript) predicts label r (the targets end with eos)
+        spans = [Span(0, len(t), 0, int(n)) for t, n in zip(targets, frames)]
         guided = guided_attention_loss(out.cross_attentions, spans, guide.width)
     return out.loss * tokens, tokens, guided
 
