@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, sigkill_when
+from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.moonshine import MoonshineSettings, train
 from tala.models.moonshine import load_moonshine_lora
@@ -181,3 +182,17 @@ def test_decoder_mode_with_cached_encoder_outputs_trains_as_the_encoder_does(cor
     encoder = [k for k in runs[True][1] if ".encoder." in f".{k}"]
     start = load_file(str(corpus / "start" / "model.safetensors"))
     assert encoder and all(torch.equal(runs[True][1][k], start[k]) for k in encoder), "the encoder stays frozen"
+
+
+def test_guided_attention_pulls_the_cross_attention_to_the_diagonal_cached_or_not(corpus, tmp_path, one_torch_thread):
+    """guided_attention (a decoder trained from scratch): the logged guided loss falls, and a run that
+    reads each clip's frames from the cache takes the steps of one that asks the encoder's mask."""
+    runs = {}
+    for cached in (False, True):
+        train([corpus / "train.jsonl"], tmp_path / f"run-{cached}",
+              _settings(train="decoder", max_steps=30, cache_frames=cached, guided_attention=5.0, log_every=5,
+                        batch_seconds=4.0, max_batch_size=3),
+              str(corpus / "start"), progress=False, keep_checkpoint_dir=True)  # fmt: skip
+        runs[cached] = guided_losses(tmp_path / f"run-{cached}.checkpoints")
+    assert len(runs[True]) == 6 and runs[True][-1] < 0.8 * runs[True][0], runs[True]
+    assert runs[True] == pytest.approx(runs[False], rel=1e-3)

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, sigkill_when
+from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.speechllm import SpeechLLMSettings, train
 from tala.models.speechllm import AudioProjectorV1, Prompt, SpeechLLMConfig, SpeechLLMV1, load_speechllm, save_speechllm
@@ -174,3 +175,16 @@ def test_cached_encoder_frames_train_as_the_encoder_does(corpus, tmp_path, one_t
     assert not list((tmp_path / "run-False.checkpoints").glob("frames-*"))
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
     assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])
+
+
+def test_guided_attention_pulls_the_transcript_to_the_diagonal_of_its_audio(corpus, tmp_path, one_torch_thread):
+    """guided_attention (a decoder trained from scratch): the transcript's attention to its audio
+    tokens moves to the diagonal (the logged guided loss falls); the saved recognizer is a plain one."""
+    train([corpus / "train.jsonl"], tmp_path / "guided",
+          _settings(train="all", max_steps=30, guided_attention=5.0, log_every=5, batch_seconds=4.0,
+                    max_batch_size=3),
+          start=corpus / "start", progress=False, keep_checkpoint_dir=True)  # fmt: skip
+    losses = guided_losses(tmp_path / "guided.checkpoints")
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+    model, _, _ = load_speechllm(tmp_path / "guided")
+    assert model.decoder.config._attn_implementation != "eager", "eager attention was for training only"

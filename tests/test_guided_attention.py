@@ -1,0 +1,44 @@
+"""tala.finetune.guided: the diagonal prior's loss, and both trainers pulling their attention to it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tala.finetune.guided import Span, diagonal_prior, guided_attention_loss
+
+
+def _attention(weights: torch.Tensor, heads: int = 2) -> list[torch.Tensor]:
+    return [weights[None, None].expand(1, heads, *weights.shape)]
+
+
+def test_the_loss_ranks_the_diagonal_below_uniform_below_the_anti_diagonal():
+    rows, cols = 12, 60
+    prior = diagonal_prior(rows, cols, 0.1)
+    diagonal = prior / prior.sum(-1, keepdim=True)
+    uniform = torch.full((rows, cols), 1 / cols)
+    losses = [float(guided_attention_loss(_attention(a), [Span(0, rows, 0, cols)], 0.1))
+              for a in (diagonal, uniform, diagonal.flip(0))]
+    assert losses[0] < losses[1] < losses[2], losses
+    assert prior[0].argmax() < prior[rows // 2].argmax() < prior[-1].argmax()
+
+
+def test_only_the_span_and_half_the_heads_are_scored():
+    """Rows and columns outside an example's span (padding, text tokens) and the free heads do not count."""
+    rows, cols = 6, 20
+    prior = diagonal_prior(rows, cols, 0.1)
+    diagonal = prior / prior.sum(-1, keepdim=True)
+    layer = torch.full((1, 4, 10, 30), 1 / 30)
+    layer[0, :2, 2:8, 5:25] = diagonal  # heads 0-1 guided; 2-3 free (left uniform)
+    alone = guided_attention_loss(_attention(diagonal), [Span(0, rows, 0, cols)], 0.1)
+    assert float(guided_attention_loss([layer], [Span(2, rows, 5, cols)], 0.1)) == pytest.approx(float(alone))
+    with pytest.raises(ValueError, match="eager attention"):
+        guided_attention_loss([], [Span(0, rows, 0, cols)], 0.1)
+
+
+def guided_losses(checkpoints) -> list[float]:
+    """The guided-attention losses a run logged (its checkpoint folder kept)."""
+    records = [json.loads(line) for line in (checkpoints / "training_log.jsonl").read_text().splitlines()]
+    return [r["guided_loss"] for r in records if "guided_loss" in r]
