@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,61 @@ WINDOW = 30 * SAMPLE_RATE
 
 def records_of(manifest: Path) -> list[dict]:
     return [record for _, record in read_jsonl(manifest)]
+
+
+def greedy_word_times(logp: np.ndarray, text: str, chars: dict[int, str], blank: int) -> list[tuple[float, float]]:
+    """Each word of ``text``: [start, end] seconds. The teacher's greedy path gives each character
+    it emits a frame (CTC's peak); the path's string is matched to the text (difflib), the text's
+    characters it does not match take times interpolated between their neighbours'; a word runs
+    from its first character's frame to just after its last."""
+    from difflib import SequenceMatcher
+
+    path = logp.argmax(-1).tolist()
+    emitted, frames, previous = [], [], blank
+    for frame, token in enumerate(path):
+        if token != previous and token != blank and token in chars:
+            emitted.append(chars[token])
+            frames.append(frame)
+        previous = token
+    known_at, known_frame = [], []
+    for block in SequenceMatcher(None, "".join(emitted), text, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            known_at.append(block.b + k)
+            known_frame.append(frames[block.a + k])
+    if not known_at:
+        return []
+    at = np.interp(np.arange(len(text)), known_at, known_frame)
+    step = TEACHER_HOP / SAMPLE_RATE
+    words = [m.span() for m in re.finditer(r"\S+", text)]
+    return [(round(float(at[a]) * step, 3), round((float(at[b - 1]) + 1) * step, 3)) for a, b in words]
+
+
+def stage_word_times(work: Path, manifests: dict, targets: dict, teacher: Path, split: str = "train") -> dict:
+    """Per language, the split's manifest with ``word_times`` (:func:`greedy_word_times`) on each
+    utterance -> ``<work>/data/<lang>/<split>.timed.jsonl``."""
+    vocab = json.loads((Path(teacher) / "vocab.json").read_text(encoding="utf-8"))
+    timed: dict[str, Path] = {}
+    for lang in manifests:
+        out = manifests[lang][split].with_name(f"{split}.timed.jsonl")
+        timed[lang] = out
+        if out.exists():
+            continue
+        blank = vocab[lang]["<pad>"]
+        chars = {i: (" " if c == "|" else c) for c, i in vocab[lang].items() if len(c) == 1}
+        posteriors = np.load(targets[lang][split])
+        offsets, logp = posteriors["offsets"], posteriors["logp"]
+        rows, matched = [], 0
+        for i, record in enumerate(records_of(manifests[lang][split])):
+            times = greedy_word_times(logp[offsets[i] : offsets[i + 1]].astype(np.float32), record["text"], chars,
+                                      blank)  # fmt: skip
+            if times and all(a <= b for a, b in times):
+                record = {**record, "word_times": [list(t) for t in times]}
+                matched += 1
+            rows.append(json.dumps(record, ensure_ascii=False) + "\n")
+        with atomic_path(out) as tmp:
+            Path(tmp).write_text("".join(rows), encoding="utf-8")
+        print(f"{out}: word times for {matched} of {len(rows)} utterances", file=sys.stderr)
+    return timed
 
 
 def read_clip(manifest: Path, record: dict) -> np.ndarray:

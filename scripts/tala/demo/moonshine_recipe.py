@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tala.demo.distill import DistillSettings, Student, distill, stage_teacher
+from tala.demo.distill import DistillSettings, Student, distill, stage_teacher, stage_word_times
 from tala.demo.speechllm_recipe import SpeechLLMRecipe, stage_data, stage_decoder_init, stage_easy_data
 from tala.demo.stand_in import Stopwatch
 
@@ -49,7 +49,8 @@ class MoonshineRecipe:
     easy_lr: float = 2e-3
     easy_batch_seconds: float = 60.0
     easy_max_batch_size: int = 32
-    # Then the full data with guided attention (tala.finetune.guided): without it the decoder was
+    # Then the full data with guided attention aimed at each token's time (tala.finetune.guided; the
+    # teacher's word times, stage_word_times): without it the decoder was
     # still a language model of the text after 2,400 more steps (loss 3.5-3.9, validation CER 97 %).
     moonshine_steps: int = 8000
     moonshine_lr: float = 1e-3
@@ -128,8 +129,8 @@ def moonshine_settings(recipe: MoonshineRecipe, seed: int, easy: bool = False):
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 
 
-def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], start: Path, recipe: MoonshineRecipe,
-                    seed: int, progress: bool = True) -> Path:
+def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], timed: dict[str, Path], start: Path,
+                    recipe: MoonshineRecipe, seed: int, progress: bool = True) -> Path:
     """The decoder on the frozen encoder: the curriculum's short clips first, then the full data."""
     from tala.finetune.moonshine import train
 
@@ -140,7 +141,7 @@ def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], start: P
               valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
     out = work / "models" / "moonshine"
     if not (out / "model.safetensors").exists():
-        train([manifests[lang]["train"] for lang in manifests], out, moonshine_settings(recipe, seed), str(first),
+        train([timed[lang] for lang in manifests], out, moonshine_settings(recipe, seed), str(first),
               valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
     return out
 
@@ -163,5 +164,6 @@ def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, tea
     tokenizer = watch.run("tokenizer", stage_decoder_init, work, manifests, shared, seed)
     encoder = watch.run("encoder", stage_encoder, work, manifests, targets, teacher, tokenizer, recipe, seed, progress)
     easy = watch.run("easy data", stage_easy_data, work, shared, seed, workers)
-    moonshine = watch.run("moonshine", stage_moonshine, work, manifests, easy, encoder, recipe, seed, progress)
+    timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
+    moonshine = watch.run("moonshine", stage_moonshine, work, manifests, easy, timed, encoder, recipe, seed, progress)
     return RecipeRun(manifests, encoder, moonshine, watch.seconds)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tala.demo.distill import DistillSettings, Student, distill, records_of, stage_teacher
+from tala.demo.distill import DistillSettings, Student, distill, records_of, stage_teacher, stage_word_times
 from tala.demo.stand_in import Stopwatch
 from tala.demo.text import LANGUAGES
 from tala.demo.training_speech import synthesize_split
@@ -63,7 +63,8 @@ class SpeechLLMRecipe:
     easy_lr: float = 2e-3
     easy_batch_seconds: float = 60.0
     easy_max_batch_size: int = 32
-    # Then the full data with guided attention (tala.finetune.guided): without it the decoder was
+    # Then the full data with guided attention aimed at each token's time (tala.finetune.guided; the
+    # teacher's word times, stage_word_times): without it the decoder was
     # still a language model of the text after 2,000 more steps (loss 3.9, the text's own entropy).
     speechllm_steps: int = 8000
     speechllm_lr: float = 1e-3
@@ -203,8 +204,8 @@ def speechllm_settings(recipe: SpeechLLMRecipe, seed: int, easy: bool = False):
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 
 
-def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], encoder: Path, decoder: Path,
-                    recipe: SpeechLLMRecipe, seed: int, progress: bool = True) -> Path:
+def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: dict[str, Path], encoder: Path,
+                    decoder: Path, recipe: SpeechLLMRecipe, seed: int, progress: bool = True) -> Path:
     """Projector and whole decoder on the frozen encoder, both languages (the trainer's ``all``
     mode): first the curriculum's short clips from the bases, then the full data from there."""
     from tala.finetune.speechllm import train
@@ -217,7 +218,7 @@ def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], encoder:
               keep_checkpoint_dir=True)  # fmt: skip
     out = work / "models" / "speechllm"
     if not (out / "speechllm.json").exists():
-        train([manifests[lang]["train"] for lang in manifests], out, speechllm_settings(recipe, seed),
+        train([timed[lang] for lang in manifests], out, speechllm_settings(recipe, seed),
               valid_manifests=valid, start=first, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
     return out
 
@@ -240,6 +241,7 @@ def run_recipe(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int, tea
     encoder = watch.run("encoder", stage_encoder, work, manifests, targets, teacher, recipe, seed, progress)
     decoder = watch.run("tokenizer", stage_decoder_init, work, manifests, recipe, seed)
     easy = watch.run("easy data", stage_easy_data, work, recipe, seed, workers)
-    speechllm = watch.run("speechllm", stage_speechllm, work, manifests, easy, encoder, decoder, recipe, seed,
-                          progress)
+    timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
+    speechllm = watch.run("speechllm", stage_speechllm, work, manifests, easy, timed, encoder, decoder, recipe,
+                          seed, progress)
     return RecipeRun(manifests, encoder, decoder, speechllm, watch.seconds)

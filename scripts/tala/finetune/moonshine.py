@@ -42,7 +42,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
-from tala.finetune.guided import Guide, Span, eager_attention, guided_attention_loss  # noqa: E402
+from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.moonshine import (  # noqa: E402
@@ -83,6 +83,7 @@ INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
 METRICS_FILE = "real_metrics.json"
 ARTIFACT_FILE = "artifact_test.json"
+FRAMES_PER_S = 16_000 / (64 * 3 * 2)  # the encoder's frames: its convolutions' strides
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
                "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s",
                "guided_attention", "guided_attention_width")  # fmt: skip
@@ -210,10 +211,11 @@ def usable_examples(examples: list[Example], tokenizer, limit: int, max_clip_s: 
     return kept, targets, left_out
 
 
-def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs=None,
-               guide: Guide | None = None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs=None, guide: Guide | None = None,
+               times=None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
     """The loss summed over the target tokens of a micro-batch, their number and, with ``guide``,
-    the guided-attention loss of the batch (its mean per token, unweighted)."""
+    the guided-attention loss of the batch (its mean per token, unweighted; ``times``: per example
+    its tokens' times, :func:`tala.finetune.guided.token_times`, or None)."""
     labels = label_tensor(targets, device)
     if encoder_outputs is None and guide is None:
         out = model(**audio_inputs(feature_extractor, audio, device), labels=labels)
@@ -232,7 +234,8 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
     if guide is not None:
         frames = mask.sum(-1).tolist() if mask is not None else [hidden.shape[1]] * hidden.shape[0]
         # decoder row r (the start token, then the transcript) predicts label r (the targets end with eos)
-        spans = [Span(0, len(t), 0, int(n)) for t, n in zip(targets, frames)]
+        times = times or [None] * len(targets)
+        spans = [aligned_span(0, len(t), 0, int(n), w, FRAMES_PER_S) for t, n, w in zip(targets, frames, times)]
         guided = guided_attention_loss(out.cross_attentions, spans, guide.width)
     return out.loss * tokens, tokens, guided
 
@@ -310,6 +313,9 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
     durations = [e.duration for e in train_examples]
+    # guided: each token's time where the manifest gives its words' times (else the diagonal)
+    train_times = [token_times(tokenizer, e.text, t[:-1], e.word_times) if guide is not None else None
+                   for e, t in zip(train_examples, train_targets)]  # fmt: skip
 
     named = trainable_parameters(model, settings.train)
     params = list(named.values())
@@ -372,7 +378,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                 [load_audio(train_examples[i]) for i in batch]  # fmt: skip
             with autocast(device):  # bf16 on CUDA; full precision on CPU and MPS
                 summed, tokens, guided = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch],
-                                                    device, encoder_outputs(batch, audio), guide)  # fmt: skip
+                                                    device, encoder_outputs(batch, audio), guide,
+                                                    [train_times[i] for i in batch])  # fmt: skip
             loss_sum += float(summed.detach())
             objective = summed
             if guided is not None:  # weighted by the batch's tokens, as the cross-entropy is

@@ -45,10 +45,12 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
-from tala.finetune.guided import Span, eager_attention, guided_attention_loss  # noqa: E402
+from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.speechllm import (  # noqa: E402
+    ENCODER_HOP,
+    SAMPLE_RATE,
     AudioProjectorV1,
     SpeechLLMConfig,
     SpeechLLMError,
@@ -302,6 +304,9 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits the encoder's window and the decoder's positions")
     durations = [e.duration for e in train_examples]
+    # guided: each token's time where the manifest gives its words' times (else the diagonal)
+    train_times = [token_times(tokenizer, e.text, t, e.word_times) if guided else None
+                   for e, t in zip(train_examples, train_targets)]  # fmt: skip
 
     named = trainable_parameters(model, settings.train)
     params = list(named.values())
@@ -348,8 +353,9 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
             out, spans = model.scored(frames_of(index), [train_targets[i] for i in index], guided)
             losses = {"loss": out.loss}
             if guided:
-                losses["guided_loss"] = guided_attention_loss(out.attentions, [Span(*s) for s in spans],
-                                                              settings.guided_attention_width)  # fmt: skip
+                per_s = SAMPLE_RATE / (ENCODER_HOP * model.projector.stack)  # audio tokens a second
+                spans = [aligned_span(*span, train_times[i], per_s) for span, i in zip(spans, index)]
+                losses["guided_loss"] = guided_attention_loss(out.attentions, spans, settings.guided_attention_width)
         optimizer.zero_grad(set_to_none=True)
         objective = losses["loss"] + settings.guided_attention * losses["guided_loss"] if guided else losses["loss"]
         scaler.scale(objective).backward()

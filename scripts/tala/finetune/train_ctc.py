@@ -149,6 +149,9 @@ class Example:
     text: str
     duration: float
     where: str  # "manifest.jsonl:12", for error messages
+    # optional "word_times": [start, end] seconds of each whitespace-separated word of the text
+    # (guided attention aims at them: tala.finetune.guided)
+    word_times: tuple[tuple[float, float], ...] | None = None
 
 
 def read_manifest(path: str | Path, text_field: str = "text") -> list[Example]:
@@ -180,10 +183,24 @@ def read_manifest(path: str | Path, text_field: str = "text") -> list[Example]:
                     duration = sf.info(audio).duration
                 except (RuntimeError, sf.LibsndfileError) as err:
                     raise InputError(audio, f"unreadable audio ({where}): {err}") from None
-            examples.append(Example(audio, record[text_field], float(duration), where))
+            examples.append(Example(audio, record[text_field], float(duration), where,
+                                    _word_times(record, record[text_field], where)))
     if not examples:
         raise InputError(path, "manifest has no examples")
     return examples
+
+
+def _word_times(record: dict, text: str, where: str) -> tuple[tuple[float, float], ...] | None:
+    times = record.get("word_times")
+    if times is None:
+        return None
+    words = text.split()
+    ok = isinstance(times, list) and len(times) == len(words) and all(
+        isinstance(t, list) and len(t) == 2 and all(isinstance(x, (int, float)) for x in t) and 0 <= t[0] <= t[1]
+        for t in times)  # fmt: skip
+    if not ok:
+        raise InputError(where, f'"word_times" must be {len(words)} [start, end] pairs in seconds, one per word')
+    return tuple((float(a), float(b)) for a, b in times)
 
 
 def encode_text(text: str, vocab: dict[str, int], where: str, lang: str) -> list[int]:
