@@ -58,3 +58,18 @@ def test_verse_clips_cut_in_the_pauses_and_leave_the_heading_out():
     first = truth["verses"][0]
     assert len(clips[0][1]) / 16_000 >= first["end"] - first["start"]
     assert len(clips[0][1]) / 16_000 < first["end"] - truth["heading"]["end"]
+
+
+def test_word_times_follow_the_teachers_peaks_through_its_mistakes():
+    """The teacher's greedy path says "ab xd" for the text "ab cd" (one wrong letter): every word
+    still gets its time from the peaks, the wrong letter's interpolated between its neighbours'."""
+    from tala.demo.distill import greedy_word_times
+
+    chars = {1: "a", 2: "b", 3: " ", 4: "c", 5: "d", 6: "x"}
+    path = [0, 1, 1, 0, 2, 0, 0, 3, 0, 6, 0, 0, 5, 0]  # frames: a@1 b@4 space@7 x@9 d@12
+    logp = np.full((len(path), 7), -10.0)
+    logp[np.arange(len(path)), path] = 0.0
+    step = TEACHER_HOP / 16_000
+    times = greedy_word_times(logp, "ab cd", chars, blank=0)
+    # "c" is not on the path: halfway between the space (frame 7) and "d" (frame 12)
+    assert times == [(round(1 * step, 3), round(5 * step, 3)), (round(9.5 * step, 3), round(13 * step, 3))]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tala.finetune.guided import Span, diagonal_prior, guided_attention_loss
+from tala.finetune.guided import Span, aligned_prior, aligned_span, diagonal_prior, guided_attention_loss, token_times
 
 
 def _attention(weights: torch.Tensor, heads: int = 2) -> list[torch.Tensor]:
@@ -42,3 +42,27 @@ def guided_losses(checkpoints) -> list[float]:
     """The guided-attention losses a run logged (its checkpoint folder kept)."""
     records = [json.loads(line) for line in (checkpoints / "training_log.jsonl").read_text().splitlines()]
     return [r["guided_loss"] for r in records if "guided_loss" in r]
+
+
+def test_token_times_put_each_token_inside_its_word_and_eos_at_the_end():
+    from test_speechllm_model import SAMOAN, _tokenizer
+
+    tokenizer = _tokenizer(SAMOAN)
+    text = SAMOAN[0]
+    words = text.split()
+    word_times = [(0.5 * k + 0.1, 0.5 * k + 0.4) for k in range(len(words))]
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    times = token_times(tokenizer, text, ids, word_times)
+    assert len(times) == len(ids) + 1 and times[-1][0] == word_times[-1][1]
+    centers = [c for c, _ in times[:-1]]
+    assert centers == sorted(centers), "in reading order"
+    assert all(any(a <= c <= b for a, b in word_times) for c in centers), "each inside a word"
+    assert token_times(tokenizer, text, ids, word_times[:-1]) is None, "words that do not match: the diagonal"
+    assert token_times(tokenizer, text, ids[:-1], word_times) is None, "ids that are not the text's"
+
+
+def test_an_aligned_span_aims_each_row_at_its_time():
+    span = aligned_span(0, 3, 0, 100, [(0.2, 0.04), (0.5, 0.04), (0.9, 0.1)], columns_per_s=100)
+    prior = aligned_prior(span.centers, span.sigmas, span.cols)
+    assert prior.argmax(-1).tolist() == [19, 49, 89]  # column k holds (k + 0.5) / 100 s
+    assert aligned_span(0, 2, 0, 100, [(0.2, 0.04)], 100).centers is None, "times for other rows: the diagonal"

@@ -378,3 +378,15 @@ def test_greedy_decode_merges_repeats_and_drops_blanks():
     logits = torch.nn.functional.one_hot(torch.tensor([path]), len(VOCAB)).float()
     assert greedy_batch(logits, [len(path)], vocabulary) == ["aa bc"]
     assert greedy_batch(logits, [3], vocabulary) == ["a"]
+
+
+def test_word_times_are_read_and_a_wrong_count_names_the_line(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    (tmp_path / "a.wav").write_bytes(b"")
+    manifest.write_text('{"audio": "a.wav", "text": "ab cd", "duration": 1.0, "word_times": [[0.1, 0.3], [0.4, 0.9]]}\n'
+                        '{"audio": "a.wav", "text": "ab", "duration": 1.0}\n')
+    first, second = read_manifest(manifest)
+    assert first.word_times == ((0.1, 0.3), (0.4, 0.9)) and second.word_times is None
+    manifest.write_text('{"audio": "a.wav", "text": "ab cd", "duration": 1.0, "word_times": [[0.1, 0.3]]}\n')
+    with pytest.raises(InputError, match=r'm\.jsonl:1: "word_times" must be 2 \[start, end\] pairs'):
+        read_manifest(manifest)
