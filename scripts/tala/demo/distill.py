@@ -91,6 +91,55 @@ def stage_word_times(work: Path, manifests: dict, targets: dict, teacher: Path, 
     return timed
 
 
+def chunk_words(word_times: list, rng: np.random.Generator, fewest: int, most: int) -> list[tuple[int, int]]:
+    """Consecutive word ranges ``[a, b)`` of ``fewest``..``most`` words (a shorter last one)."""
+    ranges, a = [], 0
+    while a < len(word_times):
+        b = min(len(word_times), a + int(rng.integers(fewest, most + 1)))
+        ranges.append((a, b))
+        a = b
+    return ranges
+
+
+def stage_chunks(work: Path, timed: dict, seed: int, fewest: int = 3, most: int = 10) -> dict[str, Path]:
+    """The middle of the curriculum: every timed training utterance cut between words into clips of
+    ``fewest``..``most`` words (each cut halfway through the pause between two words), their word
+    times moved with them -> ``<work>/data/<lang>/chunks.jsonl`` and ``chunks/``."""
+    import soundfile as sf
+
+    out: dict[str, Path] = {}
+    for lang, manifest in timed.items():
+        target = manifest.with_name("chunks.jsonl")
+        out[lang] = target
+        if target.exists():
+            continue
+        folder = manifest.parent / "chunks"
+        folder.mkdir(exist_ok=True)
+        rng = np.random.default_rng([seed, len(lang), sum(map(ord, lang))])
+        rows = []
+        for i, record in enumerate(records_of(manifest)):
+            times, words = record.get("word_times"), record["text"].split()
+            if not times:
+                continue
+            samples = read_clip(manifest, record)
+            end_s = len(samples) / SAMPLE_RATE
+            for a, b in chunk_words(times, rng, fewest, most):
+                start = 0.0 if a == 0 else (times[a - 1][1] + times[a][0]) / 2
+                stop = end_s if b == len(times) else (times[b - 1][1] + times[b][0]) / 2
+                clip = samples[int(start * SAMPLE_RATE) : int(stop * SAMPLE_RATE)]
+                name = f"chunks/{i:06d}-{a:03d}.wav"
+                with atomic_path(manifest.parent / name) as tmp:
+                    sf.write(tmp, clip, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+                shifted = [[round(max(0.0, x - start), 3), round(max(0.0, y - start), 3)] for x, y in times[a:b]]
+                rows.append(json.dumps({"audio": name, "text": " ".join(words[a:b]),
+                                        "duration": round(len(clip) / SAMPLE_RATE, 4), "word_times": shifted},
+                                       ensure_ascii=False) + "\n")  # fmt: skip
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text("".join(rows), encoding="utf-8")
+        print(f"{target}: {len(rows)} clips", file=sys.stderr)
+    return out
+
+
 def read_clip(manifest: Path, record: dict) -> np.ndarray:
     import soundfile as sf
 

@@ -8,8 +8,9 @@ makes it; the two recipes share ``<work>``).
                with a random-weight decoder, the processor and the tokenizer -> <work>/models/moonshine-init
     moonshine  the whole decoder on the frozen encoder (:func:`tala.finetune.moonshine.train`,
                ``train="decoder"``, the encoder's output of each clip computed once): the speech-LLM
-               recipe's short clips first (a curriculum), then the full data
-                                                                  -> <work>/models/moonshine{-easy,}
+               recipe's short clips first (a curriculum), then 3-10-word clips cut from the full
+               data, then the full data, the last two with guided attention at the teacher's
+               word times                          -> <work>/models/moonshine{-easy,-chunks,}
 
 Each stage is skipped when its output exists and resumes from its checkpoints after a kill.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tala.demo.distill import DistillSettings, Student, distill, stage_teacher, stage_word_times
+from tala.demo.distill import DistillSettings, Student, distill, stage_chunks, stage_teacher, stage_word_times
 from tala.demo.speechllm_recipe import SpeechLLMRecipe, stage_data, stage_decoder_init, stage_easy_data
 from tala.demo.stand_in import Stopwatch
 
@@ -49,10 +50,14 @@ class MoonshineRecipe:
     easy_lr: float = 2e-3
     easy_batch_seconds: float = 60.0
     easy_max_batch_size: int = 32
-    # Then the full data with guided attention aimed at each token's time (tala.finetune.guided; the
-    # teacher's word times, stage_word_times): without it the decoder was
-    # still a language model of the text after 2,400 more steps (loss 3.5-3.9, validation CER 97 %).
-    moonshine_steps: int = 8000
+    # Then clips of 3-10 words cut from the full data between words (stage_chunks), then the full
+    # data, both with guided attention aimed at each token's time (tala.finetune.guided; the
+    # teacher's word times, stage_word_times). Straight from the curriculum to the full data the
+    # decoder was still a language model of the text after 2,400 steps (loss 3.5-3.9, validation
+    # CER 97 %); with the diagonal prior alone, CER 72 % after 2,500.
+    chunk_steps: int = 4000
+    chunk_max_batch_size: int = 32
+    moonshine_steps: int = 2000
     moonshine_lr: float = 1e-3
     guided_attention: float = 1.0
     guided_width: float = 0.1
@@ -115,35 +120,38 @@ def stage_encoder(work: Path, manifests: dict, targets: dict, teacher: Path, tok
                    {"recipe": asdict(recipe)}, progress)
 
 
-def moonshine_settings(recipe: MoonshineRecipe, seed: int, easy: bool = False):
+def moonshine_settings(recipe: MoonshineRecipe, seed: int, stage: str = "full"):
+    """The decoder's settings for a stage: ``easy`` (the curriculum), ``chunks`` or ``full``."""
     from tala.finetune.moonshine import MoonshineSettings
 
-    steps, lr = (recipe.easy_steps, recipe.easy_lr) if easy else (recipe.moonshine_steps, recipe.moonshine_lr)
-    batch_seconds, batch_size = ((recipe.easy_batch_seconds, recipe.easy_max_batch_size) if easy
-                                 else (recipe.batch_seconds, recipe.max_batch_size))  # fmt: skip
+    steps, lr, batch_seconds, batch_size = {
+        "easy": (recipe.easy_steps, recipe.easy_lr, recipe.easy_batch_seconds, recipe.easy_max_batch_size),
+        "chunks": (recipe.chunk_steps, recipe.moonshine_lr, recipe.batch_seconds, recipe.chunk_max_batch_size),
+        "full": (recipe.moonshine_steps, recipe.moonshine_lr, recipe.batch_seconds, recipe.max_batch_size),
+    }[stage]
     return MoonshineSettings(train="decoder", max_steps=steps, learning_rate=lr, warmup_steps=recipe.moonshine_warmup,
                              min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, accumulate=1, seed=seed, text_field="text",
-                             eval_every=250 if easy else 500, checkpoint_every=100, log_every=25,
-                             cache_frames=True, guided_attention=0.0 if easy else recipe.guided_attention,
+                             eval_every=250 if stage == "easy" else 500, checkpoint_every=100, log_every=25,
+                             cache_frames=True, guided_attention=0.0 if stage == "easy" else recipe.guided_attention,
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 
 
-def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], timed: dict[str, Path], start: Path,
-                    recipe: MoonshineRecipe, seed: int, progress: bool = True) -> Path:
-    """The decoder on the frozen encoder: the curriculum's short clips first, then the full data."""
+def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], chunks: dict[str, Path],
+                    timed: dict[str, Path], start: Path, recipe: MoonshineRecipe, seed: int,
+                    progress: bool = True) -> Path:
+    """The decoder on the frozen encoder: the curriculum's short clips, the chunks, the full data."""
     from tala.finetune.moonshine import train
 
     valid = [manifests[lang]["valid"] for lang in manifests]
-    first = work / "models" / "moonshine-easy"
-    if not (first / "model.safetensors").exists():
-        train(list(easy.values()), first, moonshine_settings(recipe, seed, easy=True), str(start),
-              valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
-    out = work / "models" / "moonshine"
-    if not (out / "model.safetensors").exists():
-        train([timed[lang] for lang in manifests], out, moonshine_settings(recipe, seed), str(first),
-              valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
-    return out
+    previous = start
+    for stage, data in (("easy", easy), ("chunks", chunks), ("full", timed)):
+        out = work / "models" / ("moonshine" if stage == "full" else f"moonshine-{stage}")
+        if not (out / "model.safetensors").exists():
+            train([data[lang] for lang in manifests], out, moonshine_settings(recipe, seed, stage), str(previous),
+                  valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
+        previous = out
+    return previous
 
 
 @dataclass(frozen=True)
@@ -165,5 +173,7 @@ def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, tea
     encoder = watch.run("encoder", stage_encoder, work, manifests, targets, teacher, tokenizer, recipe, seed, progress)
     easy = watch.run("easy data", stage_easy_data, work, shared, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
-    moonshine = watch.run("moonshine", stage_moonshine, work, manifests, easy, timed, encoder, recipe, seed, progress)
+    chunks = watch.run("chunks", stage_chunks, work, timed, seed)
+    moonshine = watch.run("moonshine", stage_moonshine, work, manifests, easy, chunks, timed, encoder, recipe, seed,
+                          progress)
     return RecipeRun(manifests, encoder, moonshine, watch.seconds)
