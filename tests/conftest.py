@@ -100,6 +100,9 @@ def demo_config(workdir: Path) -> Path:
             lang[key] = str(REPO / lang[key])
     config["transcribe"]["model"] = str(REPO / config["transcribe"]["model"])
     config["units"]["model"] = str(REPO / config["units"]["model"])
+    for stage in ("speechllm", "moonshine"):
+        if (config.get(stage) or {}).get("start"):
+            config[stage]["start"] = str(REPO / config[stage]["start"])
     path = workdir / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

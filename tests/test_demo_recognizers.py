@@ -1,17 +1,24 @@
-"""The demo speech-LLM and Moonshine stand-ins' recipes: the distillation helpers (windows packed on
-both frame grids, frames matched by time) and the verse clips they are judged on."""
+"""The demo speech-LLM and Moonshine stand-ins (resources/demo/speechllm, resources/demo/moonshine):
+complete, small, loaded as the workflow loads them, their recorded evaluation reproduced; and the
+recipes' helpers (windows packed on both frame grids, frames matched by time, word times, chunks)
+and the verse clips they are judged on."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import REPO
 from tala.demo.distill import TEACHER_HOP, Placed, pack_windows, student_frames
-from tala.demo.evaluate import verse_clips
+from tala.demo.evaluate import chapter_wav, evaluate_verses, verse_clips
 from tala.demo.text import demo_truths
 
 DEMO = REPO / "resources" / "demo"
+SPEECHLLM = DEMO / "speechllm"
+MOONSHINE = DEMO / "moonshine"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -73,3 +80,57 @@ def test_word_times_follow_the_teachers_peaks_through_its_mistakes():
     times = greedy_word_times(logp, "ab cd", chars, blank=0)
     # "c" is not on the path: halfway between the space (frame 7) and "d" (frame 12)
     assert times == [(round(1 * step, 3), round(5 * step, 3)), (round(9.5 * step, 3), round(13 * step, 3))]
+
+
+def test_chunks_take_consecutive_words_within_their_bounds():
+    from tala.demo.distill import chunk_words
+
+    ranges = chunk_words([(0.0, 0.1)] * 47, np.random.default_rng(0), 3, 10)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 47 and all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+    assert all(3 <= b - a <= 10 for a, b in ranges[:-1]) and 1 <= ranges[-1][1] - ranges[-1][0] <= 10
+
+
+# --------------------------------------------------------------------------- the shipped stand-ins
+
+
+def test_speechllm_stand_in_is_complete_small_and_loads_with_plain_transformers_and_peft():
+    from tala.models.speechllm import load_speechllm
+
+    names = {p.name for p in SPEECHLLM.iterdir()}
+    assert {"speechllm.json", "projector.safetensors", "encoder", "decoder", "README.md", "eval.json",
+            "training.json", "training_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
+    size = sum(p.stat().st_size for p in SPEECHLLM.rglob("*") if p.is_file())
+    assert size < 25e6, size
+    config = json.loads((SPEECHLLM / "speechllm.json").read_text())
+    assert config["encoder"] == "encoder" and config["decoder"] == "decoder", "relative: the folder moves whole"
+    model, tokenizer, _ = load_speechllm(SPEECHLLM)
+    assert type(model.encoder).__name__ == "WhisperEncoder" and model.encoder.config.max_source_positions == 1500
+    assert type(model.decoder).__name__ == "LlamaForCausalLM" and tokenizer.eos_token == "</s>"
+
+
+def test_moonshine_stand_in_is_complete_small_and_loads_as_the_hubs():
+    from transformers import AutoFeatureExtractor, AutoTokenizer, MoonshineForConditionalGeneration
+
+    names = {p.name for p in MOONSHINE.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "README.md",
+            "eval.json", "training.json", "training_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
+    assert sum(p.stat().st_size for p in MOONSHINE.iterdir()) < 20e6
+    model = MoonshineForConditionalGeneration.from_pretrained(MOONSHINE)
+    assert model.config.max_position_embeddings == 194, "moonshine-tiny's transcript bound"
+    AutoFeatureExtractor.from_pretrained(MOONSHINE)
+    assert AutoTokenizer.from_pretrained(MOONSHINE).eos_token_id == model.config.eos_token_id
+
+
+@pytest.mark.parametrize("kind, folder", [("speechllm", SPEECHLLM), ("moonshine", MOONSHINE)])
+def test_recorded_evaluation_is_reproduced_on_a_chapter(kind, folder, tmp_path):
+    """Re-transcribing one demo chapter's verses gives the CER the stand-in's eval.json recorded."""
+    from tala.finetune.evaluate_asr import System, recognizer
+
+    recorded = json.loads((folder / "eval.json").read_text())
+    entry = recorded["chapters"][0]
+    model = recognizer(kind, System("stand-in", str(folder), None), None, "cpu", "float32")
+    truths = [t for t in demo_truths(DEMO, entry["lang"]) if t["recording"] == entry["recording"]]
+    report = evaluate_verses(model, str(folder), DEMO, tmp_path, [entry["lang"]], truths=truths)
+    assert report["chapters"][0]["cer"] == pytest.approx(entry["cer"], abs=1e-4)
+    samples, _ = sf.read(chapter_wav(DEMO, entry["lang"], truths[0], tmp_path), dtype="float32")
+    assert len(verse_clips(samples, truths[0])) == entry["verses"]

@@ -57,7 +57,7 @@ class MoonshineRecipe:
     # CER 97 %); with the diagonal prior alone, CER 72 % after 2,500.
     chunk_steps: int = 4000
     chunk_max_batch_size: int = 32
-    moonshine_steps: int = 2000
+    moonshine_steps: int = 8000
     moonshine_lr: float = 1e-3
     guided_attention: float = 1.0
     guided_width: float = 0.1
