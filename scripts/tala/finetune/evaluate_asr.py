@@ -151,10 +151,12 @@ class SpeechLLMRecognizer:
         self.name = system.name
 
     def transcribe_part(self, piece: np.ndarray) -> str:
+        from tala.models.speechllm import generation_budget
+
         features = self.features([piece], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         frames = self.model.encode(features.to(self.device), [len(piece)])
-        budget = min(16 + int(25 * len(piece) / SAMPLE_RATE), self.limit - frames[0].shape[0] - 8)
-        ids = self.model.generate(frames, max_new_tokens=max(1, budget))[0]
+        budget = generation_budget(len(piece), frames[0].shape[0], self.limit)
+        ids = self.model.generate(frames, max_new_tokens=budget)[0]
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def transcribe(self, samples: np.ndarray) -> str:

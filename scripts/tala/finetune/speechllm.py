@@ -60,6 +60,7 @@ from tala.models.speechllm import (  # noqa: E402
     check_sequence,
     encoder_window_samples,
     feature_extractor_for,
+    generation_budget,
     load_speechllm,
     load_whisper_encoder,
     prompt_for,
@@ -115,7 +116,7 @@ class SpeechLLMSettings:
     patience: int = 0
     min_delta: float = 0.0
     evaluate_start: bool = False
-    max_new_tokens: int = 200
+    max_new_tokens: int | None = None  # validation's longest transcript; None: by the clip (generation_budget)
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 25
@@ -252,13 +253,18 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
     loss_sum = 0.0
     hyps: dict[int, str] = {}
     order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
+    limit = int(getattr(model.decoder.config, "max_position_embeddings", 4096))  # as evaluate_asr's
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
                                   settings.max_batch_size):
             with autocast(device):
                 frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
                 loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
-                generated = model.generate(frames, settings.max_new_tokens)
+                budgets = [generation_budget(round(examples[i].duration * SAMPLE_RATE), f.shape[0], limit)
+                           for i, f in zip(batch, frames)]  # fmt: skip
+                if settings.max_new_tokens:
+                    budgets = [min(b, settings.max_new_tokens) for b in budgets]
+                generated = [ids[:b] for ids, b in zip(model.generate(frames, max(budgets)), budgets)]
             for i, ids in zip(batch, generated):
                 hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
     model.train(was_training)
