@@ -1,5 +1,5 @@
-"""Guided attention: a diagonal prior on where a decoder reads the audio, for decoders trained from
-scratch.
+"""Guided attention: a prior on where a decoder reads the audio (along the clip's diagonal, or at
+each token's time), for decoders trained from scratch.
 
 An attention decoder trained from random weights on a few hours of speech sits for thousands of
 steps on the plateau of a language model that ignores the audio (its loss is the text's own
@@ -21,10 +21,9 @@ place. Off by default: a pretrained decoder already knows where to read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import re
 
 import torch
 

@@ -117,7 +117,8 @@ class MoonshineSettings:
     keep_checkpoints: int = 2
     log_every: int = 5
     cache_frames: bool = False  # mode decoder: keep each clip's (frozen) encoder output in host memory
-    # a diagonal prior on the cross-attention (tala.finetune.guided), for a decoder trained from scratch
+    # a prior on where the cross-attention reads (tala.finetune.guided: the clip's diagonal, or the
+    # manifest's word_times), for a decoder trained from scratch
     guided_attention: float = 0.0
     guided_attention_width: float = 0.1
     device: str = "auto"
@@ -217,9 +218,10 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
     the guided-attention loss of the batch (its mean per token, unweighted; ``times``: per example
     its tokens' times, :func:`tala.finetune.guided.token_times`, or None)."""
     labels = label_tensor(targets, device)
+    tokens = int((labels != -100).sum())
     if encoder_outputs is None and guide is None:
         out = model(**audio_inputs(feature_extractor, audio, device), labels=labels)
-        return out.loss * int((labels != -100).sum()), int((labels != -100).sum()), None
+        return out.loss * tokens, tokens, None
     from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
 
     if encoder_outputs is None:  # guided: the encoder's frame mask gives each clip's length
@@ -229,7 +231,6 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
         hidden, mask = encoder_outputs
     out = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask),
                 labels=labels, output_attentions=guide is not None)  # fmt: skip
-    tokens = int((labels != -100).sum())
     guided = None
     if guide is not None:
         frames = mask.sum(-1).tolist() if mask is not None else [hidden.shape[1]] * hidden.shape[0]

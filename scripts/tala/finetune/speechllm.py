@@ -126,8 +126,8 @@ class SpeechLLMSettings:
     # checkpoint folder (removed at the end): frames x d_model x 4 bytes (whisper-small: 154 kB per
     # second of audio, 0.55 GB an hour).
     cache_frames: bool = False
-    # a diagonal prior on the transcript's attention to the audio (tala.finetune.guided), for a
-    # decoder trained from scratch
+    # a prior on where the transcript reads the audio (tala.finetune.guided: the clip's diagonal, or
+    # the manifest's word_times), for a decoder trained from scratch
     guided_attention: float = 0.0
     guided_attention_width: float = 0.1
 
