@@ -172,6 +172,11 @@ def test_cached_encoder_frames_train_as_the_encoder_does(corpus, tmp_path, one_t
         runs[cached] = (losses, load_file(str(tmp_path / f"run-{cached}" / "projector.safetensors")))
     (frames,) = (tmp_path / "run-True.checkpoints").glob("frames-*")
     assert len(list(frames.glob("*.npy"))) == 8, "one file per clip, in the checkpoint folder (a resume reads it)"
+    from tala.finetune.speechllm import clip_key
+    from tala.finetune.train_ctc import read_manifest
+
+    names = {f"{clip_key(e)}.npy" for e in read_manifest(manifest, "normalized")}
+    assert {p.name for p in frames.glob("*.npy")} == names, "named by the clip, not its place in the manifest"
     assert not list((tmp_path / "run-False.checkpoints").glob("frames-*"))
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
     assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])

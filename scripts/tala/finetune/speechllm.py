@@ -238,6 +238,17 @@ def encoder_key(encoder, name: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def clip_key(example: Example) -> str:
+    """A cached clip's file name: a digest of its audio file (path, size, modification time) and
+    duration, so a manifest reordered or rewritten between a kill and the resume never reads another
+    clip's frames."""
+    import hashlib
+
+    stat = example.audio.stat()
+    text = f"{example.audio}|{stat.st_size}|{stat.st_mtime_ns}|{example.duration}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
 def encode_clips(model: SpeechLLMV1, feature_extractor, examples: list[Example], device) -> list[torch.Tensor]:
     audio = [load_audio(e) for e in examples]
     features = feature_extractor(audio, sampling_rate=16_000, return_tensors="pt").input_features
@@ -342,7 +353,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
         the checkpoint folder (a resumed run reads them back instead of encoding again)."""
         if not settings.cache_frames:
             return encode_clips(model, feature_extractor, [train_examples[i] for i in index], device)
-        paths = {i: frames_dir / f"{i:07d}.npy" for i in index}
+        paths = {i: frames_dir / f"{clip_key(train_examples[i])}.npy" for i in index}
         missing = [i for i in index if not paths[i].exists()]
         if missing:
             frames_dir.mkdir(exist_ok=True)
