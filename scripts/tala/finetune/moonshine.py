@@ -243,21 +243,22 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
 
 def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
              settings: MoonshineSettings) -> dict:
-    """Validation loss (mean over target tokens), greedy CER and WER, and two transcripts."""
+    """Validation loss (mean over target tokens), greedy CER and WER, and two transcripts. One clip
+    at a time, as evaluate_asr and the artifact test transcribe: Moonshine's first GroupNorm spans
+    the padded batch, so a clip padded beside a longer one is heard differently, and the CER that
+    picks the kept weights would not be the one the evaluation reports."""
     was_training = model.training
     model.eval()
     loss_sum, tokens = 0.0, 0
     hyps: dict[int, str] = {}
-    order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
     with torch.inference_mode():
-        for batch in pack_batches(order, [e.duration for e in examples], max(settings.batch_seconds, 60.0), 8):
-            audio = [load_audio(examples[i]) for i in batch]
+        for i, example in enumerate(examples):
+            audio = [load_audio(example)]
             with autocast(device):
-                summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i] for i in batch], device)
-                generated = generate_ids(model, feature_extractor, audio, device)
+                summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i]], device)
+                (ids,) = generate_ids(model, feature_extractor, audio, device)
             loss_sum, tokens = loss_sum + float(summed), tokens + n
-            for i, ids in zip(batch, generated):
-                hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+            hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
     predictions = [normalize_for_scoring(hyps[i]) for i in range(len(examples))]
