@@ -128,3 +128,15 @@ def replace_dir(tmp_dir: str | Path, final: str | Path) -> None:
     os.replace(tmp_dir, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def sort_adapter_targets(folder: str | Path) -> None:
+    """peft writes ``target_modules`` from a set, in the process's hash order: sorted, two runs give
+    the same ``adapter_config.json``."""
+    path = Path(folder) / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

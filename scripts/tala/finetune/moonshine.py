@@ -267,9 +267,10 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
             "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:2]]}
 
 
-def artifact_test(folder: Path, test: list[Example], device, models_dir=None) -> dict:
+def artifact_test(folder: Path, test: list[Example], device, models_dir=None, name: str | None = None) -> dict:
     """Seed 004's artifact test: the saved recognizer loaded from ``folder`` with plain transformers
-    + peft, greedy transcripts of the test clips, their WER (and CER)."""
+    + peft, greedy transcripts of the test clips, their WER (and CER). ``name``: the folder's final
+    path (``folder`` may be the temporary one it is written in)."""
     model, feature_extractor, tokenizer, _ = load_moonshine_lora(folder, device=str(device), models_dir=models_dir)
     samples = []
     for example in test:
@@ -277,7 +278,7 @@ def artifact_test(folder: Path, test: list[Example], device, models_dir=None) ->
         samples.append({"audio": str(example.audio), "reference": normalize_for_scoring(example.text),
                         "hypothesis": normalize_for_scoring(tokenizer.decode(ids, skip_special_tokens=True))})  # fmt: skip
     rates = error_rates([s["reference"] for s in samples], [s["hypothesis"] for s in samples])
-    return {"model": str(folder), "samples": samples, "wer": rates["wer"], "cer": rates["cer"]}
+    return {"model": name or str(folder), "samples": samples, "wer": rates["wer"], "cer": rates["cer"]}
 
 
 @dataclass(frozen=True)
@@ -426,7 +427,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if test_examples:
-            write_json_atomic(tmp / ARTIFACT_FILE, artifact_test(tmp, test_examples, "cpu", models_dir))
+            write_json_atomic(tmp / ARTIFACT_FILE, artifact_test(tmp, test_examples, "cpu", models_dir, str(out)))
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.moonshine",
             "tala_version": tala.__version__,

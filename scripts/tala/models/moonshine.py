@@ -143,6 +143,9 @@ def write_moonshine(folder: Path, model, feature_extractor, tokenizer, config: M
     whole Moonshine model, a folder like the hub's."""
     folder = Path(folder)
     model.save_pretrained(str(folder))
+    from tala.fileio import sort_adapter_targets
+
+    sort_adapter_targets(folder)
     feature_extractor.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     if hasattr(model, "peft_config"):

@@ -356,6 +356,9 @@ def write_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, t
     save_file(projector, str(folder / PROJECTOR_NAME))
     if hasattr(model.decoder, "peft_config"):
         model.decoder.save_pretrained(str(folder / LORA_DIR))
+        from tala.fileio import sort_adapter_targets
+
+        sort_adapter_targets(folder / LORA_DIR)
     else:
         model.decoder.save_pretrained(str(folder / DECODER_DIR))
         if tokenizer is not None:
