@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tala.fileio import sort_adapter_targets
+
 SAMPLE_RATE = 16_000
 MAX_CLIP_S = 30.0  # the longest clip Moonshine was trained on
 IGNORE_INDEX = -100
@@ -143,8 +145,6 @@ def write_moonshine(folder: Path, model, feature_extractor, tokenizer, config: M
     whole Moonshine model, a folder like the hub's."""
     folder = Path(folder)
     model.save_pretrained(str(folder))
-    from tala.fileio import sort_adapter_targets
-
     sort_adapter_targets(folder)
     feature_extractor.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tala.fileio import sort_adapter_targets
+
 SAMPLE_RATE = 16_000
 ENCODER_HOP = 320  # samples per encoder frame: mel hop 160, then the encoder's stride-2 convolution
 IGNORE_INDEX = -100
@@ -356,8 +358,6 @@ def write_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, t
     save_file(projector, str(folder / PROJECTOR_NAME))
     if hasattr(model.decoder, "peft_config"):
         model.decoder.save_pretrained(str(folder / LORA_DIR))
-        from tala.fileio import sort_adapter_targets
-
         sort_adapter_targets(folder / LORA_DIR)
     else:
         model.decoder.save_pretrained(str(folder / DECODER_DIR))
