@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 from conftest import REPO, sigkill_when
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
-from tala.finetune.moonshine import MoonshineSettings, train
+from tala.finetune.moonshine import MoonshineSettings, _as_named, train
 from tala.models.moonshine import load_moonshine_lora
 from tala.training import checkpoint_dirs
 
@@ -196,3 +197,12 @@ def test_guided_attention_pulls_the_cross_attention_to_the_diagonal_cached_or_no
         runs[cached] = guided_losses(tmp_path / f"run-{cached}.checkpoints")
     assert len(runs[True]) == 6 and runs[True][-1] < 0.8 * runs[True][0], runs[True]
     assert runs[True] == pytest.approx(runs[False], rel=1e-3)
+
+
+def test_the_artifact_test_names_clips_as_the_workflow_does(tmp_path, monkeypatch):
+    """artifact_test.json names a clip inside the working directory relative to it (two clean runs in
+    different folders write the same bytes) and one outside it absolutely."""
+    monkeypatch.chdir(tmp_path)
+    assert _as_named(tmp_path / "results" / "x" / "a.wav") == "results/x/a.wav"
+    assert _as_named(Path("results/x/a.wav")) == "results/x/a.wav"
+    assert _as_named(tmp_path.parent / "elsewhere.wav") == str(tmp_path.parent / "elsewhere.wav")

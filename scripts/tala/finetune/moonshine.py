@@ -275,10 +275,20 @@ def artifact_test(folder: Path, test: list[Example], device, models_dir=None, na
     samples = []
     for example in test:
         ids = generate_ids(model, feature_extractor, [load_audio(example)], device)[0]
-        samples.append({"audio": str(example.audio), "reference": normalize_for_scoring(example.text),
+        samples.append({"audio": _as_named(example.audio), "reference": normalize_for_scoring(example.text),
                         "hypothesis": normalize_for_scoring(tokenizer.decode(ids, skip_special_tokens=True))})  # fmt: skip
     rates = error_rates([s["reference"] for s in samples], [s["hypothesis"] for s in samples])
     return {"model": name or str(folder), "samples": samples, "wer": rates["wer"], "cer": rates["cer"]}
+
+
+def _as_named(path: Path) -> str:
+    """A clip's path as the workflow names it: relative to the working directory when inside it
+    (two runs in different folders write the same bytes), else absolute."""
+    path = Path(path).absolute()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)
