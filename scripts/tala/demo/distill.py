@@ -140,6 +140,69 @@ def stage_chunks(work: Path, timed: dict, seed: int, fewest: int = 3, most: int 
     return out
 
 
+def join_groups(durations: list[float], rng: np.random.Generator, shortest_s: float,
+                longest_s: float) -> list[list[int]]:
+    """Every utterance once, in a seeded order, grouped so that each group lasts at least a target
+    drawn from ``shortest_s``..``longest_s`` and never more than ``longest_s`` (an utterance that
+    would pass it starts the next group; one longer than ``longest_s`` alone is left out)."""
+    groups, current, total = [], [], 0.0
+    target = float(rng.uniform(shortest_s, longest_s))
+    for index in rng.permutation(len(durations)):
+        d = float(durations[index])
+        if d > longest_s:
+            continue
+        if current and total + d > longest_s:
+            groups.append(current)
+            current, total, target = [], 0.0, float(rng.uniform(shortest_s, longest_s))
+        current.append(int(index))
+        total += d
+        if total >= target:
+            groups.append(current)
+            current, total, target = [], 0.0, float(rng.uniform(shortest_s, longest_s))
+    if current:
+        groups.append(current)
+    return groups
+
+
+def stage_joined(work: Path, timed: dict, seed: int, shortest_s: float = 15.0, longest_s: float = 29.0,
+                 ) -> dict[str, Path]:
+    """Long clips for the end of the curriculum: the timed training utterances joined end to end
+    (each keeps its own lead and trail silence, so a pause falls between them) into clips of
+    ``shortest_s``..``longest_s`` (:func:`join_groups`), the texts joined, the word times moved with
+    them -> ``<work>/data/<lang>/joined.jsonl`` and ``joined/``. A decoder that rarely saw 25 s and
+    60 words stops early on them (the demo chapters' clips are 6-20 s of up to 70 words)."""
+    import soundfile as sf
+
+    out: dict[str, Path] = {}
+    for lang, manifest in timed.items():
+        target = manifest.with_name("joined.jsonl")
+        out[lang] = target
+        if target.exists():
+            continue
+        folder = manifest.parent / "joined"
+        folder.mkdir(exist_ok=True)
+        records = [r for r in records_of(manifest) if r.get("word_times")]
+        rng = np.random.default_rng([seed, 7, sum(map(ord, lang))])
+        rows = []
+        for n, group in enumerate(join_groups([r["duration"] for r in records], rng, shortest_s, longest_s)):
+            pieces, texts, times, offset = [], [], [], 0.0
+            for index in group:
+                samples = read_clip(manifest, records[index])
+                pieces.append(samples)
+                texts.append(records[index]["text"])
+                times += [[round(a + offset, 3), round(b + offset, 3)] for a, b in records[index]["word_times"]]
+                offset += len(samples) / SAMPLE_RATE
+            name = f"joined/{n:06d}.wav"
+            with atomic_path(manifest.parent / name) as tmp:
+                sf.write(tmp, np.concatenate(pieces), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+            rows.append(json.dumps({"audio": name, "text": " ".join(texts), "duration": round(offset, 4),
+                                    "word_times": times}, ensure_ascii=False) + "\n")  # fmt: skip
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text("".join(rows), encoding="utf-8")
+        print(f"{target}: {len(rows)} clips", file=sys.stderr)
+    return out
+
+
 def read_clip(manifest: Path, record: dict) -> np.ndarray:
     import soundfile as sf
 
