@@ -1,6 +1,7 @@
 """The demo speech-LLM and Moonshine stand-ins (resources/demo/speechllm, resources/demo/moonshine):
 complete, small, loaded as the workflow loads them, their recorded evaluation reproduced; and the
-recipes' helpers (windows packed on both frame grids, frames matched by time, word times, chunks)
+recipes' helpers (windows packed on both frame grids, frames matched by time, word times, chunks,
+joined clips)
 and the verse clips they are judged on."""
 
 from __future__ import annotations
@@ -88,6 +89,40 @@ def test_chunks_take_consecutive_words_within_their_bounds():
     ranges = chunk_words([(0.0, 0.1)] * 47, np.random.default_rng(0), 3, 10)
     assert ranges[0][0] == 0 and ranges[-1][1] == 47 and all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
     assert all(3 <= b - a <= 10 for a, b in ranges[:-1]) and 1 <= ranges[-1][1] - ranges[-1][0] <= 10
+
+
+def test_joined_groups_hold_each_utterance_once_within_the_longest():
+    from tala.demo.distill import join_groups
+
+    durations = list(np.random.default_rng(3).uniform(1.0, 27.0, size=300)) + [31.0]
+    groups = join_groups(durations, np.random.default_rng(0), 15.0, 29.0)
+    assert sorted(i for g in groups for i in g) == list(range(300)), "each once; the one over 29 s left out"
+    totals = [sum(durations[i] for i in g) for g in groups]
+    assert max(totals) <= 29.0 and np.median(totals) >= 15.0, totals
+
+
+def test_joined_clips_carry_their_words_and_times(tmp_path):
+    """Two timed utterances joined: the audio end to end, the texts joined, the second's word times
+    moved by the first's length."""
+    from tala.demo.distill import stage_joined
+
+    rate, rows = 16_000, []
+    for i, (seconds, text, times) in enumerate([(2.0, "a b", [[0.1, 0.5], [0.9, 1.8]]),
+                                                 (3.0, "c", [[0.5, 2.5]])]):  # fmt: skip
+        sf.write(tmp_path / f"u{i}.wav", np.full(int(seconds * rate), 0.1 * (i + 1), np.float32), rate)
+        rows.append(json.dumps({"audio": f"u{i}.wav", "text": text, "duration": seconds, "word_times": times}))
+    (tmp_path / "train.timed.jsonl").write_text("\n".join(rows) + "\n")
+    out = stage_joined(tmp_path, {"smo": tmp_path / "train.timed.jsonl"}, seed=0, shortest_s=4.0, longest_s=6.0)
+    (record,) = [json.loads(line) for line in out["smo"].read_text().splitlines()]
+    audio, _ = sf.read(tmp_path / record["audio"], dtype="float32")
+    assert len(audio) == 5 * rate and record["duration"] == 5.0
+    first = 2.0 if record["text"] == "a b c" else 3.0
+    assert record["text"] in ("a b c", "c a b")
+    if record["text"] == "a b c":
+        assert record["word_times"] == [[0.1, 0.5], [0.9, 1.8], [2.5, 4.5]]
+    else:
+        assert record["word_times"] == [[0.5, 2.5], [3.1, 3.5], [3.9, 4.8]]
+    assert abs(float(audio[int(first * rate) + 10]) - (0.2 if first == 2.0 else 0.1)) < 1e-3, "the second clip follows"
 
 
 # --------------------------------------------------------------------------- the shipped stand-ins

@@ -9,7 +9,7 @@ The folder is what :func:`tala.models.speechllm.load_speechllm` reads (plain tra
 the encoder and decoder inside it::
 
     speechllm.json  projector.safetensors  encoder/  decoder/ (with tokenizer)
-    training.json  training_log.jsonl  encoder_log.jsonl  eval.json  README.md
+    training.json  training_log.jsonl  full_log.jsonl  easy_log.jsonl  encoder_log.jsonl  eval.json  README.md
 
 so the workflow fine-tunes it (``speechllm.start``) exactly as it would a recognizer made from
 ``openai/whisper-small`` and ``HuggingFaceTB/SmolLM2-135M``.
@@ -45,12 +45,14 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
     it, the logs, ``training.json``, ``eval.json`` and the card; written whole or not at all."""
     from tala.models.speechllm import CONFIG_NAME, DECODER_DIR, PROJECTOR_NAME, SpeechLLMConfig
 
-    trained = run.speechllm
+    trained, models = run.speechllm, run.speechllm.parent
     info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
+    full_info = json.loads((models / "speechllm" / "training.json").read_text(encoding="utf-8"))
     config = SpeechLLMConfig.read(trained / CONFIG_NAME)
-    encoder_log = trained.parent / "encoder.checkpoints" / "training_log.jsonl"
-    stage_log = trained.parent / f"{trained.name}.checkpoints" / "training_log.jsonl"
-    easy_log = trained.parent / f"{trained.name}-easy.checkpoints" / "training_log.jsonl"
+    encoder_log = models / "encoder.checkpoints" / "training_log.jsonl"
+    stage_log = models / f"{trained.name}.checkpoints" / "training_log.jsonl"
+    full_log = models / "speechllm.checkpoints" / "training_log.jsonl"
+    easy_log = models / "speechllm-easy.checkpoints" / "training_log.jsonl"
     with atomic_dir(out) as tmp:
         shutil.copytree(run.encoder, tmp / "encoder", ignore=shutil.ignore_patterns("distillation.json"))
         shutil.copytree(trained / DECODER_DIR, tmp / DECODER_DIR)
@@ -62,8 +64,9 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
         shutil.copyfile(stage_log, tmp / "training_log.jsonl")
         if encoder_log.exists():
             shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
-        if easy_log.exists():
-            shutil.copyfile(easy_log, tmp / "easy_log.jsonl")
+        for log, name in ((easy_log, "easy_log.jsonl"), (full_log, "full_log.jsonl")):
+            if log.exists():
+                shutil.copyfile(log, tmp / name)
         from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
 
         recognizer = SpeechLLMRecognizer(System("stand-in", str(tmp), None), None, "cpu", "float32")
@@ -80,11 +83,12 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
             "data": data_summary(run.manifests, demo_root),
             "stages": {
                 "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
+                "full": {k: full_info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
                 "speechllm": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
             },
             "stage_seconds_this_run": run.seconds,
             "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "easy": log_elapsed(easy_log),
-                                "speechllm": log_elapsed(stage_log)},
+                                "full": log_elapsed(full_log), "speechllm": log_elapsed(stage_log)},
             "parameters": safetensors_parameters(tmp, {"encoder": "encoder/model.safetensors",
                                                        "decoder": "decoder/model.safetensors",
                                                        "projector": "projector.safetensors"}),
@@ -101,6 +105,7 @@ def card(info: dict, report: dict) -> str:
     rows = "\n".join(f"| {LANGUAGES[lang].name} | {s['verses']} | {100 * s['cer']:.1f} % | {100 * s['wer']:.1f} % |"
                      for lang, s in report["summary"].items())  # fmt: skip
     enc_eval = stages["encoder"]["final_eval"] or {}
+    full_eval = stages["full"]["final_eval"] or {}
     sllm_eval = stages["speechllm"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
     return f"""# Demo speech-LLM stand-in (tala)
@@ -134,14 +139,19 @@ held-out utterances per language for validation.
    {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
 2. **Tokenizer and decoder**: BPE trained on the training texts; Llama with random weights.
 3. **Projector + whole decoder**, encoder frozen (each clip's frames cached): `tala.finetune.speechllm`
-   (`train="all"`), loss on the transcript and `</s>` only, in two stages: a curriculum of short clips
+   (`train="all"`), loss on the transcript and `</s>` only, in three stages: a curriculum of short clips
    (one short sentence of listed words each; {recipe['easy_steps']} steps, {minutes['easy']} min; `easy_log.jsonl`), then the whole
    utterances ({recipe['speechllm_steps']} steps, {recipe['batch_seconds']:.0f} s of audio per batch,
-   {minutes['speechllm']} min; `training_log.jsonl`) with guided attention (`tala.finetune.guided`, weight
+   {minutes['full']} min; `full_log.jsonl`) with guided attention (`tala.finetune.guided`, weight
    {recipe['guided_attention']}): half the heads of each layer are rewarded for reading each transcript
    token at the audio tokens where the teacher's greedy path put its word. Without it the decoder wrote
-   "o o o ..." after 2,000 steps. Validation CER {100 * sllm_eval.get('cer', float('nan')):.1f} %,
-   WER {100 * sllm_eval.get('wer', float('nan')):.1f} % (best step {(stages['speechllm']['best'] or {}).get('step')}).
+   "o o o ..." after 2,000 steps. Validation CER {100 * full_eval.get('cer', float('nan')):.1f} %,
+   WER {100 * full_eval.get('wer', float('nan')):.1f} % (best step {(stages['full']['best'] or {}).get('step')}).
+   Last, the same utterances with long clips joined from them (`tala.demo.distill.stage_joined`: 15-29 s,
+   up to ~75 words; {recipe['joined_steps']} steps at {recipe['joined_lr']}, {minutes['speechllm']} min;
+   `training_log.jsonl`), as the decoder had read two utterances joined worse than each alone.
+   Validation CER {100 * sllm_eval.get('cer', float('nan')):.1f} %, WER {100 * sllm_eval.get('wer', float('nan')):.1f} %
+   (best step {(stages['speechllm']['best'] or {}).get('step')}).
 
 ## Evaluation on the demo chapters (never trained on)
 

@@ -8,9 +8,11 @@ sentences: :mod:`tala.demo.training_speech`).
     tokenizer  a BPE tokenizer (``tokenizers``, words cut as SentencePiece cuts them) trained on the
                train texts, and a random-weight Llama decoder       -> <work>/models/decoder-init
     easy data  one short sentence of listed words per utterance     -> <work>/data/<lang>/easy.jsonl
+    word times each training word's time on the teacher's greedy path -> <work>/data/<lang>/train.timed.jsonl
+    joined     training utterances joined into 15-29 s clips        -> <work>/data/<lang>/joined.jsonl
     speechllm  projector + whole decoder on the frozen encoder (:func:`tala.finetune.speechllm.train`,
-               ``train="all"``): the short clips first (a curriculum), then the full data
-                                                                    -> <work>/models/speechllm{-easy,}
+               ``train="all"``): the short clips first (a curriculum), then the full data, then
+               the full data with the joined clips   -> <work>/models/speechllm{-easy,,-joined}
 
 The encoder is distilled (:mod:`tala.demo.distill`: why, and how the frames are matched) and always
 sees the real 30 s window, as the shipped one must behave as Whisper does. Each stage is skipped
