@@ -133,7 +133,7 @@ def test_speechllm_stand_in_is_complete_small_and_loads_with_plain_transformers_
 
     names = {p.name for p in SPEECHLLM.iterdir()}
     assert {"speechllm.json", "projector.safetensors", "encoder", "decoder", "README.md", "eval.json",
-            "training.json", "training_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
+            "training.json", "training_log.jsonl", "full_log.jsonl", "easy_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
     size = sum(p.stat().st_size for p in SPEECHLLM.rglob("*") if p.is_file())
     assert size < 25e6, size
     config = json.loads((SPEECHLLM / "speechllm.json").read_text())
