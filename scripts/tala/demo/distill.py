@@ -101,20 +101,38 @@ def chunk_words(word_times: list, rng: np.random.Generator, fewest: int, most: i
     return ranges
 
 
+def derived_manifests(timed: dict, name: str, rows_of: Callable[[str, Path, Path], list[dict]]) -> dict[str, Path]:
+    """Per language, ``<name>.jsonl`` beside its timed manifest, its clips in ``<name>/``: the records
+    ``rows_of(lang, manifest, folder)`` returns (it writes the clips, :func:`write_clip`), the
+    manifest written whole last; a language whose manifest exists is skipped."""
+    out: dict[str, Path] = {}
+    for lang, manifest in timed.items():
+        target = manifest.with_name(f"{name}.jsonl")
+        out[lang] = target
+        if target.exists():
+            continue
+        folder = manifest.parent / name
+        folder.mkdir(exist_ok=True)
+        rows = rows_of(lang, manifest, folder)
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        print(f"{target}: {len(rows)} clips", file=sys.stderr)
+    return out
+
+
+def write_clip(path: Path, samples: np.ndarray) -> None:
+    import soundfile as sf
+
+    with atomic_path(path) as tmp:
+        sf.write(tmp, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+
+
 def stage_chunks(work: Path, timed: dict, seed: int, fewest: int = 3, most: int = 10) -> dict[str, Path]:
     """The middle of the curriculum: every timed training utterance cut between words into clips of
     ``fewest``..``most`` words (each cut halfway through the pause between two words), their word
     times moved with them -> ``<work>/data/<lang>/chunks.jsonl`` and ``chunks/``."""
-    import soundfile as sf
 
-    out: dict[str, Path] = {}
-    for lang, manifest in timed.items():
-        target = manifest.with_name("chunks.jsonl")
-        out[lang] = target
-        if target.exists():
-            continue
-        folder = manifest.parent / "chunks"
-        folder.mkdir(exist_ok=True)
+    def rows_of(lang: str, manifest: Path, folder: Path) -> list[dict]:
         rng = np.random.default_rng([seed, len(lang), sum(map(ord, lang))])
         rows = []
         for i, record in enumerate(records_of(manifest)):
@@ -127,17 +145,14 @@ def stage_chunks(work: Path, timed: dict, seed: int, fewest: int = 3, most: int 
                 start = 0.0 if a == 0 else (times[a - 1][1] + times[a][0]) / 2
                 stop = end_s if b == len(times) else (times[b - 1][1] + times[b][0]) / 2
                 clip = samples[int(start * SAMPLE_RATE) : int(stop * SAMPLE_RATE)]
-                name = f"chunks/{i:06d}-{a:03d}.wav"
-                with atomic_path(manifest.parent / name) as tmp:
-                    sf.write(tmp, clip, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+                name = f"{folder.name}/{i:06d}-{a:03d}.wav"
+                write_clip(manifest.parent / name, clip)
                 shifted = [[round(max(0.0, x - start), 3), round(max(0.0, y - start), 3)] for x, y in times[a:b]]
-                rows.append(json.dumps({"audio": name, "text": " ".join(words[a:b]),
-                                        "duration": round(len(clip) / SAMPLE_RATE, 4), "word_times": shifted},
-                                       ensure_ascii=False) + "\n")  # fmt: skip
-        with atomic_path(target) as tmp:
-            Path(tmp).write_text("".join(rows), encoding="utf-8")
-        print(f"{target}: {len(rows)} clips", file=sys.stderr)
-    return out
+                rows.append({"audio": name, "text": " ".join(words[a:b]), "duration": round(len(clip) / SAMPLE_RATE, 4),
+                             "word_times": shifted})  # fmt: skip
+        return rows
+
+    return derived_manifests(timed, "chunks", rows_of)
 
 
 def join_groups(durations: list[float], rng: np.random.Generator, shortest_s: float,
@@ -171,16 +186,8 @@ def stage_joined(work: Path, timed: dict, seed: int, shortest_s: float = 15.0, l
     ``shortest_s``..``longest_s`` (:func:`join_groups`), the texts joined, the word times moved with
     them -> ``<work>/data/<lang>/joined.jsonl`` and ``joined/``. A decoder that rarely saw 25 s and
     60 words stops early on them (the demo chapters' clips are 6-20 s of up to 70 words)."""
-    import soundfile as sf
 
-    out: dict[str, Path] = {}
-    for lang, manifest in timed.items():
-        target = manifest.with_name("joined.jsonl")
-        out[lang] = target
-        if target.exists():
-            continue
-        folder = manifest.parent / "joined"
-        folder.mkdir(exist_ok=True)
+    def rows_of(lang: str, manifest: Path, folder: Path) -> list[dict]:
         records = [r for r in records_of(manifest) if r.get("word_times")]
         rng = np.random.default_rng([seed, 7, sum(map(ord, lang))])
         rows = []
@@ -192,15 +199,12 @@ def stage_joined(work: Path, timed: dict, seed: int, shortest_s: float = 15.0, l
                 texts.append(records[index]["text"])
                 times += [[round(a + offset, 3), round(b + offset, 3)] for a, b in records[index]["word_times"]]
                 offset += len(samples) / SAMPLE_RATE
-            name = f"joined/{n:06d}.wav"
-            with atomic_path(manifest.parent / name) as tmp:
-                sf.write(tmp, np.concatenate(pieces), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-            rows.append(json.dumps({"audio": name, "text": " ".join(texts), "duration": round(offset, 4),
-                                    "word_times": times}, ensure_ascii=False) + "\n")  # fmt: skip
-        with atomic_path(target) as tmp:
-            Path(tmp).write_text("".join(rows), encoding="utf-8")
-        print(f"{target}: {len(rows)} clips", file=sys.stderr)
-    return out
+            name = f"{folder.name}/{n:06d}.wav"
+            write_clip(manifest.parent / name, np.concatenate(pieces))
+            rows.append({"audio": name, "text": " ".join(texts), "duration": round(offset, 4), "word_times": times})
+        return rows
+
+    return derived_manifests(timed, "joined", rows_of)
 
 
 def read_clip(manifest: Path, record: dict) -> np.ndarray:
