@@ -517,7 +517,8 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
     the saved folders, loaded with plain transformers + peft, give the WER evaluate_asr reported;
     the weights kept are the best on the validation clips (the start competing); Moonshine's folder
     holds seed 004's real_metrics.json and artifact_test.json. (The issue's goal, test CER <= 15 %
-    after and after < before, is not met by today's stand-ins: see their cards.)"""
+    after LoRA, is not met by today's stand-ins, and after < before on the test chapter holds for the
+    speech-LLM only: see their cards.)"""
     workdir, _ = demo_run
     for lang in RECOGNIZER_LANGUAGES:
         results = workdir / "results" / lang
