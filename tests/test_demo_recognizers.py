@@ -112,7 +112,7 @@ def test_joined_clips_carry_their_words_and_times(tmp_path):
         sf.write(tmp_path / f"u{i}.wav", np.full(int(seconds * rate), 0.1 * (i + 1), np.float32), rate)
         rows.append(json.dumps({"audio": f"u{i}.wav", "text": text, "duration": seconds, "word_times": times}))
     (tmp_path / "train.timed.jsonl").write_text("\n".join(rows) + "\n")
-    out = stage_joined(tmp_path, {"smo": tmp_path / "train.timed.jsonl"}, seed=0, shortest_s=4.0, longest_s=6.0)
+    out = stage_joined({"smo": tmp_path / "train.timed.jsonl"}, seed=0, shortest_s=4.0, longest_s=6.0)
     (record,) = [json.loads(line) for line in out["smo"].read_text().splitlines()]
     audio, _ = sf.read(tmp_path / record["audio"], dtype="float32")
     assert len(audio) == 5 * rate and record["duration"] == 5.0

@@ -127,7 +127,7 @@ def write_clip(path: Path, samples: np.ndarray) -> None:
         sf.write(tmp, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
 
 
-def stage_chunks(work: Path, timed: dict, seed: int, fewest: int = 3, most: int = 10) -> dict[str, Path]:
+def stage_chunks(timed: dict, seed: int, fewest: int = 3, most: int = 10) -> dict[str, Path]:
     """The middle of the curriculum: every timed training utterance cut between words into clips of
     ``fewest``..``most`` words (each cut halfway through the pause between two words), their word
     times moved with them -> ``<work>/data/<lang>/chunks.jsonl`` and ``chunks/``."""
@@ -179,8 +179,7 @@ def join_groups(durations: list[float], rng: np.random.Generator, shortest_s: fl
     return groups
 
 
-def stage_joined(work: Path, timed: dict, seed: int, shortest_s: float = 15.0, longest_s: float = 29.0,
-                 ) -> dict[str, Path]:
+def stage_joined(timed: dict, seed: int, shortest_s: float = 15.0, longest_s: float = 29.0) -> dict[str, Path]:
     """Long clips for the end of the curriculum: the timed training utterances joined end to end
     (each keeps its own lead and trail silence, so a pause falls between them) into clips of
     ``shortest_s``..``longest_s`` (:func:`join_groups`), the texts joined, the word times moved with

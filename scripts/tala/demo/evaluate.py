@@ -199,6 +199,14 @@ def evaluate_verses(recognizer, model: str, demo_root: Path, cache: Path, langs:
     return report
 
 
+def stage_log(folder: Path) -> Path:
+    """The training log of the recipe stage that wrote ``folder``: the shared training core's, with
+    its wall times, in the stage's checkpoint folder (kept by the recipes)."""
+    from tala.training import LOG_FILE, checkpoint_root
+
+    return checkpoint_root(folder) / LOG_FILE
+
+
 def log_elapsed(log: Path) -> float:
     """The training time a training_log.jsonl records (its last ``elapsed_s``)."""
     from tala.fileio import read_jsonl

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import tala
-from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters
+from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
 from tala.demo.moonshine_recipe import MoonshineRecipe, RecipeRun, run_recipe
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
@@ -45,17 +45,16 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
 
     trained = run.moonshine
     info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
-    encoder_log = run.encoder.parent / f"{run.encoder.name}.checkpoints" / "training_log.jsonl"
-    stage_log = trained.parent / f"{trained.name}.checkpoints" / "training_log.jsonl"
+    encoder_log = stage_log(run.encoder)
+    last_log = stage_log(trained)
     # the decoder's earlier stages (the curriculum, the chunks): their logs ship as <stage>_log.jsonl
-    earlier = {stage: trained.parent / f"{trained.name}-{stage}.checkpoints" / "training_log.jsonl"
-               for stage in ("easy", "chunks")}  # fmt: skip
+    earlier = {stage: stage_log(trained.with_name(f"{trained.name}-{stage}")) for stage in ("easy", "chunks")}
     with atomic_dir(out) as tmp:
         for name in SHIPPED:
             if (trained / name).exists():
                 shutil.copyfile(trained / name, tmp / name)
         # The recipe's own log, with its wall times (the trained folder's copy has none).
-        shutil.copyfile(stage_log, tmp / "training_log.jsonl")
+        shutil.copyfile(last_log, tmp / "training_log.jsonl")
         if encoder_log.exists():
             shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
         for stage, log in earlier.items():
@@ -79,7 +78,7 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
             },
             "stage_seconds_this_run": run.seconds,
             "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "easy": log_elapsed(earlier["easy"]),
-                                "chunks": log_elapsed(earlier["chunks"]), "moonshine": log_elapsed(stage_log)},
+                                "chunks": log_elapsed(earlier["chunks"]), "moonshine": log_elapsed(last_log)},
             "parameters": safetensors_parameters(tmp, {"model": "model.safetensors"}),
             "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
         }

@@ -173,7 +173,7 @@ def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, tea
     encoder = watch.run("encoder", stage_encoder, work, manifests, targets, teacher, tokenizer, recipe, seed, progress)
     easy = watch.run("easy data", stage_easy_data, work, shared, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
-    chunks = watch.run("chunks", stage_chunks, work, timed, seed)
+    chunks = watch.run("chunks", stage_chunks, timed, seed)
     moonshine = watch.run("moonshine", stage_moonshine, work, manifests, easy, chunks, timed, encoder, recipe, seed,
                           progress)
     return RecipeRun(manifests, encoder, moonshine, watch.seconds)

@@ -28,7 +28,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import tala
-from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters
+from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
 from tala.demo.speechllm_recipe import RecipeRun, SpeechLLMRecipe, run_recipe
@@ -45,14 +45,14 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
     it, the logs, ``training.json``, ``eval.json`` and the card; written whole or not at all."""
     from tala.models.speechllm import CONFIG_NAME, DECODER_DIR, PROJECTOR_NAME, SpeechLLMConfig
 
-    trained, models = run.speechllm, run.speechllm.parent
-    info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
-    full_info = json.loads((models / "speechllm" / "training.json").read_text(encoding="utf-8"))
+    trained = run.speechllm
+    info = {stage: json.loads((folder / "training.json").read_text(encoding="utf-8"))
+            for stage, folder in run.stages.items() if stage != "easy"}  # fmt: skip
     config = SpeechLLMConfig.read(trained / CONFIG_NAME)
-    encoder_log = models / "encoder.checkpoints" / "training_log.jsonl"
-    stage_log = models / f"{trained.name}.checkpoints" / "training_log.jsonl"
-    full_log = models / "speechllm.checkpoints" / "training_log.jsonl"
-    easy_log = models / "speechllm-easy.checkpoints" / "training_log.jsonl"
+    # The recipe's own logs, with their wall times (the trained folders' copies have none); the
+    # last stage's ships as training_log.jsonl, the earlier ones as <stage>_log.jsonl.
+    logs = {stage: stage_log(folder) for stage, folder in run.stages.items()}
+    encoder_log = stage_log(run.encoder)
     with atomic_dir(out) as tmp:
         shutil.copytree(run.encoder, tmp / "encoder", ignore=shutil.ignore_patterns("distillation.json"))
         shutil.copytree(trained / DECODER_DIR, tmp / DECODER_DIR)
@@ -60,11 +60,9 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
         shipped = replace(config, encoder="encoder", decoder=DECODER_DIR)
         fields = {k: v for k, v in asdict(shipped).items()}
         (tmp / CONFIG_NAME).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
-        # The recipe's own log, with its wall times (the trained folder's copy has none).
-        shutil.copyfile(stage_log, tmp / "training_log.jsonl")
-        if encoder_log.exists():
-            shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
-        for log, name in ((easy_log, "easy_log.jsonl"), (full_log, "full_log.jsonl")):
+        shutil.copyfile(logs["joined"], tmp / "training_log.jsonl")
+        for log, name in ((encoder_log, "encoder_log.jsonl"), (logs["easy"], "easy_log.jsonl"),
+                          (logs["full"], "full_log.jsonl")):  # fmt: skip
             if log.exists():
                 shutil.copyfile(log, tmp / name)
         from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
@@ -83,16 +81,17 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
             "data": data_summary(run.manifests, demo_root),
             "stages": {
                 "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
-                "full": {k: full_info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
-                "speechllm": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
+                **{"speechllm" if stage == "joined" else stage:
+                   {k: info[stage][k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")}
+                   for stage in ("full", "joined")},
             },
             "stage_seconds_this_run": run.seconds,
-            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "easy": log_elapsed(easy_log),
-                                "full": log_elapsed(full_log), "speechllm": log_elapsed(stage_log)},
+            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "easy": log_elapsed(logs["easy"]),
+                                "full": log_elapsed(logs["full"]), "speechllm": log_elapsed(logs["joined"])},
             "parameters": safetensors_parameters(tmp, {"encoder": "encoder/model.safetensors",
                                                        "decoder": "decoder/model.safetensors",
                                                        "projector": "projector.safetensors"}),
-            "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
+            "versions": {**info["joined"]["versions"], "espeak-ng": tool_version("espeak-ng")},
         }
         write_json_atomic(tmp / "training.json", summary)
         (tmp / "README.md").write_text(card(summary, report), encoding="utf-8")

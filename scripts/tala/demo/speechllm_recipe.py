@@ -34,6 +34,8 @@ from tala.fileio import atomic_dir
 
 SAMPLE_RATE = 16_000
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+# The decoder's stages in order and the folder each writes under <work>/models.
+DECODER_STAGES = {"easy": "speechllm-easy", "full": "speechllm", "joined": "speechllm-joined"}
 
 
 @dataclass(frozen=True)
@@ -218,28 +220,25 @@ def speechllm_settings(recipe: SpeechLLMRecipe, seed: int, stage: str = "full"):
 
 def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: dict[str, Path],
                     joined: dict[str, Path], encoder: Path, decoder: Path, recipe: SpeechLLMRecipe, seed: int,
-                    progress: bool = True) -> Path:
+                    progress: bool = True) -> dict[str, Path]:
     """Projector and whole decoder on the frozen encoder, both languages (the trainer's ``all``
     mode): first the curriculum's short clips from the bases, then the full data from there, then
-    the full data with its joined long clips."""
+    the full data with its joined long clips. Each stage's folder (:data:`DECODER_STAGES`), in order."""
     from tala.finetune.speechllm import train
 
     valid = [manifests[lang]["valid"] for lang in manifests]
-    first = work / "models" / "speechllm-easy"
-    if not (first / "speechllm.json").exists():
-        train(list(easy.values()), first, speechllm_settings(recipe, seed, "easy"), valid_manifests=valid,
-              encoder=str(encoder.resolve()), decoder=str(decoder.resolve()), progress=progress,
-              keep_checkpoint_dir=True)  # fmt: skip
-    full = work / "models" / "speechllm"
-    if not (full / "speechllm.json").exists():
-        train([timed[lang] for lang in manifests], full, speechllm_settings(recipe, seed),
-              valid_manifests=valid, start=first, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
-    out = work / "models" / "speechllm-joined"
-    if not (out / "speechllm.json").exists():
-        train([m for lang in manifests for m in (timed[lang], joined[lang])], out,
-              speechllm_settings(recipe, seed, "joined"), valid_manifests=valid, start=full, progress=progress,
-              keep_checkpoint_dir=True)  # fmt: skip
-    return out
+    data = {"easy": list(easy.values()), "full": [timed[lang] for lang in manifests],
+            "joined": [m for lang in manifests for m in (timed[lang], joined[lang])]}  # fmt: skip
+    folders, previous = {}, None
+    for stage, name in DECODER_STAGES.items():
+        out = folders[stage] = work / "models" / name
+        if not (out / "speechllm.json").exists():
+            bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
+                     else {"start": previous})  # fmt: skip
+            train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valid,
+                  progress=progress, keep_checkpoint_dir=True, **bases)  # fmt: skip
+        previous = out
+    return folders
 
 
 @dataclass(frozen=True)
@@ -247,8 +246,12 @@ class RecipeRun:
     manifests: dict[str, dict[str, Path]]
     encoder: Path
     decoder_init: Path
-    speechllm: Path
+    stages: dict[str, Path]  # the decoder's stages (DECODER_STAGES), the last one the recognizer
     seconds: dict[str, float]
+
+    @property
+    def speechllm(self) -> Path:
+        return list(self.stages.values())[-1]
 
 
 def run_recipe(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int, teacher: Path,
@@ -261,7 +264,7 @@ def run_recipe(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int, tea
     decoder = watch.run("tokenizer", stage_decoder_init, work, manifests, recipe, seed)
     easy = watch.run("easy data", stage_easy_data, work, recipe, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
-    joined = watch.run("joined", stage_joined, work, timed, seed)
-    speechllm = watch.run("speechllm", stage_speechllm, work, manifests, easy, timed, joined, encoder, decoder,
-                          recipe, seed, progress)
-    return RecipeRun(manifests, encoder, decoder, speechllm, watch.seconds)
+    joined = watch.run("joined", stage_joined, timed, seed)
+    stages = watch.run("speechllm", stage_speechllm, work, manifests, easy, timed, joined, encoder, decoder,
+                       recipe, seed, progress)
+    return RecipeRun(manifests, encoder, decoder, stages, watch.seconds)
