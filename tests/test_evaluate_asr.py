@@ -132,3 +132,91 @@ def test_chapters_come_from_the_split_and_name_what_is_missing(tmp_path):
         evaluate_asr.read_chapters("test", summary, [wav], [text], [])
     with pytest.raises(InputError, match="no split 'valid'"):
         evaluate_asr.read_chapters("valid", summary, [wav], [text], [aligned])
+
+
+# --------------------------------------------------------------------------- an early end token
+
+
+def spoken(seconds: float, pause_at: float, rate: int = 16000) -> np.ndarray:
+    """Noise bursts of 0.3 s every 0.4 s (words) with one 0.4 s pause at ``pause_at``."""
+    t = np.arange(int(seconds * rate)) / rate
+    audio = np.random.default_rng(0).normal(0, 0.1, len(t)).astype(np.float32)
+    audio[(t % 0.4) >= 0.3] *= 0.05
+    audio[(t >= pause_at) & (t < pause_at + 0.4)] = 0.0
+    return audio
+
+
+class StopsAfterSix(evaluate_asr.ClipRecognizer):
+    """A decoder that reads 4 letters a second and writes its end token after 6 s of audio."""
+
+    what = "the test's window"
+
+    def __init__(self, name="fake", pace=None, window_s=30):
+        self.name, self.pace, self.window, self.parts = name, pace, window_s * 16000, []
+
+    def transcribe_part(self, piece):
+        self.parts.append(len(piece) / 16000)
+        return " ".join(["abcd"] * int(min(len(piece) / 16000, 6.0)))
+
+
+def test_the_quietest_cut_falls_in_the_pause_of_the_middle_third():
+    audio = spoken(16.0, pause_at=7.0)
+    assert 7.0 * 16000 < evaluate_asr.quietest_cut(audio) < 7.4 * 16000
+    # a pause outside the middle third is not taken: the cut stays within it
+    assert 16000 * 16 / 3 <= evaluate_asr.quietest_cut(spoken(16.0, pause_at=2.0)) <= 16000 * 32 / 3
+
+
+def test_a_part_that_ends_too_early_for_the_pace_is_read_again_in_halves():
+    pace = evaluate_asr.Pace(4.0, "train.jsonl")
+    audio = spoken(16.0, pause_at=7.0)
+    model = StopsAfterSix(pace=pace)
+    text = model.transcribe(audio)
+    assert len(text.replace(" ", "")) == 48 and model.rereads == 1, "two halves of 6 s read, not one"
+    assert len(model.read_once.replace(" ", "")) == 24, "the first reading is kept beside"
+    assert model.parts[0] == 16.0 and 7.0 < model.parts[1] < 7.4 and len(model.parts) == 3
+    # without a pace, or below the shortest part worth cutting, each part is read once
+    once = StopsAfterSix()
+    assert len(once.transcribe(audio).replace(" ", "")) == 24 and once.rereads == 0 and len(once.parts) == 1
+    short = StopsAfterSix(pace=evaluate_asr.Pace(40.0, "x"))
+    short.transcribe(spoken(5.9, pause_at=2.5))
+    assert short.parts == [5.9] and short.rereads == 0
+
+
+def test_halves_that_read_less_than_the_whole_are_not_taken():
+    class ReadsWholesOnly(StopsAfterSix):
+        def transcribe_part(self, piece):
+            self.parts.append(len(piece) / 16000)
+            return "abcd abcd" if len(piece) >= 16 * 16000 else ""
+
+    model = ReadsWholesOnly(pace=evaluate_asr.Pace(4.0, "x"))
+    assert model.transcribe(spoken(16.0, pause_at=7.0)) == "abcd abcd" and model.rereads == 0
+
+
+def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_path, monkeypatch):
+    (tmp_path / "clips").mkdir()
+    sf.write(str(tmp_path / "clips" / "a.wav"), spoken(16.0, pause_at=7.0), 16000, subtype="PCM_16")
+    sf.write(str(tmp_path / "clips" / "b.wav"), spoken(5.0, pause_at=2.0), 16000, subtype="PCM_16")
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"audio": "clips/a.wav", "normalized": " ".join(["abcd"] * 16), "duration": 16.0})
+                    + "\n" + json.dumps({"audio": "clips/b.wav", "normalized": "abcd " * 5, "duration": 5.0}) + "\n")
+    train = tmp_path / "train.jsonl"  # 4 letters a second, and a row without a duration left out
+    train.write_text("".join(json.dumps(row) + "\n" for row in (
+        {"audio": "x.wav", "normalized": "abcd abcd", "duration": 2.0},
+        {"audio": "y.wav", "normalized": "abcd abcd abcd", "duration": 3.0},
+        {"audio": "z.wav", "normalized": "abcdefgh abcdefgh abcdefgh", "duration": 2.0},
+        {"audio": "w.wav", "normalized": "abcd"})))
+    assert evaluate_asr.reading_pace(evaluate_asr.read_split("pace", train), "t").letters_per_second == 4.0
+    monkeypatch.setattr(evaluate_asr, "recognizer", lambda kind, system, models_dir, device, dtype, pace=None:
+                        StopsAfterSix(system.name, pace))
+    common = ["--language", "samoan", "--kind", "moonshine", "--split", "test", str(test), "--system", "after", "m", "-"]
+    assert evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--html", str(tmp_path / "e.html"),
+                              "--pace", str(train), *common]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["pace"]["letters_per_second"] == 4.0 and result["pace"]["from"] == str(train)
+    after = result["splits"]["test"]["after"]
+    assert after["reread"] == 1 and after["read_once"]["cer"] > after["cer"]
+    assert "clips read so: after 1" in (tmp_path / "e.html").read_text()
+    assert evaluate_asr.main([str(tmp_path / "p.json"), str(tmp_path / "p.tsv"), *common]) == 0
+    plain = json.loads((tmp_path / "p.json").read_text())
+    assert "pace" not in plain and "reread" not in plain["splits"]["test"]["after"]
+    assert plain["splits"]["test"]["after"]["cer"] == after["read_once"]["cer"]

@@ -258,6 +258,14 @@ def chapter_files(pattern):
     )
 
 
+def evaluation_pace(wildcards, input):
+    """Recognizers with a decoder that can end a transcript early (speech-LLM, Moonshine) are
+    checked against the language's pace, the train split's letters a second; CTC reads once."""
+    if MODEL_KINDS[wildcards.model] == "ctc":
+        return ""
+    return shlex.join(["--pace", input.train])
+
+
 def evaluation_chapters(wildcards, input):
     """Whole chapters too, for recognizers that give word times (CTC); clips only otherwise."""
     if MODEL_KINDS[wildcards.model] != "ctc":

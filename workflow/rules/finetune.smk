@@ -160,11 +160,14 @@ rule finetune_moonshine_lora:
 
 rule evaluate_asr:
     """Greedy transcripts of the held-out clips and chapters by the starting model ("before") and
-    the fine-tuned one ("after"): WER and CER with jiwer, the worst clips, a report table.
+    the fine-tuned one ("after"): WER and CER with jiwer, the worst clips, a report table. The
+    speech-LLM and Moonshine read a part again in halves when they end it too early for the
+    language's pace (the train split's letters a second).
     """
     input:
         test="results/{lang}/dataset/test.jsonl",
         valid="results/{lang}/dataset/valid.jsonl",
+        train="results/{lang}/dataset/train.jsonl",
         summary="results/{lang}/dataset/summary.json",
         wavs=chapter_files("results/{lang}/audio/{rec}.wav"),
         texts=chapter_files("results/{lang}/text/{rec}.json"),
@@ -197,12 +200,13 @@ rule evaluate_asr:
         before=evaluation_before,
         after_adapter=evaluation_after_adapter,
         chapters=evaluation_chapters,
+        pace=evaluation_pace,
         models_dir=config["models_dir"],
         options=step_options("transcribe", "device", "dtype"),
     shell:
         "OMP_NUM_THREADS={threads} python -m tala.finetune.evaluate_asr {output.json:q} {output.tsv:q}"
         " --html {output.html:q} --language {wildcards.lang:q} --kind {params.kind}"
-        " --split test {input.test:q} --split valid {input.valid:q} {params.chapters} {params.before}"
+        " --split test {input.test:q} --split valid {input.valid:q} {params.chapters} {params.pace} {params.before}"
         " --system after {input.after:q} {params.after_adapter:q}"
         " --models-dir {params.models_dir:q} {params.options} > {log:q} 2>&1"
 

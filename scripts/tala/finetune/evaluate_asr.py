@@ -17,6 +17,12 @@ folder of :mod:`tala.models.speechllm`: Whisper encoder, projector, decoder with
 adapter ``-``; clips only) or ``moonshine`` (a Moonshine model, or a LoRA recognizer of
 :mod:`tala.finetune.moonshine`; adapter ``-``; clips only).
 
+``--pace TRAIN.jsonl`` (speechllm, moonshine): those two write their transcript with a decoder that
+can write its end token before the audio ends. The median letters a second of the given clips (the
+training split) is the language's pace; a part whose transcript holds fewer than half as many is
+cut at its quietest point and each half read again (and checked the same way); the halves'
+transcripts count when they hold more. Each system's score says how many clips were read so.
+
 ``--chapters SPLIT SUMMARY`` also scores whole chapters, as the workflow transcribes them: each
 recording of that split (from the dataset's ``summary.json``) is transcribed whole, in the
 transcription step's windows, and the words between the start of its first aligned verse and the
@@ -51,7 +57,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 import tala  # noqa: E402
-from tala.audio_io import SAMPLE_RATE  # noqa: E402
+from tala.audio_io import SAMPLE_RATE, frame_levels_db  # noqa: E402
 from tala.ctc_text import cer, error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import write_json_atomic, write_text_atomic  # noqa: E402
@@ -130,13 +136,107 @@ class CtcRecognizer:
         return [(w.word, w.start, w.end) for w in words]
 
 
-class SpeechLLMRecognizer:
-    """Greedy transcripts of a speech-LLM recognizer (a folder :func:`tala.models.speechllm.load_speechllm`
-    reads: plain transformers + peft). A clip longer than the encoder's window (Whisper: 30 s) is
-    transcribed in equal parts that each fit it, joined, and said on stderr. It scores clips only:
-    whole chapters (``--chapters``) need word times, which it does not give."""
+@dataclass(frozen=True)
+class Pace:
+    """How fast the language is read: letters (spaces left out) a second, the median over the
+    clips of ``source`` (the training split). A part of a clip whose transcript holds fewer than
+    :data:`SHORT_FRACTION` of that is read again in two halves (:func:`read_checked`)."""
 
-    def __init__(self, system: System, models_dir, device: str, dtype: str):
+    letters_per_second: float
+    source: str
+
+
+# A sequence-to-sequence decoder (speech-LLM, Moonshine) can write its end token before the audio
+# ends: the demo's speech-LLM read 18 of a 19.7 s clip's 60 words and stopped, and read all of them
+# in two halves. A CTC model cannot stop early; its clips are read once.
+SHORT_FRACTION = 0.5
+# A part shorter than this is not cut again (it is cut in its middle third: halves of >= 2 s).
+SHORTEST_REREAD_S = 6.0
+
+
+def reading_pace(clips: list[Clip], source: str) -> Pace | None:
+    """The median letters a second of the clips with a duration and a reference; None when none has."""
+    rates = [len(clip.reference.replace(" ", "")) / clip.duration for clip in clips
+             if clip.duration > 0 and clip.reference]  # fmt: skip
+    return Pace(round(float(np.median(rates)), 3), source) if rates else None
+
+
+def quietest_cut(samples: np.ndarray) -> int:
+    """The sample at the centre of the quietest 200 ms (the segmenter's cut window) within the
+    middle third of ``samples``; of windows within 1 dB of the quietest, the one nearest the middle."""
+    from tala.audio.segment import CUT_TIE_DB, CUT_WINDOW_S
+
+    hop = SAMPLE_RATE // 100
+    third = len(samples) // 3
+    levels = frame_levels_db(samples[third:len(samples) - third], SAMPLE_RATE, frame_s=CUT_WINDOW_S, hop_s=hop / SAMPLE_RATE)
+    if len(levels) == 0:
+        return len(samples) // 2
+    near_best = np.flatnonzero(levels <= levels.min() + CUT_TIE_DB)
+    middle = (len(samples) // 2 - third - int(CUT_WINDOW_S * SAMPLE_RATE) // 2) / hop
+    best = int(near_best[np.argmin(np.abs(near_best - middle))])
+    return third + best * hop + int(CUT_WINDOW_S * SAMPLE_RATE) // 2
+
+
+def _letters(text: str) -> int:
+    return len(text.replace(" ", ""))
+
+
+def read_checked(samples: np.ndarray, transcribe_part, pace: Pace | None) -> tuple[str, str, int]:
+    """``transcribe_part(samples)`` checked for an early end: (the transcript, the first reading,
+    how many parts were read again). A part of at least :data:`SHORTEST_REREAD_S` whose first
+    reading is too short for the pace is cut at its quietest point and each half read (and checked)
+    the same way; the halves' transcripts replace the first reading when they hold more letters."""
+    first = transcribe_part(samples)
+    seconds = len(samples) / SAMPLE_RATE
+    if pace is None or seconds < SHORTEST_REREAD_S or _letters(first) >= SHORT_FRACTION * pace.letters_per_second * seconds:
+        return first, first, 0
+    cut = quietest_cut(samples)
+    (a, _, n_a), (b, _, n_b) = (read_checked(half, transcribe_part, pace) for half in (samples[:cut], samples[cut:]))
+    halves = f"{a} {b}".strip()
+    return (halves, first, 1 + n_a + n_b) if _letters(halves) > _letters(first) else (first, first, 0)
+
+
+class ClipRecognizer:
+    """A recognizer of clips that writes a transcript (no word times): a clip longer than
+    ``window`` samples is transcribed in equal parts that each fit it (said on stderr), and with a
+    :class:`Pace` each part is checked for an early end (:func:`read_checked`). ``rereads`` counts
+    the parts read again, ``read_once`` is the last clip's transcript without them. Subclasses set
+    ``window``, ``name``, ``what`` and ``transcribe_part``."""
+
+    window: int
+    name: str
+    what: str
+    pace: Pace | None = None
+    rereads: int = 0
+    read_once: str = ""
+
+    def transcribe_part(self, piece: np.ndarray) -> str:
+        raise NotImplementedError
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        firsts = []
+
+        def read_part(piece: np.ndarray) -> str:
+            text, first, rereads = read_checked(piece, self.transcribe_part, self.pace)
+            firsts.append(first)
+            self.rereads += rereads
+            return text
+
+        text = transcribe_in_parts(samples, self.window, self.name, self.what, read_part)
+        self.read_once = normalize_for_scoring(" ".join(firsts))
+        return text
+
+    def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
+        raise InputError("--chapters", f"{self.name}: this kind scores clips only (it gives no word times)")
+
+
+class SpeechLLMRecognizer(ClipRecognizer):
+    """Greedy transcripts of a speech-LLM recognizer (a folder :func:`tala.models.speechllm.load_speechllm`
+    reads: plain transformers + peft); clips longer than the encoder's window (Whisper: 30 s) in parts."""
+
+    what = "the encoder's window"
+
+    def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
         from tala.device import pick_device
         from tala.models.speechllm import encoder_window_samples, feature_extractor_for, load_speechllm
 
@@ -149,6 +249,7 @@ class SpeechLLMRecognizer:
         self.window = encoder_window_samples(self.model.encoder.config)
         self.limit = int(getattr(self.model.decoder.config, "max_position_embeddings", 4096))
         self.name = system.name
+        self.pace = pace
 
     def transcribe_part(self, piece: np.ndarray) -> str:
         from tala.models.speechllm import generation_budget
@@ -158,12 +259,6 @@ class SpeechLLMRecognizer:
         budget = generation_budget(len(piece), frames[0].shape[0], self.limit)
         ids = self.model.generate(frames, max_new_tokens=budget)[0]
         return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def transcribe(self, samples: np.ndarray) -> str:
-        return transcribe_in_parts(samples, self.window, self.name, "the encoder's window", self.transcribe_part)
-
-    def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
-        raise InputError("--chapters", "the speechllm kind scores clips only (it gives no word times)")
 
 
 def transcribe_in_parts(samples: np.ndarray, window: int, name: str, what: str, transcribe_part) -> str:
@@ -178,12 +273,14 @@ def transcribe_in_parts(samples: np.ndarray, window: int, name: str, what: str, 
                                           for start in range(0, len(samples), size)))
 
 
-class MoonshineRecognizer:
+class MoonshineRecognizer(ClipRecognizer):
     """Greedy transcripts of Moonshine: a whole model (hub id or folder) or a LoRA recognizer of
-    :mod:`tala.finetune.moonshine` (plain transformers + peft). A clip longer than the 30 s
-    Moonshine takes is transcribed in equal parts (said on stderr); clips only, like the speech-LLM."""
+    :mod:`tala.finetune.moonshine` (plain transformers + peft); clips longer than the 30 s Moonshine
+    takes in parts."""
 
-    def __init__(self, system: System, models_dir, device: str, dtype: str):
+    what = "Moonshine takes"
+
+    def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
         from tala.device import pick_device
         from tala.models.moonshine import MoonshineError, load_moonshine_lora
 
@@ -197,18 +294,13 @@ class MoonshineRecognizer:
             raise InputError("--system", f"{system.name}: {err}") from None
         self.window = int(config.max_clip_s * SAMPLE_RATE)
         self.name = system.name
+        self.pace = pace
 
     def transcribe_part(self, piece: np.ndarray) -> str:
         from tala.models.moonshine import generate_ids
 
         ids = generate_ids(self.model, self.features, [piece], self.device)[0]
         return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def transcribe(self, samples: np.ndarray) -> str:
-        return transcribe_in_parts(samples, self.window, self.name, "Moonshine takes", self.transcribe_part)
-
-    def transcribe_words(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
-        raise InputError("--chapters", "the moonshine kind scores clips only (it gives no word times)")
 
 
 @dataclass(frozen=True)
@@ -269,31 +361,45 @@ def chapter_hypothesis(words: list[tuple[str, float, float]], start: float, end:
     return normalize_for_scoring(" ".join(w for w, a, b in words if start <= (a + b) / 2 <= end))
 
 
-def recognizer(kind: str, system: System, models_dir, device: str, dtype: str):
+def recognizer(kind: str, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
+    """The recognizer of ``kind``; ``pace`` (the clip kinds only) checks each part for an early end."""
     if kind == "ctc":
         return CtcRecognizer(system, models_dir, device, dtype)
     if kind == "speechllm":
-        return SpeechLLMRecognizer(system, models_dir, device, dtype)
+        return SpeechLLMRecognizer(system, models_dir, device, dtype, pace)
     if kind == "moonshine":
-        return MoonshineRecognizer(system, models_dir, device, dtype)
+        return MoonshineRecognizer(system, models_dir, device, dtype, pace)
     raise InputError("--kind", f"unknown model kind {kind!r}; built: {', '.join(KINDS)}")
 
 
 def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", models_dir=None, device: str = "auto",
-             dtype: str = "auto", log=None, chapters: list[Chapter] = ()) -> tuple[dict, dict[str, list[str]]]:
+             dtype: str = "auto", log=None, chapters: list[Chapter] = (),
+             pace: Pace | None = None) -> tuple[dict, dict[str, list[str]]]:
     """Pooled scores per split and system (and ``"chapters"`` when given), and each system's
-    transcripts (in clip order)."""
+    transcripts (in clip order). With a ``pace`` (speechllm, moonshine) each system's score also
+    says how many clips had a part read again (``reread``) and its WER and CER had each clip been
+    read once (``read_once``)."""
+    pace = pace if kind in CLIPS_ONLY else None
     hypotheses: dict[str, list[str]] = {}
+    once: dict[str, list[str]] = {}  # with a pace: each clip read once, as if without it
+    reread: dict[str, list[bool]] = {}
     chapter_hyps: dict[str, list[str]] = {}
     for system in systems:
         started = time.perf_counter()
-        model = recognizer(kind, system, models_dir, device, dtype)
-        hypotheses[system.name] = [model.transcribe(read_clip(clip)) for clip in clips]
+        model = recognizer(kind, system, models_dir, device, dtype, pace)
+        hypotheses[system.name], once[system.name], reread[system.name] = [], [], []
+        for clip in clips:
+            parts_before = getattr(model, "rereads", 0)
+            hypotheses[system.name].append(model.transcribe(read_clip(clip)))
+            once[system.name].append(getattr(model, "read_once", hypotheses[system.name][-1]))
+            reread[system.name].append(getattr(model, "rereads", 0) > parts_before)
         chapter_hyps[system.name] = [chapter_hypothesis(model.transcribe_words(read_wav(c.wav)), c.start, c.end)
                                      for c in chapters]  # fmt: skip
         if log is not None:
-            log(f"evaluate_asr: {system.name} ({system.model}, adapter {system.adapter or '-'}): {len(clips)} clips, "
-                f"{len(chapters)} chapters in {time.perf_counter() - started:.1f} s")
+            again = f", {sum(reread[system.name])} read again in parts (too short for {pace.letters_per_second:g} " \
+                    "letters a second)" if pace else ""
+            log(f"evaluate_asr: {system.name} ({system.model}, adapter {system.adapter or '-'}): {len(clips)} clips"
+                f"{again}, {len(chapters)} chapters in {time.perf_counter() - started:.1f} s")
         del model
     splits = {}
     for split in dict.fromkeys(clip.split for clip in clips):
@@ -304,6 +410,10 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
             rates = error_rates(refs, [hypotheses[system.name][i] for i in index])
             splits[split][system.name] = {key: round(value, 4) if isinstance(value, float) else value
                                           for key, value in rates.items()}
+            if pace:
+                plain = error_rates(refs, [once[system.name][i] for i in index])
+                splits[split][system.name]["reread"] = sum(reread[system.name][i] for i in index)
+                splits[split][system.name]["read_once"] = {key: round(plain[key], 4) for key in ("wer", "cer")}
     if chapters:
         refs = [c.reference for c in chapters]
         entry = {"split": chapters[0].split, "recordings": [c.recording for c in chapters],
@@ -336,11 +446,19 @@ def worst_first_tsv(clips: list[Clip], systems: list[System], hypotheses: dict[s
 
 
 def report_html(language: str, kind: str, systems: list[System], splits: dict, tsv: str, worst: int = 10,
-                note: str = "") -> str:
+                note: str = "", pace: Pace | None = None) -> str:
     """The before -> after table (WER and CER per split, and whole chapters) and the worst clips."""
     from html import escape
 
     names = [s.name for s in systems]
+    reread = ""
+    if pace:
+        counts = ", ".join(f"{escape(n)} {sum(r[n].get('reread', 0) for r in splits.values() if n in r)}" for n in names)
+        once = "; ".join(f"{escape(split)}: " + ", ".join(f"{escape(n)} {_pct(r[n]['read_once']['cer'])}" for n in names)
+                         for split, r in splits.items() if all("read_once" in r.get(n, {}) for n in names))  # fmt: skip
+        reread = (f"<p>A part transcribed with fewer than {SHORT_FRACTION:g} × the {pace.letters_per_second:g} letters a "
+                  f"second of {escape(pace.source)} (an early end token) was read again in two halves cut at its "
+                  f"quietest point; clips read so: {counts}. CER had every clip been read once: {once}.</p>")
     head = "".join(f"<th>WER {escape(n)}</th><th>CER {escape(n)}</th>" for n in names)
     rows = []
     for split, result in splits.items():
@@ -367,6 +485,7 @@ td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:
 <table><tr><th>held out</th>{head}{"<th>CER after / before</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
 <p>Greedy decoding, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
 transcribed whole, the words within its aligned verses against the official text.</p>
+{reread}
 <h2>Worst clips</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>{clip_rows}</table>
 </body></html>
@@ -387,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wavs", nargs="*", type=Path, default=[], help="the language's 16 kHz WAVs (with --chapters)")
     parser.add_argument("--texts", nargs="*", type=Path, default=[], help="its text/<rec>.json (with --chapters)")
     parser.add_argument("--aligned", nargs="*", type=Path, default=[], help="its aligned/<rec>.json (with --chapters)")
+    parser.add_argument("--pace", type=Path, metavar="JSONL",
+                        help="speechllm, moonshine: the clips (the training split) whose median letters a second "
+                             "tell how fast the language is read; a part transcribed with fewer than half as many "
+                             "is read again in two halves, cut at its quietest point (an early end token). "
+                             "Without it every part is read once")
     parser.add_argument("--html", type=Path, help="also write the before -> after table as HTML")
     parser.add_argument("--kind", choices=KINDS, default="ctc")
     parser.add_argument("--models-dir", default=None)
@@ -399,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     clips = [clip for name, path in args.split for clip in read_split(name, path)]
     chapters = read_chapters(args.chapters[0], Path(args.chapters[1]), args.wavs, args.texts, args.aligned) \
         if args.chapters else []
+    pace = None
+    if args.pace and args.kind in CLIPS_ONLY:
+        pace = reading_pace(read_split("pace", args.pace), str(args.pace))
+        if pace is None:
+            print(f"evaluate_asr: {args.pace}: no clip with a duration and a text to set the pace; every part is"
+                  " read once", file=sys.stderr)
     if not clips and not chapters:
         # A language whose chapters all went to training (too few usable ones): nothing is held
         # out. Said in the outputs and the log; not an error that would stop the language's run.
@@ -416,15 +546,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     splits, hypotheses = evaluate(clips, systems, kind=args.kind, models_dir=args.models_dir, device=args.device,
                                   dtype=args.dtype, log=lambda message: print(message, file=sys.stderr, flush=True),
-                                  chapters=chapters)  # fmt: skip
+                                  chapters=chapters, pace=pace)  # fmt: skip
     tsv = worst_first_tsv(clips, systems, hypotheses)
     write_text_atomic(args.out_tsv, tsv)
     if args.html:
-        write_text_atomic(args.html, report_html(args.language, args.kind, systems, splits, tsv))
+        write_text_atomic(args.html, report_html(args.language, args.kind, systems, splits, tsv, pace=pace))
     write_json_atomic(args.out_json, {
         "language": args.language, "kind": args.kind, "reference": "normalized",
         "systems": {s.name: {"model": s.model, "adapter": s.adapter} for s in systems},
         "splits": splits,
+        **({"pace": {"letters_per_second": pace.letters_per_second, "from": pace.source,
+                     "short_fraction": SHORT_FRACTION, "shortest_reread_s": SHORTEST_REREAD_S}} if pace else {}),
         "tool": tala.tool("jiwer", "torch", "transformers", *(("peft",) if args.kind in CLIPS_ONLY else ())),
     })
     for split, result in splits.items():
