@@ -208,7 +208,8 @@ def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_p
     assert evaluate_asr.reading_pace(evaluate_asr.read_split("pace", train), "t").letters_per_second == 4.0
     monkeypatch.setattr(evaluate_asr, "recognizer", lambda kind, system, models_dir, device, dtype, pace=None:
                         StopsAfterSix(system.name, pace))
-    common = ["--language", "samoan", "--kind", "moonshine", "--split", "test", str(test), "--system", "after", "m", "-"]
+    common = ["--language", "samoan", "--kind", "moonshine", "--split", "test", str(test),
+              "--system", "after", "m", "-"]
     assert evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--html", str(tmp_path / "e.html"),
                               "--pace", str(train), *common]) == 0
     result = json.loads((tmp_path / "e.json").read_text())

@@ -168,7 +168,8 @@ def quietest_cut(samples: np.ndarray) -> int:
 
     hop = SAMPLE_RATE // 100
     third = len(samples) // 3
-    levels = frame_levels_db(samples[third:len(samples) - third], SAMPLE_RATE, frame_s=CUT_WINDOW_S, hop_s=hop / SAMPLE_RATE)
+    levels = frame_levels_db(samples[third:len(samples) - third], SAMPLE_RATE, frame_s=CUT_WINDOW_S,
+                             hop_s=hop / SAMPLE_RATE)  # fmt: skip
     if len(levels) == 0:
         return len(samples) // 2
     near_best = np.flatnonzero(levels <= levels.min() + CUT_TIE_DB)
@@ -188,7 +189,8 @@ def read_checked(samples: np.ndarray, transcribe_part, pace: Pace | None) -> tup
     the same way; the halves' transcripts replace the first reading when they hold more letters."""
     first = transcribe_part(samples)
     seconds = len(samples) / SAMPLE_RATE
-    if pace is None or seconds < SHORTEST_REREAD_S or _letters(first) >= SHORT_FRACTION * pace.letters_per_second * seconds:
+    if pace is None or seconds < SHORTEST_REREAD_S or \
+            _letters(first) >= SHORT_FRACTION * pace.letters_per_second * seconds:
         return first, first, 0
     cut = quietest_cut(samples)
     (a, _, n_a), (b, _, n_b) = (read_checked(half, transcribe_part, pace) for half in (samples[:cut], samples[cut:]))
@@ -453,12 +455,14 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
     names = [s.name for s in systems]
     reread = ""
     if pace:
-        counts = ", ".join(f"{escape(n)} {sum(r[n].get('reread', 0) for r in splits.values() if n in r)}" for n in names)
-        once = "; ".join(f"{escape(split)}: " + ", ".join(f"{escape(n)} {_pct(r[n]['read_once']['cer'])}" for n in names)
+        counts = ", ".join(f"{escape(n)} {sum(r[n].get('reread', 0) for r in splits.values() if n in r)}"
+                           for n in names)  # fmt: skip
+        once = "; ".join(f"{escape(split)}: " + ", ".join(f"{escape(n)} {_pct(r[n]['read_once']['cer'])}"
+                                                          for n in names)
                          for split, r in splits.items() if all("read_once" in r.get(n, {}) for n in names))  # fmt: skip
-        reread = (f"<p>A part transcribed with fewer than {SHORT_FRACTION:g} × the {pace.letters_per_second:g} letters a "
-                  f"second of {escape(pace.source)} (an early end token) was read again in two halves cut at its "
-                  f"quietest point; clips read so: {counts}. CER had every clip been read once: {once}.</p>")
+        reread = (f"<p>A part transcribed with fewer than {SHORT_FRACTION:g} × the {pace.letters_per_second:g} "
+                  f"letters a second of {escape(pace.source)} (an early end token) was read again in two halves cut "
+                  f"at its quietest point; clips read so: {counts}. CER had every clip been read once: {once}.</p>")
     head = "".join(f"<th>WER {escape(n)}</th><th>CER {escape(n)}</th>" for n in names)
     rows = []
     for split, result in splits.items():
