@@ -260,7 +260,8 @@ def chapter_files(pattern):
 
 def evaluation_pace(wildcards, input):
     """Recognizers with a decoder that can end a transcript early (speech-LLM, Moonshine) are
-    checked against the language's pace, the train split's letters a second; CTC reads once."""
+    checked against the language's pace, the train split's letters a second; CTC reads once.
+    """
     if MODEL_KINDS[wildcards.model] == "ctc":
         return ""
     return shlex.join(["--pace", input.train])
