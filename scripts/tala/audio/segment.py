@@ -120,6 +120,12 @@ def nonsilent_ranges(levels_db: np.ndarray, hop_s: float, threshold_db: float = 
     return bounds[loud[last] > loud[first]]
 
 
+def quietest_near(levels_db: np.ndarray, middle: float) -> int:
+    """The index of the quietest level; of those within CUT_TIE_DB of it, the one nearest ``middle``."""
+    near_best = np.flatnonzero(levels_db <= levels_db.min() + CUT_TIE_DB)
+    return int(near_best[np.argmin(np.abs(near_best - middle))])
+
+
 def _cut_long_span(first: int, end: int, window_power: np.ndarray, window_hops: int,
                    silent: np.ndarray, frame_hops: int, min_hops: int,
                    max_hops: int) -> list[tuple[int, int]]:
@@ -138,9 +144,7 @@ def _cut_long_span(first: int, end: int, window_power: np.ndarray, window_hops: 
         k_hi = min(max(hi - offset, k_lo + 1), len(window_power))
         candidates = window_power[k_lo:k_hi]
         level = 10.0 * np.log10(np.maximum(candidates, 1e-12))
-        near_best = np.flatnonzero(level <= level.min() + CUT_TIE_DB)
-        middle = (a + b) / 2 - offset - k_lo
-        centre = int(k_lo + near_best[np.argmin(np.abs(near_best - middle))] + offset)
+        centre = int(k_lo + quietest_near(level, (a + b) / 2 - offset - k_lo) + offset)
         centre = min(max(centre, a + 1), b - 1)
         cut_first, cut_end = centre, centre
         if centre < len(silent) and silent[centre]:

@@ -156,26 +156,23 @@ SHORTEST_REREAD_S = 6.0
 
 def reading_pace(clips: list[Clip], source: str) -> Pace | None:
     """The median letters a second of the clips with a duration and a reference; None when none has."""
-    rates = [len(clip.reference.replace(" ", "")) / clip.duration for clip in clips
-             if clip.duration > 0 and clip.reference]  # fmt: skip
+    rates = [_letters(clip.reference) / clip.duration for clip in clips if clip.duration > 0 and clip.reference]
     return Pace(round(float(np.median(rates)), 3), source) if rates else None
 
 
 def quietest_cut(samples: np.ndarray) -> int:
     """The sample at the centre of the quietest 200 ms (the segmenter's cut window) within the
     middle third of ``samples``; of windows within 1 dB of the quietest, the one nearest the middle."""
-    from tala.audio.segment import CUT_TIE_DB, CUT_WINDOW_S
+    from tala.audio.segment import CUT_WINDOW_S, quietest_near
 
     hop = SAMPLE_RATE // 100
     third = len(samples) // 3
+    half_window = int(CUT_WINDOW_S * SAMPLE_RATE) // 2
     levels = frame_levels_db(samples[third:len(samples) - third], SAMPLE_RATE, frame_s=CUT_WINDOW_S,
                              hop_s=hop / SAMPLE_RATE)  # fmt: skip
     if len(levels) == 0:
         return len(samples) // 2
-    near_best = np.flatnonzero(levels <= levels.min() + CUT_TIE_DB)
-    middle = (len(samples) // 2 - third - int(CUT_WINDOW_S * SAMPLE_RATE) // 2) / hop
-    best = int(near_best[np.argmin(np.abs(near_best - middle))])
-    return third + best * hop + int(CUT_WINDOW_S * SAMPLE_RATE) // 2
+    return third + quietest_near(levels, (len(samples) // 2 - third - half_window) / hop) * hop + half_window
 
 
 def _letters(text: str) -> int:
