@@ -48,7 +48,7 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
     encoder_log = stage_log(run.encoder)
     last_log = stage_log(trained)
     # the decoder's earlier stages (the curriculum, the chunks): their logs ship as <stage>_log.jsonl
-    earlier = {stage: stage_log(trained.with_name(f"{trained.name}-{stage}")) for stage in ("easy", "chunks")}
+    earlier = {stage: stage_log(folder) for stage, folder in run.stages.items() if folder != trained}
     with atomic_dir(out) as tmp:
         for name in SHIPPED:
             if (trained / name).exists():

@@ -28,6 +28,8 @@ from tala.demo.stand_in import Stopwatch
 
 SAMPLE_RATE = 16_000
 MOONSHINE_HOP = 384  # samples per encoder frame: the convolutions' strides 64 x 3 x 2
+# The decoder's stages in order and the folder each writes under <work>/models.
+DECODER_STAGES = {"easy": "moonshine-easy", "chunks": "moonshine-chunks", "full": "moonshine"}
 
 
 @dataclass(frozen=True)
@@ -139,27 +141,33 @@ def moonshine_settings(recipe: MoonshineRecipe, seed: int, stage: str = "full"):
 
 def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], chunks: dict[str, Path],
                     timed: dict[str, Path], start: Path, recipe: MoonshineRecipe, seed: int,
-                    progress: bool = True) -> Path:
-    """The decoder on the frozen encoder: the curriculum's short clips, the chunks, the full data."""
+                    progress: bool = True) -> dict[str, Path]:
+    """The decoder on the frozen encoder: the curriculum's short clips, the chunks, the full data.
+    Each stage's folder (:data:`DECODER_STAGES`), in order."""
     from tala.finetune.moonshine import train
 
     valid = [manifests[lang]["valid"] for lang in manifests]
-    previous = start
-    for stage, data in (("easy", easy), ("chunks", chunks), ("full", timed)):
-        out = work / "models" / ("moonshine" if stage == "full" else f"moonshine-{stage}")
+    data = {"easy": easy, "chunks": chunks, "full": timed}
+    folders, previous = {}, start
+    for stage, name in DECODER_STAGES.items():
+        out = folders[stage] = work / "models" / name
         if not (out / "model.safetensors").exists():
-            train([data[lang] for lang in manifests], out, moonshine_settings(recipe, seed, stage), str(previous),
-                  valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
+            train([data[stage][lang] for lang in manifests], out, moonshine_settings(recipe, seed, stage),
+                  str(previous), valid_manifests=valid, progress=progress, keep_checkpoint_dir=True)  # fmt: skip
         previous = out
-    return previous
+    return folders
 
 
 @dataclass(frozen=True)
 class RecipeRun:
     manifests: dict[str, dict[str, Path]]
     encoder: Path
-    moonshine: Path
+    stages: dict[str, Path]  # the decoder's stages (DECODER_STAGES), the last one the recognizer
     seconds: dict[str, float]
+
+    @property
+    def moonshine(self) -> Path:
+        return list(self.stages.values())[-1]
 
 
 def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, teacher: Path,
@@ -174,6 +182,6 @@ def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, tea
     easy = watch.run("easy data", stage_easy_data, work, shared, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
     chunks = watch.run("chunks", stage_chunks, timed, seed)
-    moonshine = watch.run("moonshine", stage_moonshine, work, manifests, easy, chunks, timed, encoder, recipe, seed,
-                          progress)
-    return RecipeRun(manifests, encoder, moonshine, watch.seconds)
+    stages = watch.run("moonshine", stage_moonshine, work, manifests, easy, chunks, timed, encoder, recipe, seed,
+                       progress)
+    return RecipeRun(manifests, encoder, stages, watch.seconds)
