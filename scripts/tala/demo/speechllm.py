@@ -9,7 +9,7 @@ The folder is what :func:`tala.models.speechllm.load_speechllm` reads (plain tra
 the encoder and decoder inside it::
 
     speechllm.json  projector.safetensors  encoder/  decoder/ (with tokenizer)
-    training.json  training_log.jsonl  full_log.jsonl  easy_log.jsonl  encoder_log.jsonl  eval.json  README.md
+    training.json  training_log.jsonl  {easy,full,joined}_log.jsonl  encoder_log.jsonl  eval.json  README.md
 
 so the workflow fine-tunes it (``speechllm.start``) exactly as it would a recognizer made from
 ``openai/whisper-small`` and ``HuggingFaceTB/SmolLM2-135M``.
@@ -45,14 +45,17 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
     it, the logs, ``training.json``, ``eval.json`` and the card; written whole or not at all."""
     from tala.models.speechllm import CONFIG_NAME, DECODER_DIR, PROJECTOR_NAME, SpeechLLMConfig
 
-    trained = run.speechllm
+    trained, last = run.speechllm, list(run.stages)[-1]
     info = {stage: json.loads((folder / "training.json").read_text(encoding="utf-8"))
             for stage, folder in run.stages.items() if stage != "easy"}  # fmt: skip
     config = SpeechLLMConfig.read(trained / CONFIG_NAME)
     # The recipe's own logs, with their wall times (the trained folders' copies have none); the
     # last stage's ships as training_log.jsonl, the earlier ones as <stage>_log.jsonl.
     logs = {stage: stage_log(folder) for stage, folder in run.stages.items()}
+    shipped_logs = {stage: "training_log.jsonl" if stage == last else f"{stage}_log.jsonl" for stage in logs}
     encoder_log = stage_log(run.encoder)
+    # In training.json and the card the last stage is "speechllm" (the recognizer shipped).
+    named = {stage: "speechllm" if stage == last else stage for stage in run.stages}
     with atomic_dir(out) as tmp:
         shutil.copytree(run.encoder, tmp / "encoder", ignore=shutil.ignore_patterns("distillation.json"))
         shutil.copytree(trained / DECODER_DIR, tmp / DECODER_DIR)
@@ -60,9 +63,7 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
         shipped = replace(config, encoder="encoder", decoder=DECODER_DIR)
         fields = {k: v for k, v in asdict(shipped).items()}
         (tmp / CONFIG_NAME).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
-        shutil.copyfile(logs["joined"], tmp / "training_log.jsonl")
-        for log, name in ((encoder_log, "encoder_log.jsonl"), (logs["easy"], "easy_log.jsonl"),
-                          (logs["full"], "full_log.jsonl")):  # fmt: skip
+        for log, name in [(encoder_log, "encoder_log.jsonl"), *((logs[k], shipped_logs[k]) for k in logs)]:
             if log.exists():
                 shutil.copyfile(log, tmp / name)
         from tala.finetune.evaluate_asr import SpeechLLMRecognizer, System
@@ -78,20 +79,21 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
             "seed": seed,
             "recipe": asdict(recipe),
             "teacher": str(TEACHER),
-            "data": data_summary(run.manifests, demo_root),
+            "data": data_summary({lang: {**splits, **run.narrative.get(lang, {})}
+                                  for lang, splits in run.manifests.items()}, demo_root),  # fmt: skip
             "stages": {
                 "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
-                **{"speechllm" if stage == "joined" else stage:
-                   {k: info[stage][k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")}
-                   for stage in ("full", "joined")},
+                **{named[stage]: {**{k: info[stage][k] for k in ("settings", "examples", "left_out", "steps", "best",
+                                                                  "final_eval")}, "log": shipped_logs[stage]}
+                   for stage in info},
             },
             "stage_seconds_this_run": run.seconds,
-            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "easy": log_elapsed(logs["easy"]),
-                                "full": log_elapsed(logs["full"]), "speechllm": log_elapsed(logs["joined"])},
+            "stage_elapsed_s": {"encoder": log_elapsed(encoder_log),
+                                **{named[stage]: log_elapsed(log) for stage, log in logs.items()}},
             "parameters": safetensors_parameters(tmp, {"encoder": "encoder/model.safetensors",
                                                        "decoder": "decoder/model.safetensors",
                                                        "projector": "projector.safetensors"}),
-            "versions": {**info["joined"]["versions"], "espeak-ng": tool_version("espeak-ng")},
+            "versions": {**info[last]["versions"], "espeak-ng": tool_version("espeak-ng")},
         }
         write_json_atomic(tmp / "training.json", summary)
         (tmp / "README.md").write_text(card(summary, report), encoding="utf-8")
@@ -105,7 +107,12 @@ def card(info: dict, report: dict) -> str:
                      for lang, s in report["summary"].items())  # fmt: skip
     enc_eval = stages["encoder"]["final_eval"] or {}
     full_eval = stages["full"]["final_eval"] or {}
+    joined_eval = stages["joined"]["final_eval"] or {}
     sllm_eval = stages["speechllm"]["final_eval"] or {}
+    prose = dict(map(tuple, recipe["narrative_utterances"]))
+    seen = "; ".join(f"{LANGUAGES[lang].name} {100 * d['demo_word_types_seen_in_training']:.0f} % of its word types,"
+                     f" {100 * d['demo_word_tokens_seen_in_training']:.0f} % of its words"
+                     for lang, d in info["data"].items())  # fmt: skip
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
     return f"""# Demo speech-LLM stand-in (tala)
 
@@ -128,7 +135,11 @@ Load it with plain transformers + peft: `tala.models.speechllm.load_speechllm("r
 Training speech: `tala.demo.training_speech` (espeak-ng, random sentences of common words and
 pseudo-words; any sentence sharing four consecutive words with a demo verse is dropped), the first
 {dict(map(tuple, recipe['train_utterances']))} utterances of the demo CTC model's recipe, {recipe['valid_utterances']}
-held-out utterances per language for validation.
+held-out utterances per language for validation; for the last stage also {prose} utterances of scripture-style
+prose ("E disse ..., e ...": the commonest narrative words and scripture's common content words, the CTC
+recipe's `narrative` split) and {recipe['narrative_valid_utterances']} held out. Those word lists are
+scripture's, so the training texts hold much of the demo chapters' vocabulary ({seen}), never four
+consecutive words of a demo verse.
 
 1. **Encoder** ({minutes['encoder']} min on 2 CPU cores): distilled from the demo CTC model
    (`resources/demo/model` with each language's adapter): KL divergence between its per-frame
@@ -138,7 +149,7 @@ held-out utterances per language for validation.
    {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
 2. **Tokenizer and decoder**: BPE trained on the training texts; Llama with random weights.
 3. **Projector + whole decoder**, encoder frozen (each clip's frames cached): `tala.finetune.speechllm`
-   (`train="all"`), loss on the transcript and `</s>` only, in three stages: a curriculum of short clips
+   (`train="all"`), loss on the transcript and `</s>` only, in four stages: a curriculum of short clips
    (one short sentence of listed words each; {recipe['easy_steps']} steps, {minutes['easy']} min; `easy_log.jsonl`), then the whole
    utterances ({recipe['speechllm_steps']} steps, {recipe['batch_seconds']:.0f} s of audio per batch,
    {minutes['full']} min; `full_log.jsonl`) with guided attention (`tala.finetune.guided`, weight
@@ -146,9 +157,13 @@ held-out utterances per language for validation.
    token at the audio tokens where the teacher's greedy path put its word. Without it the decoder wrote
    "o o o ..." after 2,000 steps. Validation CER {100 * full_eval.get('cer', float('nan')):.1f} %,
    WER {100 * full_eval.get('wer', float('nan')):.1f} % (best step {(stages['full']['best'] or {}).get('step')}).
-   Last, the same utterances with long clips joined from them (`tala.demo.distill.stage_joined`: 15-29 s,
-   up to ~75 words; {recipe['joined_steps']} steps at {recipe['joined_lr']}, {minutes['speechllm']} min;
-   `training_log.jsonl`), as the decoder had read two utterances joined worse than each alone.
+   Then the same utterances with long clips joined from them (`tala.demo.distill.stage_joined`: 15-29 s,
+   up to ~75 words; {recipe['joined_steps']} steps at {recipe['joined_lr']}, {minutes['joined']} min;
+   `joined_log.jsonl`), as the decoder had read two utterances joined worse than each alone.
+   Validation CER {100 * joined_eval.get('cer', float('nan')):.1f} %,
+   WER {100 * joined_eval.get('wer', float('nan')):.1f} % (best step {(stages['joined']['best'] or {}).get('step')}).
+   Last, all of that plus the prose ({recipe['narrative_steps']} steps at {recipe['narrative_lr']},
+   {minutes['speechllm']} min; `training_log.jsonl`), validated on the held-out prose too.
    Validation CER {100 * sllm_eval.get('cer', float('nan')):.1f} %, WER {100 * sllm_eval.get('wer', float('nan')):.1f} %
    (best step {(stages['speechllm']['best'] or {}).get('step')}).
 

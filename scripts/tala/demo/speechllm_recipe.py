@@ -10,13 +10,17 @@ sentences: :mod:`tala.demo.training_speech`).
     easy data  one short sentence of listed words per utterance     -> <work>/data/<lang>/easy.jsonl
     word times each training word's time on the teacher's greedy path -> <work>/data/<lang>/train.timed.jsonl
     joined     training utterances joined into 15-29 s clips        -> <work>/data/<lang>/joined.jsonl
+    narrative  Portuguese scripture-style prose, its teacher targets and word times
+                                                        -> <work>/data/por/narrative{,-valid,.timed}.jsonl
     speechllm  projector + whole decoder on the frozen encoder (:func:`tala.finetune.speechllm.train`,
                ``train="all"``): the short clips first (a curriculum), then the full data, then
-               the full data with the joined clips   -> <work>/models/speechllm{-easy,,-joined}
+               the full data with the joined clips, then those with the narrative prose
+                                                        -> <work>/models/speechllm{-easy,,-joined,-narrative}
 
 The encoder is distilled (:mod:`tala.demo.distill`: why, and how the frames are matched) and always
 sees the real 30 s window, as the shipped one must behave as Whisper does. Each stage is skipped
-when its output exists and resumes from its checkpoints (the shared training core) after a kill.
+when its output exists and resumes from its checkpoints (the shared training core) after a kill; a
+decoder stage is also skipped when a later one's output exists (only the last one is read on).
 """
 
 # %%
@@ -35,7 +39,8 @@ from tala.fileio import atomic_dir
 SAMPLE_RATE = 16_000
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 # The decoder's stages in order and the folder each writes under <work>/models.
-DECODER_STAGES = {"easy": "speechllm-easy", "full": "speechllm", "joined": "speechllm-joined"}
+DECODER_STAGES = {"easy": "speechllm-easy", "full": "speechllm", "joined": "speechllm-joined",
+                  "narrative": "speechllm-narrative"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,13 @@ class SpeechLLMRecipe:
     # the longest demo clips (20 s, 60 words) were cut short after ~20 words.
     joined_steps: int = 4000
     joined_lr: float = 5e-4
+    # Last, the same data plus Portuguese scripture-style prose (training_speech's ``narrative``
+    # split, as the CTC recipe's scripture stage has): "E disse ..., e ..." chains of the commonest
+    # narrative words. Validation adds held-out prose of the same kind (``narrative-valid``).
+    narrative_utterances: tuple[tuple[str, int], ...] = (("por", 3000),)
+    narrative_valid_utterances: int = 48
+    narrative_steps: int = 1500
+    narrative_lr: float = 3e-4
 
 
 # %% [markdown]
@@ -101,6 +113,25 @@ def stage_data(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int) -> 
             "train": synthesize_split(out, lang, "train", dict(recipe.train_utterances)[lang], seed, workers),
         }
     return manifests
+
+
+def stage_narrative_data(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int) -> dict[str, dict[str, Path]]:
+    """The languages with prose (:attr:`SpeechLLMRecipe.narrative_utterances`): their ``narrative``
+    and ``narrative-valid`` splits."""
+    return {lang: {"narrative": synthesize_split(work / "data" / lang, lang, "narrative", count, seed, workers),
+                   "narrative-valid": synthesize_split(work / "data" / lang, lang, "narrative-valid",
+                                                       recipe.narrative_valid_utterances, seed, workers)}
+            for lang, count in recipe.narrative_utterances}  # fmt: skip
+
+
+def stage_narrative(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int, teacher: Path) -> dict:
+    """The prose's splits, the teacher's targets and word times of its training split (what the
+    guided attention reads): per language ``{"narrative": timed manifest, "narrative-valid": ...}``."""
+    manifests = stage_narrative_data(work, recipe, seed, workers)
+    training = {lang: {"narrative": splits["narrative"]} for lang, splits in manifests.items()}
+    timed = stage_word_times(work, training, stage_teacher(work, training, teacher), teacher, split="narrative")
+    return {lang: {"narrative": timed[lang], "narrative-valid": manifests[lang]["narrative-valid"]}
+            for lang in manifests}  # fmt: skip
 
 
 # %% [markdown]
@@ -202,41 +233,52 @@ def stage_easy_data(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int
 
 def speechllm_settings(recipe: SpeechLLMRecipe, seed: int, stage: str = "full"):
     """The trainer's settings for a stage of the recipe: ``easy`` (the curriculum's short clips),
-    ``full`` (the whole utterances) or ``joined`` (with the long clips)."""
+    ``full`` (the whole utterances), ``joined`` (with the long clips) or ``narrative`` (with the
+    prose)."""
     from tala.finetune.speechllm import SpeechLLMSettings
 
     easy = stage == "easy"
     steps, lr = {"easy": (recipe.easy_steps, recipe.easy_lr), "full": (recipe.speechllm_steps, recipe.speechllm_lr),
-                 "joined": (recipe.joined_steps, recipe.joined_lr)}[stage]  # fmt: skip
+                 "joined": (recipe.joined_steps, recipe.joined_lr),
+                 "narrative": (recipe.narrative_steps, recipe.narrative_lr)}[stage]  # fmt: skip
     batch_seconds, batch_size = ((recipe.easy_batch_seconds, recipe.easy_max_batch_size) if easy
                                  else (recipe.batch_seconds, recipe.max_batch_size))  # fmt: skip
     return SpeechLLMSettings(train="all", max_steps=steps, learning_rate=lr, warmup_steps=recipe.speechllm_warmup,
                              min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, seed=seed, stack=recipe.stack, text_field="text",
-                             eval_every=250 if easy else 500, checkpoint_every=100, log_every=25,
+                             eval_every=250 if stage in ("easy", "narrative") else 500, checkpoint_every=100,
+                             log_every=25,
                              cache_frames=True, guided_attention=0.0 if easy else recipe.guided_attention,
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 
 
 def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: dict[str, Path],
-                    joined: dict[str, Path], encoder: Path, decoder: Path, recipe: SpeechLLMRecipe, seed: int,
-                    progress: bool = True) -> dict[str, Path]:
+                    joined: dict[str, Path], narrative: dict[str, dict[str, Path]], encoder: Path, decoder: Path,
+                    recipe: SpeechLLMRecipe, seed: int, progress: bool = True) -> dict[str, Path]:
     """Projector and whole decoder on the frozen encoder, both languages (the trainer's ``all``
     mode): first the curriculum's short clips from the bases, then the full data from there, then
-    the full data with its joined long clips. Each stage's folder (:data:`DECODER_STAGES`), in order."""
+    the full data with its joined long clips, then those with the narrative prose (validated on its
+    held-out prose too). Each stage's folder (:data:`DECODER_STAGES`), in order; the stages before
+    the last one whose output exists are not run again."""
     from tala.finetune.speechllm import train
 
     valid = [manifests[lang]["valid"] for lang in manifests]
     data = {"easy": list(easy.values()), "full": [timed[lang] for lang in manifests],
             "joined": [m for lang in manifests for m in (timed[lang], joined[lang])]}  # fmt: skip
-    folders, previous = {}, None
-    for stage, name in DECODER_STAGES.items():
-        out = folders[stage] = work / "models" / name
-        if not (out / "speechllm.json").exists():
-            bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
-                     else {"start": previous})  # fmt: skip
-            train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valid,
-                  progress=progress, keep_checkpoint_dir=True, **bases)  # fmt: skip
+    data["narrative"] = data["joined"] + [splits["narrative"] for splits in narrative.values()]
+    valids = {stage: valid for stage in DECODER_STAGES}
+    valids["narrative"] = valid + [splits["narrative-valid"] for splits in narrative.values()]
+    folders = {stage: work / "models" / name for stage, name in DECODER_STAGES.items()}
+    done = [stage for stage, out in folders.items() if (out / "speechllm.json").exists()]
+    previous = None
+    for stage, out in folders.items():
+        if done and list(folders).index(stage) <= list(folders).index(done[-1]):
+            previous = out
+            continue
+        bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
+                 else {"start": previous})  # fmt: skip
+        train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valids[stage],
+              progress=progress, keep_checkpoint_dir=True, **bases)  # fmt: skip
         previous = out
     return folders
 
@@ -244,6 +286,7 @@ def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: d
 @dataclass(frozen=True)
 class RecipeRun:
     manifests: dict[str, dict[str, Path]]
+    narrative: dict[str, dict[str, Path]]  # the prose's timed training split and its validation split
     encoder: Path
     decoder_init: Path
     stages: dict[str, Path]  # the decoder's stages (DECODER_STAGES), the last one the recognizer
@@ -265,6 +308,7 @@ def run_recipe(work: Path, recipe: SpeechLLMRecipe, seed: int, workers: int, tea
     easy = watch.run("easy data", stage_easy_data, work, recipe, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
     joined = watch.run("joined", stage_joined, timed, seed)
-    stages = watch.run("speechllm", stage_speechllm, work, manifests, easy, timed, joined, encoder, decoder,
-                       recipe, seed, progress)
-    return RecipeRun(manifests, encoder, decoder, stages, watch.seconds)
+    narrative = watch.run("narrative", stage_narrative, work, recipe, seed, workers, teacher)
+    stages = watch.run("speechllm", stage_speechllm, work, manifests, easy, timed, joined, narrative, encoder,
+                       decoder, recipe, seed, progress)
+    return RecipeRun(manifests, narrative, encoder, decoder, stages, watch.seconds)

@@ -163,7 +163,7 @@ def _make_one(job: tuple[int, str, str, int, Path]) -> dict:
     rng, banned = utterance_rng(seed, lang, split, index), _BANNED[lang]
     if split == "easy":
         plan = plan_easy_utterance(lang, rng, banned)
-    elif split == "narrative":
+    elif split in ("narrative", "narrative-valid"):
         plan = plan_utterance(lang, rng, banned, sentence=narrative_sentence)
     else:
         plan = plan_utterance(lang, rng, banned)
