@@ -125,6 +125,43 @@ def test_joined_clips_carry_their_words_and_times(tmp_path):
     assert abs(float(audio[int(first * rate) + 10]) - (0.2 if first == 2.0 else 0.1)) < 1e-3, "the second clip follows"
 
 
+
+@pytest.mark.parametrize("present, trained", [((), ["easy", "full", "joined", "narrative"]),
+                                              (("joined",), ["narrative"]), (("easy", "narrative"), [])])
+def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_path, monkeypatch, present, trained):
+    """Each stage starts from the one before; the stages before the last whose output exists are
+    not run again (a work folder may keep only the last one), and the prose joins the last stage's
+    training and validation."""
+    import tala.finetune.speechllm as trainer
+    from tala.demo.speechllm_recipe import DECODER_STAGES, SpeechLLMRecipe, stage_speechllm
+
+    calls = []
+
+    def fake_train(data, out, settings, valid_manifests=(), start=None, encoder=None, **_):
+        calls.append((out.name, start.name if start else None, [p.name for p in data],
+                      [p.name for p in valid_manifests]))
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    for stage in present:
+        (tmp_path / "models" / DECODER_STAGES[stage]).mkdir(parents=True)
+        (tmp_path / "models" / DECODER_STAGES[stage] / "speechllm.json").write_text("{}")
+    manifests = {lang: {"valid": tmp_path / f"{lang}-valid.jsonl"} for lang in ("smo", "por")}
+    folders = stage_speechllm(
+        tmp_path, manifests, {lang: tmp_path / f"{lang}-easy.jsonl" for lang in manifests},
+        {lang: tmp_path / f"{lang}-timed.jsonl" for lang in manifests},
+        {lang: tmp_path / f"{lang}-joined.jsonl" for lang in manifests},
+        {"por": {"narrative": tmp_path / "por-narrative.jsonl", "narrative-valid": tmp_path / "por-nv.jsonl"}},
+        tmp_path / "encoder", tmp_path / "decoder", SpeechLLMRecipe(), 0, progress=False)  # fmt: skip
+    assert list(folders) == list(DECODER_STAGES) and [c[0] for c in calls] == [DECODER_STAGES[s] for s in trained]
+    names = list(DECODER_STAGES.values())
+    previous = {stage: (names[i - 1] if i else None) for i, stage in enumerate(DECODER_STAGES)}
+    assert [c[1] for c in calls] == [previous[s] for s in trained]
+    if "narrative" in trained:
+        _, _, data, valid = calls[-1]
+        assert data == ["smo-timed.jsonl", "smo-joined.jsonl", "por-timed.jsonl", "por-joined.jsonl",
+                        "por-narrative.jsonl"]  # fmt: skip
+        assert valid == ["smo-valid.jsonl", "por-valid.jsonl", "por-nv.jsonl"]
+
 # --------------------------------------------------------------------------- the shipped stand-ins
 
 
@@ -133,7 +170,8 @@ def test_speechllm_stand_in_is_complete_small_and_loads_with_plain_transformers_
 
     names = {p.name for p in SPEECHLLM.iterdir()}
     assert {"speechllm.json", "projector.safetensors", "encoder", "decoder", "README.md", "eval.json",
-            "training.json", "training_log.jsonl", "full_log.jsonl", "easy_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
+            "training.json", "training_log.jsonl", "joined_log.jsonl", "full_log.jsonl", "easy_log.jsonl",
+            "encoder_log.jsonl"} <= names  # fmt: skip
     size = sum(p.stat().st_size for p in SPEECHLLM.rglob("*") if p.is_file())
     assert size < 25e6, size
     config = json.loads((SPEECHLLM / "speechllm.json").read_text())

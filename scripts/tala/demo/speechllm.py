@@ -109,9 +109,9 @@ def card(info: dict, report: dict) -> str:
     full_eval = stages["full"]["final_eval"] or {}
     joined_eval = stages["joined"]["final_eval"] or {}
     sllm_eval = stages["speechllm"]["final_eval"] or {}
-    prose = dict(map(tuple, recipe["narrative_utterances"]))
-    seen = "; ".join(f"{LANGUAGES[lang].name} {100 * d['demo_word_types_seen_in_training']:.0f} % of its word types,"
-                     f" {100 * d['demo_word_tokens_seen_in_training']:.0f} % of its words"
+    prose = ", ".join(f"{count} {LANGUAGES[lang].name}" for lang, count in recipe["narrative_utterances"])
+    seen = "; ".join(f"{LANGUAGES[lang].name}: {100 * d['demo_word_types_seen_in_training']:.0f} % of their word"
+                     f" types, {100 * d['demo_word_tokens_seen_in_training']:.0f} % of their words"
                      for lang, d in info["data"].items())  # fmt: skip
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
     return f"""# Demo speech-LLM stand-in (tala)
@@ -135,11 +135,11 @@ Load it with plain transformers + peft: `tala.models.speechllm.load_speechllm("r
 Training speech: `tala.demo.training_speech` (espeak-ng, random sentences of common words and
 pseudo-words; any sentence sharing four consecutive words with a demo verse is dropped), the first
 {dict(map(tuple, recipe['train_utterances']))} utterances of the demo CTC model's recipe, {recipe['valid_utterances']}
-held-out utterances per language for validation; for the last stage also {prose} utterances of scripture-style
-prose ("E disse ..., e ...": the commonest narrative words and scripture's common content words, the CTC
-recipe's `narrative` split) and {recipe['narrative_valid_utterances']} held out. Those word lists are
-scripture's, so the training texts hold much of the demo chapters' vocabulary ({seen}), never four
-consecutive words of a demo verse.
+held-out utterances per language for validation; for the last stage also {prose} utterances of
+scripture-style prose ("E disse ..., e ...": the commonest narrative words and scripture's common
+content words, the CTC recipe's `narrative` split) and {recipe['narrative_valid_utterances']} held out.
+Those word lists are scripture's, so the training texts hold much of the demo chapters' vocabulary
+({seen}), never four consecutive words of a demo verse.
 
 1. **Encoder** ({minutes['encoder']} min on 2 CPU cores): distilled from the demo CTC model
    (`resources/demo/model` with each language's adapter): KL divergence between its per-frame
