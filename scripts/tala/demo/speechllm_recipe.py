@@ -247,8 +247,8 @@ def speechllm_settings(recipe: SpeechLLMRecipe, seed: int, stage: str = "full"):
                              min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, seed=seed, stack=recipe.stack, text_field="text",
                              eval_every=250 if stage in ("easy", "narrative") else 500, checkpoint_every=100,
-                             log_every=25,
-                             cache_frames=True, guided_attention=0.0 if easy else recipe.guided_attention,
+                             log_every=25, cache_frames=True,
+                             guided_attention=0.0 if easy else recipe.guided_attention,
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 
 
@@ -269,16 +269,14 @@ def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: d
     valids = {stage: valid for stage in DECODER_STAGES}
     valids["narrative"] = valid + [splits["narrative-valid"] for splits in narrative.values()]
     folders = {stage: work / "models" / name for stage, name in DECODER_STAGES.items()}
-    done = [stage for stage, out in folders.items() if (out / "speechllm.json").exists()]
+    last_made = max((i for i, out in enumerate(folders.values()) if (out / "speechllm.json").exists()), default=-1)
     previous = None
-    for stage, out in folders.items():
-        if done and list(folders).index(stage) <= list(folders).index(done[-1]):
-            previous = out
-            continue
-        bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
-                 else {"start": previous})  # fmt: skip
-        train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valids[stage],
-              progress=progress, keep_checkpoint_dir=True, **bases)  # fmt: skip
+    for i, (stage, out) in enumerate(folders.items()):
+        if i > last_made:
+            bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
+                     else {"start": previous})  # fmt: skip
+            train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valids[stage],
+                  progress=progress, keep_checkpoint_dir=True, **bases)  # fmt: skip
         previous = out
     return folders
 
