@@ -92,9 +92,6 @@ def _speech(texts: list[str]) -> list[np.ndarray]:
     return [soxr.resample(speak_trimmed(t, "en", 160), MASTER_RATE_HZ, 16_000).astype(np.float32) for t in texts]
 
 
-STEPS = 300
-
-
 def test_eight_clips_are_learned_exactly_and_the_saved_model_says_the_same(tmp_path, one_torch_thread):
     """An overfit: if the labels were shifted twice, the audio or prompt were scored, the padding
     were attended to, or generation read the wrong positions, 8 clips would not come back right."""
@@ -110,11 +107,12 @@ def test_eight_clips_are_learned_exactly_and_the_saved_model_says_the_same(tmp_p
     targets = [tokenizer(t, add_special_tokens=False).input_ids for t in SAMOAN]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    steps = 300
     # A decaying lr: at a constant 3e-3 the last steps can swap two clips' texts, and where depends
     # on the synthesized audio's exact bytes (espeak-ng builds differ).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / STEPS)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     model.train()
-    for _ in range(STEPS):
+    for _ in range(steps):
         loss = model.loss(frames, targets)
         optimizer.zero_grad()
         loss.backward()

@@ -266,8 +266,7 @@ def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: d
     data = {"easy": list(easy.values()), "full": [timed[lang] for lang in manifests],
             "joined": [m for lang in manifests for m in (timed[lang], joined[lang])]}  # fmt: skip
     data["narrative"] = data["joined"] + [splits["narrative"] for splits in narrative.values()]
-    valids = {stage: valid for stage in DECODER_STAGES}
-    valids["narrative"] = valid + [splits["narrative-valid"] for splits in narrative.values()]
+    valids = {"narrative": valid + [splits["narrative-valid"] for splits in narrative.values()]}
     folders = {stage: work / "models" / name for stage, name in DECODER_STAGES.items()}
     last_made = max((i for i, out in enumerate(folders.values()) if (out / "speechllm.json").exists()), default=-1)
     previous = None
@@ -275,7 +274,7 @@ def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: d
         if i > last_made:
             bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
                      else {"start": previous})  # fmt: skip
-            train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valids[stage],
+            train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valids.get(stage, valid),
                   progress=progress, keep_checkpoint_dir=True, **bases)  # fmt: skip
         previous = out
     return folders
