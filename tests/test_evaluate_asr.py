@@ -146,6 +146,12 @@ def spoken(seconds: float, pause_at: float, rate: int = 16000) -> np.ndarray:
     return audio
 
 
+def words(n: int) -> str:
+    """``n`` different 4-letter words (no loop: a decoder's words differ)."""
+    syllables = ["ba", "ke", "di", "mo", "nu", "pa", "se", "ti"]
+    return " ".join(syllables[i % 8] + syllables[i // 8 % 8] for i in range(n))
+
+
 class StopsAfterSix(evaluate_asr.ClipRecognizer):
     """A decoder that reads 4 letters a second and writes its end token after 6 s of audio."""
 
@@ -156,7 +162,7 @@ class StopsAfterSix(evaluate_asr.ClipRecognizer):
 
     def transcribe_part(self, piece):
         self.parts.append(len(piece) / 16000)
-        return " ".join(["abcd"] * int(min(len(piece) / 16000, 6.0)))
+        return words(int(min(len(piece) / 16000, 6.0)))
 
 
 def test_the_quietest_cut_falls_in_the_pause_of_the_middle_third():
@@ -192,12 +198,68 @@ def test_halves_that_read_less_than_the_whole_are_not_taken():
     assert model.transcribe(spoken(16.0, pause_at=7.0)) == "abcd abcd" and model.rereads == 0
 
 
+def test_looped_letters_count_a_unit_written_three_times_or_more_in_a_row():
+    assert evaluate_asr.looped_letters("mai loigagagaga") == 6  # "ga" x 4: three more writings
+    assert evaluate_asr.looped_letters("ombrar ombrar ombrar o que") == 12
+    assert evaluate_asr.looped_letters("le le le") == 4, "a loop at the end of the transcript counts"
+    assert evaluate_asr.looped_letters("a gagaga b le le le") == 4 + 4, "every loop counts"
+    # two writings, or a run of fewer than LOOP_LETTERS extra letters, is text, not a loop
+    assert evaluate_asr.looped_letters("e ova ai e ova ai mea leaga") == 0
+    assert evaluate_asr.looped_letters("e e e ua aaaa") == 0
+    assert evaluate_asr.looped_letters("leoleoina o le leoleo") == 0
+    assert evaluate_asr.looped_letters("") == 0
+
+
+class LoopsOnLongParts(StopsAfterSix):
+    """A decoder that reads 4 letters a second, and on a part longer than 10 s writes "ga" 20
+    times after the first 8 s of it (a loop to its budget)."""
+
+    def transcribe_part(self, piece):
+        self.parts.append(len(piece) / 16000)
+        seconds = len(piece) / 16000
+        if seconds > 10:
+            return words(8) + " lo" + "ga" * 20
+        return words(int(seconds))
+
+
+def test_a_part_that_loops_is_read_again_in_halves_and_the_halves_taken_when_they_loop_less():
+    pace = evaluate_asr.Pace(4.0, "train.jsonl")
+    model = LoopsOnLongParts(pace=pace)
+    text = model.transcribe(spoken(16.0, pause_at=7.0))
+    assert text == f"{words(7)} {words(8)}" and model.rereads == 1, "the halves (7.3 and 8.7 s) read, loop-free"
+    assert model.read_once == f"{words(8)} lo{'ga' * 20}" and model.parts[0] == 16.0 and len(model.parts) == 3
+    # without a pace the checks are off: read once, loop and all
+    plain = LoopsOnLongParts()
+    assert "gagaga" in plain.transcribe(spoken(16.0, pause_at=7.0)) and plain.rereads == 0
+
+
+def test_halves_that_loop_as_much_or_read_too_little_are_not_taken():
+    class RepeatsEverywhere(StopsAfterSix):  # real text that repeats: every reading repeats it
+        def transcribe_part(self, piece):
+            self.parts.append(len(piece) / 16000)
+            return "holy holy holy " + words(int(len(piece) / 16000))
+
+    model = RepeatsEverywhere(pace=evaluate_asr.Pace(4.0, "x"))
+    assert model.transcribe(spoken(16.0, pause_at=7.0)) == "holy holy holy " + words(16) and model.rereads == 0
+    assert len(model.parts) == 7, "each part of 6 s or more read again in halves, which loop as much"
+
+    class HalvesSayLittle(StopsAfterSix):  # the halves stop loops by saying almost nothing
+        def transcribe_part(self, piece):
+            self.parts.append(len(piece) / 16000)
+            return words(16) + " gagagagaga" if len(piece) >= 16 * 16000 else "ab"
+
+    short = HalvesSayLittle(pace=evaluate_asr.Pace(4.0, "x"))
+    assert short.transcribe(spoken(16.0, pause_at=7.0)).endswith("gagagagaga") and short.rereads == 0
+
+
 def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_path, monkeypatch):
     (tmp_path / "clips").mkdir()
     sf.write(str(tmp_path / "clips" / "a.wav"), spoken(16.0, pause_at=7.0), 16000, subtype="PCM_16")
     sf.write(str(tmp_path / "clips" / "b.wav"), spoken(5.0, pause_at=2.0), 16000, subtype="PCM_16")
     test = tmp_path / "test.jsonl"
-    test.write_text(json.dumps({"audio": "clips/a.wav", "normalized": " ".join(["abcd"] * 16), "duration": 16.0})
+    # what the early-ending decoder reads of a.wav in two halves, and the 4 words after
+    reference = f"{words(6)} {words(6)} {words(4)}"
+    test.write_text(json.dumps({"audio": "clips/a.wav", "normalized": reference, "duration": 16.0})
                     + "\n" + json.dumps({"audio": "clips/b.wav", "normalized": "abcd " * 5, "duration": 5.0}) + "\n")
     train = tmp_path / "train.jsonl"  # 4 letters a second, and a row without a duration left out
     train.write_text("".join(json.dumps(row) + "\n" for row in (

@@ -21,7 +21,10 @@ adapter ``-``; clips only) or ``moonshine`` (a Moonshine model, or a LoRA recogn
 can write its end token before the audio ends. The median letters a second of the given clips (the
 training split) is the language's pace; a part whose transcript holds fewer than half as many is
 cut at its quietest point and each half read again (and checked the same way); the halves'
-transcripts count when they hold more. Each system's score says how many clips were read so.
+transcripts count when they hold more. A part whose transcript loops (a few letters or words written
+three times or more in a row: :func:`looped_letters`) is read again in halves the same way; the
+halves count when they loop less and are not themselves too short for the pace. Each system's score
+says how many clips were read so.
 
 ``--chapters SPLIT SUMMARY`` also scores whole chapters, as the workflow transcribes them: each
 recording of that split (from the dataset's ``summary.json``) is transcribed whole, in the
@@ -44,6 +47,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -140,7 +144,8 @@ class CtcRecognizer:
 class Pace:
     """How fast the language is read: letters (spaces left out) a second, the median over the
     clips of ``source`` (the training split). A part of a clip whose transcript holds fewer than
-    :data:`SHORT_FRACTION` of that is read again in two halves (:func:`read_checked`)."""
+    :data:`SHORT_FRACTION` of that, or loops, is read again in two halves (:func:`read_checked`);
+    without a pace every part is read once."""
 
     letters_per_second: float
     source: str
@@ -152,6 +157,15 @@ class Pace:
 SHORT_FRACTION = 0.5
 # A part shorter than this is not cut again (it is cut in its middle third: halves of >= 2 s).
 SHORTEST_REREAD_S = 6.0
+# ... or loop to its token budget: the demo's LoRA'd speech-LLM ended a 15 s clip with "loigagagaga..."
+# (13 x "ga"), the Moonshine stand-in wrote "ombrar ombrar ombrar". Whisper re-decodes a window whose
+# text compresses too well (its compression-ratio check); here a unit of letters written at least
+# LOOP_REPEATS times in a row, with LOOP_LETTERS or more letters after its first writing, marks a
+# loop, and the part is read again in halves (a shorter input loops less). Real text repeats too
+# ("holy, holy, holy"): its halves repeat it as well, loop no less, and are not taken.
+LOOP_REPEATS = 3
+LOOP_LETTERS = 4
+_LOOP = re.compile(r"(.{1,40}?)\1{%d,}" % (LOOP_REPEATS - 1), re.DOTALL)
 
 
 def reading_pace(clips: list[Clip], source: str) -> Pace | None:
@@ -179,26 +193,47 @@ def _letters(text: str) -> int:
     return len(text.replace(" ", ""))
 
 
+def looped_letters(text: str) -> int:
+    """Letters (spaces left out) a transcript wrote in loops: in each run where a unit of 1-40
+    characters is written :data:`LOOP_REPEATS` times or more in a row, those after its first
+    writing ("loigagagaga": 6, "le le le": 4); runs with fewer than :data:`LOOP_LETTERS` count 0
+    ("e e e")."""
+    total = 0
+    for match in _LOOP.finditer(text + " "):  # a word written again ends with its space
+        extra = _letters(match.group(0)) - _letters(match.group(1))
+        total += extra if extra >= LOOP_LETTERS else 0
+    return total
+
+
 def read_checked(samples: np.ndarray, transcribe_part, pace: Pace | None) -> tuple[str, str, int]:
-    """``transcribe_part(samples)`` checked for an early end: (the transcript, the first reading,
-    how many parts were read again). A part of at least :data:`SHORTEST_REREAD_S` whose first
-    reading is too short for the pace is cut at its quietest point and each half read (and checked)
-    the same way; the halves' transcripts replace the first reading when they hold more letters."""
+    """``transcribe_part(samples)`` checked for an early end and for a loop: (the transcript, the
+    first reading, how many parts were read again). A part of at least :data:`SHORTEST_REREAD_S`
+    whose first reading is too short for the pace, or loops (:func:`looped_letters`), is cut at its
+    quietest point and each half read (and checked) the same way. The halves' transcripts replace a
+    short first reading when they hold more letters, a looping one when they loop less and are not
+    too short for the pace themselves."""
     first = transcribe_part(samples)
     seconds = len(samples) / SAMPLE_RATE
-    if pace is None or seconds < SHORTEST_REREAD_S or \
-            _letters(first) >= SHORT_FRACTION * pace.letters_per_second * seconds:
+    if pace is None or seconds < SHORTEST_REREAD_S:
+        return first, first, 0
+    least = SHORT_FRACTION * pace.letters_per_second * seconds
+    short, looped = _letters(first) < least, looped_letters(first)
+    if not short and not looped:
         return first, first, 0
     cut = quietest_cut(samples)
     (a, _, n_a), (b, _, n_b) = (read_checked(half, transcribe_part, pace) for half in (samples[:cut], samples[cut:]))
     halves = f"{a} {b}".strip()
-    return (halves, first, 1 + n_a + n_b) if _letters(halves) > _letters(first) else (first, first, 0)
+    if short:
+        better = _letters(halves) > _letters(first)
+    else:
+        better = looped_letters(halves) < looped and _letters(halves) >= least
+    return (halves, first, 1 + n_a + n_b) if better else (first, first, 0)
 
 
 class ClipRecognizer:
     """A recognizer of clips that writes a transcript (no word times): a clip longer than
     ``window`` samples is transcribed in equal parts that each fit it (said on stderr), and with a
-    :class:`Pace` each part is checked for an early end (:func:`read_checked`). ``rereads`` counts
+    :class:`Pace` each part is checked for an early end and a loop (:func:`read_checked`). ``rereads`` counts
     the parts read again, ``read_once`` is the last clip's transcript without them. Subclasses set
     ``window``, ``name``, ``what`` and ``transcribe_part``."""
 
@@ -361,7 +396,7 @@ def chapter_hypothesis(words: list[tuple[str, float, float]], start: float, end:
 
 
 def recognizer(kind: str, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
-    """The recognizer of ``kind``; ``pace`` (the clip kinds only) checks each part for an early end."""
+    """The recognizer of ``kind``; ``pace`` (the clip kinds only) checks each part for an early end and a loop."""
     if kind == "ctc":
         return CtcRecognizer(system, models_dir, device, dtype)
     if kind == "speechllm":
@@ -396,7 +431,7 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
                                      for c in chapters]  # fmt: skip
         if log is not None:
             again = f", {sum(reread[system.name])} read again in parts (too short for {pace.letters_per_second:g} " \
-                    "letters a second)" if pace else ""
+                    "letters a second, or looping)" if pace else ""
             log(f"evaluate_asr: {system.name} ({system.model}, adapter {system.adapter or '-'}): {len(clips)} clips"
                 f"{again}, {len(chapters)} chapters in {time.perf_counter() - started:.1f} s")
         del model
@@ -458,7 +493,8 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
                                                           for n in names)
                          for split, r in splits.items() if all("read_once" in r.get(n, {}) for n in names))  # fmt: skip
         reread = (f"<p>A part transcribed with fewer than {SHORT_FRACTION:g} × the {pace.letters_per_second:g} "
-                  f"letters a second of {escape(pace.source)} (an early end token) was read again in two halves cut "
+                  f"letters a second of {escape(pace.source)} (an early end token), or that wrote a unit of "
+                  f"letters {LOOP_REPEATS} times or more in a row (a loop), was read again in two halves cut "
                   f"at its quietest point; clips read so: {counts}. CER had every clip been read once: {once}.</p>")
     head = "".join(f"<th>WER {escape(n)}</th><th>CER {escape(n)}</th>" for n in names)
     rows = []
@@ -510,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pace", type=Path, metavar="JSONL",
                         help="speechllm, moonshine: the clips (the training split) whose median letters a second "
                              "tell how fast the language is read; a part transcribed with fewer than half as many "
-                             "is read again in two halves, cut at its quietest point (an early end token). "
+                             "is read again in two halves, cut at its quietest point (an early end token), and so "
+                             "is a part that loops (writes the same letters 3 times or more in a row). "
                              "Without it every part is read once")
     parser.add_argument("--html", type=Path, help="also write the before -> after table as HTML")
     parser.add_argument("--kind", choices=KINDS, default="ctc")
