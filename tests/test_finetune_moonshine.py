@@ -104,11 +104,44 @@ def test_pretraining_learns_the_clips_and_lora_then_adapts_with_seed_004s_files(
     out_json = tmp_path / "eval.json"
     assert evaluate_asr([str(out_json), str(tmp_path / "eval.tsv"), "--language", "samoan", "--kind", "moonshine",
                          "--split", "test", str(manifest), "--system", "before", str(tmp_path / "whole"), "-",
-                         "--system", "after", str(tmp_path / "tuned"), "-", "--device", "cpu"]) == 0
+                         "--system", "after", str(tmp_path / "tuned"), "-", "--device", "cpu",
+                         "--pace", str(manifest)]) == 0  # as the workflow reads: the train split's pace
     scores = json.loads(out_json.read_text())["splits"]["test"]
     assert scores["before"]["cer"] == round(whole.final_eval["cer"], 4)
     assert scores["after"]["wer"] == round(tuned.final_eval["wer"], 4)
 
+
+
+def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_pace(corpus, tmp_path, monkeypatch,
+                                                                                    one_torch_thread):
+    import tala.finetune.moonshine as trainer
+    from tala.finetune.evaluate_asr import read_checked
+
+    manifest = corpus / "train.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    pace = round(float(np.median([len(r["normalized"].replace(" ", "")) / r["duration"] for r in rows])), 3)
+    calls = []
+
+    def checked(samples, transcribe_part, pace, first=None):  # as evaluate_asr, recorded
+        calls.append((len(samples), pace, first))
+        return read_checked(samples, transcribe_part, pace, first)
+
+    def run(name, **changes):
+        calls.clear()
+        return train([manifest], tmp_path / name, _settings(max_steps=2, **changes), str(corpus / "start"),
+                     valid_manifests=[manifest], progress=False)
+
+    monkeypatch.setattr(trainer, "read_checked", checked)
+    result = run("checked")
+    assert len(calls) == 2 * len(rows), "every validation clip's reading is checked (the baseline's and the end's)"
+    assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _ in calls)
+    assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
+    assert result.final_eval["reread"] == 0, "1-1.5 s clips are shorter than any part cut again"
+    assert not run("once", reread=False).final_eval["reread"] and calls == [], "--no-reread: read once"
+    # what the check returns is what is scored: a check that empties every reading gives CER 1
+    monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
+    emptied = run("emptied").final_eval
+    assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
 
 def _command(corpus, out, max_steps=24):
     return [sys.executable, "-m", "tala.finetune.moonshine", "--start", str(corpus / "start"),

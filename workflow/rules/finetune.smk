@@ -92,6 +92,7 @@ rule finetune_speechllm:
             "eval_every",
             "patience",
             "evaluate_start",
+            "reread",
             "max_new_tokens",
             "checkpoint_every",
             "cache_frames",
@@ -147,6 +148,7 @@ rule finetune_moonshine_lora:
             "eval_every",
             "patience",
             "evaluate_start",
+            "reread",
             "checkpoint_every",
             "seed",
             "device",
@@ -162,7 +164,7 @@ rule evaluate_asr:
     """Greedy transcripts of the held-out clips and chapters by the starting model ("before") and
     the fine-tuned one ("after"): WER and CER with jiwer, the worst clips, a report table. The
     speech-LLM and Moonshine read a part again in halves when they end it too early for the
-    language's pace (the train split's letters a second).
+    language's pace (the train split's letters a second) or loop.
     """
     input:
         test="results/{lang}/dataset/test.jsonl",

@@ -247,7 +247,7 @@ def speechllm_settings(recipe: SpeechLLMRecipe, seed: int, stage: str = "full"):
                              min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, seed=seed, stack=recipe.stack, text_field="text",
                              eval_every=250 if stage in ("easy", "narrative") else 500, checkpoint_every=100,
-                             log_every=25, cache_frames=True,
+                             log_every=25, cache_frames=True, reread=False,  # each clip read once, as shipped
                              guided_attention=0.0 if easy else recipe.guided_attention,
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 

@@ -170,7 +170,13 @@ _LOOP = re.compile(r"(.{1,40}?)\1{%d,}" % (LOOP_REPEATS - 1), re.DOTALL)
 
 def reading_pace(clips: list[Clip], source: str) -> Pace | None:
     """The median letters a second of the clips with a duration and a reference; None when none has."""
-    rates = [_letters(clip.reference) / clip.duration for clip in clips if clip.duration > 0 and clip.reference]
+    return pace_of([(clip.reference, clip.duration) for clip in clips], source)
+
+
+def pace_of(texts_and_seconds, source: str) -> Pace | None:
+    """The median letters a second of (text normalized for scoring, seconds) pairs with both; None
+    when none has. The trainers' validation (``reread``) and ``--pace`` both take it."""
+    rates = [_letters(text) / seconds for text, seconds in texts_and_seconds if seconds > 0 and text]
     return Pace(round(float(np.median(rates)), 3), source) if rates else None
 
 
@@ -205,14 +211,15 @@ def looped_letters(text: str) -> int:
     return total
 
 
-def read_checked(samples: np.ndarray, transcribe_part, pace: Pace | None) -> tuple[str, str, int]:
-    """``transcribe_part(samples)`` checked for an early end and for a loop: (the transcript, the
-    first reading, how many parts were read again). A part of at least :data:`SHORTEST_REREAD_S`
-    whose first reading is too short for the pace, or loops (:func:`looped_letters`), is cut at its
-    quietest point and each half read (and checked) the same way. The halves' transcripts replace a
-    short first reading when they hold more letters, a looping one when they loop less and are not
-    too short for the pace themselves."""
-    first = transcribe_part(samples)
+def read_checked(samples: np.ndarray, transcribe_part, pace: Pace | None, first: str | None = None
+                 ) -> tuple[str, str, int]:
+    """``transcribe_part(samples)`` (or its reading ``first``, when given) checked for an early end
+    and for a loop: (the transcript, the first reading, how many parts were read again). A part of
+    at least :data:`SHORTEST_REREAD_S` whose first reading is too short for the pace, or loops
+    (:func:`looped_letters`), is cut at its quietest point and each half read (and checked) the same
+    way. The halves' transcripts replace a short first reading when they hold more letters, a
+    looping one when they loop less and are not too short for the pace themselves."""
+    first = transcribe_part(samples) if first is None else first
     seconds = len(samples) / SAMPLE_RATE
     if pace is None or seconds < SHORTEST_REREAD_S:
         return first, first, 0

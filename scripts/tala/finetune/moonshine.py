@@ -42,6 +42,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.finetune.evaluate_asr import pace_of, read_checked  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -113,6 +114,10 @@ class MoonshineSettings:
     patience: int = 0
     min_delta: float = 0.0
     evaluate_start: bool = False
+    # validation reads each clip as evaluate_asr does with --pace (the train split's): a part that
+    # ends too early or loops is read again in halves (tala.finetune.evaluate_asr.read_checked), so
+    # the weights kept are chosen on the reading that is reported
+    reread: bool = True
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     log_every: int = 5
@@ -242,28 +247,37 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
 
 
 def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
-             settings: MoonshineSettings) -> dict:
+             settings: MoonshineSettings, pace=None) -> dict:
     """Validation loss (mean over target tokens), greedy CER and WER, and two transcripts. One clip
     at a time, as evaluate_asr and the artifact test transcribe: Moonshine's first GroupNorm spans
     the padded batch, so a clip padded beside a longer one is heard differently, and the CER that
-    picks the kept weights would not be the one the evaluation reports."""
+    picks the kept weights would not be the one the evaluation reports. With a ``pace``
+    (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is checked as evaluate_asr checks
+    it (``reread``: the clips read again)."""
     was_training = model.training
     model.eval()
-    loss_sum, tokens = 0.0, 0
+    loss_sum, tokens, reread = 0.0, 0, 0
     hyps: dict[int, str] = {}
+
+    def read_part(piece) -> str:
+        return tokenizer.decode(generate_ids(model, feature_extractor, [piece], device)[0], skip_special_tokens=True)
+
     with torch.inference_mode():
         for i, example in enumerate(examples):
             audio = [load_audio(example)]
             with autocast(device):
                 summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i]], device)
                 (ids,) = generate_ids(model, feature_extractor, audio, device)
+                hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+                if pace is not None:
+                    hyps[i], _, parts = read_checked(audio[0], read_part, pace, first=hyps[i])
+                    reread += parts > 0
             loss_sum, tokens = loss_sum + float(summed), tokens + n
-            hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
     predictions = [normalize_for_scoring(hyps[i]) for i in range(len(examples))]
     rates = error_rates(refs, predictions)
-    return {"loss": loss_sum / max(tokens, 1), "cer": rates["cer"], "wer": rates["wer"],
+    return {"loss": loss_sum / max(tokens, 1), "cer": rates["cer"], "wer": rates["wer"], "reread": reread,
             "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:2]]}
 
 
@@ -323,6 +337,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     valid_examples, valid_targets, valid_left_out = usable_examples(read(valid_manifests), tokenizer, limit,
                                                                     settings.max_clip_s)  # fmt: skip
     test_examples = read(test_manifests)
+    pace = pace_of([(normalize_for_scoring(e.text), e.duration) for e in read(train_manifests)], "the train split") \
+        if settings.reread else None
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
     durations = [e.duration for e in train_examples]
@@ -347,7 +363,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     resumed = resume(root, fresh, modules, states, start=start_event, match=("settings", "data"))
     baseline = resumed.position.get("baseline")
     if baseline is None and valid_examples:  # greedy and in eval mode: draws no random numbers
-        baseline = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings)
+        baseline = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings, pace)
         baseline = {k: baseline[k] for k in ("loss", "cer", "wer")}
     position = {**resumed.position, "baseline": baseline}
     model.train()
@@ -405,8 +421,9 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
     def run_eval(step: int) -> Evaluation:
-        result = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings)
-        return Evaluation({k: result[k] for k in ("loss", "cer", "wer")}, {"examples": result["examples"]})
+        result = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings, pace)
+        return Evaluation({k: result[k] for k in ("loss", "cer", "wer")},
+                          {"reread": result["reread"], "examples": result["examples"]})
 
     losses: list[float] = []
 

@@ -45,6 +45,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
+from tala.finetune.evaluate_asr import pace_of, read_checked  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -116,6 +117,10 @@ class SpeechLLMSettings:
     patience: int = 0
     min_delta: float = 0.0
     evaluate_start: bool = False
+    # validation reads each clip as evaluate_asr does with --pace (the train split's): a part that
+    # ends too early or loops is read again in halves (tala.finetune.evaluate_asr.read_checked), so
+    # the weights kept are chosen on the reading that is reported
+    reread: bool = True
     max_new_tokens: int | None = None  # validation's longest transcript; None: by the clip (generation_budget)
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
@@ -250,39 +255,53 @@ def clip_key(example: Example) -> str:
 
 
 def encode_clips(model: SpeechLLMV1, feature_extractor, examples: list[Example], device) -> list[torch.Tensor]:
-    audio = [load_audio(e) for e in examples]
+    return encode_audio(model, feature_extractor, [load_audio(e) for e in examples], device)
+
+
+def encode_audio(model: SpeechLLMV1, feature_extractor, audio: list[np.ndarray], device) -> list[torch.Tensor]:
     features = feature_extractor(audio, sampling_rate=16_000, return_tensors="pt").input_features
     return model.encode(features.to(device), [len(a) for a in audio])
 
 
 def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], targets: list[list[int]],
-             device, settings: SpeechLLMSettings) -> dict:
+             device, settings: SpeechLLMSettings, pace=None) -> dict:
     """Validation loss (mean over clips), greedy CER and WER (tala.ctc_text) and a few transcripts;
-    each batch of clips is encoded once for both."""
+    each batch of clips is encoded once for both. With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`)
+    each clip's reading is checked as evaluate_asr checks it (``reread``: the clips read again)."""
     was_training = model.training
     model.eval()
-    loss_sum = 0.0
+    loss_sum, reread = 0.0, 0
     hyps: dict[int, str] = {}
     order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
     limit = int(getattr(model.decoder.config, "max_position_embeddings", 4096))  # as evaluate_asr's
+
+    def budget(n_samples: int, frames: torch.Tensor) -> int:
+        b = generation_budget(n_samples, frames.shape[0], limit)
+        return min(b, settings.max_new_tokens) if settings.max_new_tokens else b
+
+    def read_part(piece: np.ndarray) -> str:  # one part alone, as evaluate_asr reads it
+        (frames,) = encode_audio(model, feature_extractor, [piece], device)
+        return tokenizer.decode(model.generate([frames], budget(len(piece), frames))[0], skip_special_tokens=True)
+
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
                                   settings.max_batch_size):
             with autocast(device):
-                frames = encode_clips(model, feature_extractor, [examples[i] for i in batch], device)
+                audio = [load_audio(examples[i]) for i in batch]
+                frames = encode_audio(model, feature_extractor, audio, device)
                 loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
-                budgets = [generation_budget(round(examples[i].duration * SAMPLE_RATE), f.shape[0], limit)
-                           for i, f in zip(batch, frames)]  # fmt: skip
-                if settings.max_new_tokens:
-                    budgets = [min(b, settings.max_new_tokens) for b in budgets]
+                budgets = [budget(round(examples[i].duration * SAMPLE_RATE), f) for i, f in zip(batch, frames)]
                 generated = [ids[:b] for ids, b in zip(model.generate(frames, max(budgets)), budgets)]
-            for i, ids in zip(batch, generated):
-                hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+                for i, ids, samples in zip(batch, generated, audio):
+                    hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+                    if pace is not None:
+                        hyps[i], _, parts = read_checked(samples, read_part, pace, first=hyps[i])
+                        reread += parts > 0
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
     predictions = [normalize_for_scoring(hyps[i]) for i in range(len(examples))]
     rates = error_rates(refs, predictions)
-    return {"loss": loss_sum / len(examples), "cer": rates["cer"], "wer": rates["wer"],
+    return {"loss": loss_sum / len(examples), "cer": rates["cer"], "wer": rates["wer"], "reread": reread,
             "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:2]]}
 
 
@@ -318,6 +337,8 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     valid_all = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
     train_examples, train_targets, left_out = usable_examples(train_all, tokenizer, model, window)
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, model, window)
+    pace = pace_of([(normalize_for_scoring(e.text), e.duration) for e in train_all], "the train split") \
+        if settings.reread else None
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits the encoder's window and the decoder's positions")
     durations = [e.duration for e in train_examples]
@@ -382,8 +403,9 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
     def run_eval(step: int) -> Evaluation:
-        result = evaluate(model, tokenizer, feature_extractor, valid_examples, valid_targets, device, settings)
-        return Evaluation({k: result[k] for k in ("loss", "cer", "wer")}, {"examples": result["examples"]})
+        result = evaluate(model, tokenizer, feature_extractor, valid_examples, valid_targets, device, settings, pace)
+        return Evaluation({k: result[k] for k in ("loss", "cer", "wer")},
+                          {"reread": result["reread"], "examples": result["examples"]})
 
     def after_step(step: int, result: StepResult) -> None:
         if on_step is not None:
