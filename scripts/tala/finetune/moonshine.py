@@ -332,12 +332,12 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         eager_attention(base_of(model))
     limit = decoder_positions(base_of(model))
     read = lambda manifests: [e for m in manifests for e in read_manifest(m, settings.text_field)]  # noqa: E731
-    train_examples, train_targets, left_out = usable_examples(read(train_manifests), tokenizer, limit,
-                                                              settings.max_clip_s)  # fmt: skip
+    train_all = read(train_manifests)
+    train_examples, train_targets, left_out = usable_examples(train_all, tokenizer, limit, settings.max_clip_s)
     valid_examples, valid_targets, valid_left_out = usable_examples(read(valid_manifests), tokenizer, limit,
                                                                     settings.max_clip_s)  # fmt: skip
     test_examples = read(test_manifests)
-    pace = pace_of([(normalize_for_scoring(e.text), e.duration) for e in read(train_manifests)], "the train split") \
+    pace = pace_of([(normalize_for_scoring(e.text), e.duration) for e in train_all], "the train split") \
         if settings.reread else None
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
