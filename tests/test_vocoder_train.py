@@ -209,7 +209,7 @@ def test_sigkill_then_rerun_continues_from_the_last_save_and_ends_where_an_unint
 
 
 def test_units_of_another_kmeans_are_one_clear_error(corpus, tmp_path):
-    recs, folder = corpus["recs"], corpus["folder"]
+    recs = corpus["recs"]
     small = tmp_path / "kmeans.json"
     small.write_text(json.dumps({"k": 5}), encoding="utf-8")
     with pytest.raises(InputError, match=r"unit id \d+ is outside the generator's 5 units") as err:
