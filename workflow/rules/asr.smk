@@ -38,7 +38,7 @@ rule transcribe_audio:
         "benchmarks/{lang}/transcribe_audio/{rec}.tsv"
     conda:
         "../../envs/asr.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=8000,

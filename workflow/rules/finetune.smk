@@ -17,7 +17,7 @@ rule finetune_mms_adapter:
         "benchmarks/{lang}/finetune_mms_adapter.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=32000,
@@ -67,7 +67,7 @@ rule finetune_speechllm:
         "benchmarks/{lang}/finetune_speechllm.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=24000,
@@ -123,7 +123,7 @@ rule finetune_moonshine_lora:
         "benchmarks/{lang}/finetune_moonshine_lora.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -192,7 +192,7 @@ rule evaluate_asr:
         model="mms_adapter|speechllm|moonshine",
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=16000,

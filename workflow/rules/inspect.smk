@@ -15,7 +15,7 @@ checkpoint inspect_inputs:
     localrule: True
     conda:
         "../../envs/inspect.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=1000,
         runtime=30,

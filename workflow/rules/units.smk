@@ -23,7 +23,7 @@ rule fit_kmeans:
         "benchmarks/{lang}/fit_kmeans.tsv"
     conda:
         "../../envs/units.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -67,7 +67,7 @@ rule quantize_units:
         "benchmarks/{lang}/quantize_units/{rec}.tsv"
     conda:
         "../../envs/units.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         gpu=1,
         mem_mb=8000,
