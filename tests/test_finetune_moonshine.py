@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, sigkill_when
+from test_finetune_speechllm import assert_validation_reads_as_evaluate_asr
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.moonshine import MoonshineSettings, _as_named, train
@@ -111,37 +112,19 @@ def test_pretraining_learns_the_clips_and_lora_then_adapts_with_seed_004s_files(
     assert scores["after"]["wer"] == round(tuned.final_eval["wer"], 4)
 
 
-
 def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_pace(corpus, tmp_path, monkeypatch,
                                                                                     one_torch_thread):
     import tala.finetune.moonshine as trainer
-    from tala.finetune.evaluate_asr import read_checked
 
     manifest = corpus / "train.jsonl"
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    pace = round(float(np.median([len(r["normalized"].replace(" ", "")) / r["duration"] for r in rows])), 3)
-    calls = []
-
-    def checked(samples, transcribe_part, pace, first=None):  # as evaluate_asr, recorded
-        calls.append((len(samples), pace, first))
-        return read_checked(samples, transcribe_part, pace, first)
 
     def run(name, **changes):
-        calls.clear()
         return train([manifest], tmp_path / name, _settings(max_steps=2, **changes), str(corpus / "start"),
                      valid_manifests=[manifest], progress=False)
 
-    monkeypatch.setattr(trainer, "read_checked", checked)
-    result = run("checked")
-    assert len(calls) == 2 * len(rows), "every validation clip's reading is checked (the baseline's and the end's)"
-    assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _ in calls)
-    assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
-    assert result.final_eval["reread"] == 0, "1-1.5 s clips are shorter than any part cut again"
-    assert not run("once", reread=False).final_eval["reread"] and calls == [], "--no-reread: read once"
-    # what the check returns is what is scored: a check that empties every reading gives CER 1
-    monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
-    emptied = run("emptied").final_eval
-    assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
+    # the start's validation (seed 004's baseline) and the end's
+    assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations=2)
+
 
 def _command(corpus, out, max_steps=24):
     return [sys.executable, "-m", "tala.finetune.moonshine", "--start", str(corpus / "start"),

@@ -104,13 +104,27 @@ def test_pretraining_learns_the_clips_and_lora_then_adapts_without_touching_the_
     assert scores["after"]["wer"] == round(tuned.final_eval["wer"], 4)
 
 
-
 def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_pace(corpus, tmp_path, monkeypatch,
                                                                                     one_torch_thread):
     import tala.finetune.speechllm as trainer
-    from tala.finetune.evaluate_asr import read_checked
 
     manifest = corpus / "train.jsonl"
+
+    def run(name, **changes):
+        return train([manifest], tmp_path / name, _settings(max_steps=2, **changes), valid_manifests=[manifest],
+                     start=corpus / "start", progress=False)
+
+    # one validation, at the end (eval_every 0)
+    assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch)
+
+
+def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations: int = 1) -> None:
+    """``run(name, **settings)`` trains ``trainer`` (a module) briefly on ``manifest``, validated on
+    it: every validation clip's reading (``evaluations`` validations) is checked by evaluate_asr's
+    ``read_checked`` with the train split's pace, ``reread=False`` reads each once, and what the
+    check returns is what is scored."""
+    from tala.finetune.evaluate_asr import read_checked
+
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     pace = round(float(np.median([len(r["normalized"].replace(" ", "")) / r["duration"] for r in rows])), 3)
     calls = []
@@ -119,22 +133,19 @@ def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_p
         calls.append((len(samples), pace, first))
         return read_checked(samples, transcribe_part, pace, first)
 
-    def run(name, **changes):
-        calls.clear()
-        return train([manifest], tmp_path / name, _settings(max_steps=2, **changes), valid_manifests=[manifest],
-                     start=corpus / "start", progress=False)
-
     monkeypatch.setattr(trainer, "read_checked", checked)
     result = run("checked")
-    assert len(calls) == len(rows), "every validation clip's reading is checked"
+    assert len(calls) == evaluations * len(rows), "every validation clip's reading is checked"
     assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _ in calls)
     assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
     assert result.final_eval["reread"] == 0, "1-1.5 s clips are shorter than any part cut again"
+    calls.clear()
     assert not run("once", reread=False).final_eval["reread"] and calls == [], "--no-reread: read once"
     # what the check returns is what is scored: a check that empties every reading gives CER 1
     monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
     emptied = run("emptied").final_eval
     assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
+
 
 def _command(corpus, out, max_steps=40):
     return [sys.executable, "-m", "tala.finetune.speechllm", "--start", str(corpus / "start"),
