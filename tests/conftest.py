@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import shutil
@@ -118,3 +119,34 @@ def demo_run(tmp_path_factory):
     snakemake(workdir, "--cores", "2", "--configfile", str(config))
     snakemake(workdir, "--configfile", str(config), "--report", "report.html")
     return workdir, config
+
+
+def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations: int = 1) -> None:
+    """``run(name, **settings)`` trains ``trainer`` (a module) briefly on ``manifest``, validated on
+    it: every validation clip's reading (``evaluations`` validations) is checked by evaluate_asr's
+    ``read_checked`` with the train split's pace, ``reread=False`` reads each once, and what the
+    check returns is what is scored."""
+    import numpy as np
+
+    from tala.finetune.evaluate_asr import read_checked
+
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    pace = round(float(np.median([len(r["normalized"].replace(" ", "")) / r["duration"] for r in rows])), 3)
+    calls = []
+
+    def checked(samples, transcribe_part, pace, first=None):  # as evaluate_asr, recorded
+        calls.append((len(samples), pace, first))
+        return read_checked(samples, transcribe_part, pace, first)
+
+    monkeypatch.setattr(trainer, "read_checked", checked)
+    result = run("checked")
+    assert len(calls) == evaluations * len(rows), "every validation clip's reading is checked"
+    assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _ in calls)
+    assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
+    assert result.final_eval["reread"] == 0, "1-1.5 s clips are shorter than any part cut again"
+    calls.clear()
+    assert not run("once", reread=False).final_eval["reread"] and calls == [], "--no-reread: read once"
+    # what the check returns is what is scored: a check that empties every reading gives CER 1
+    monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
+    emptied = run("emptied").final_eval
+    assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, sigkill_when
+from conftest import REPO, assert_validation_reads_as_evaluate_asr, sigkill_when
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.speechllm import SpeechLLMSettings, train
@@ -116,35 +116,6 @@ def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_p
 
     # one validation, at the end (eval_every 0)
     assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch)
-
-
-def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations: int = 1) -> None:
-    """``run(name, **settings)`` trains ``trainer`` (a module) briefly on ``manifest``, validated on
-    it: every validation clip's reading (``evaluations`` validations) is checked by evaluate_asr's
-    ``read_checked`` with the train split's pace, ``reread=False`` reads each once, and what the
-    check returns is what is scored."""
-    from tala.finetune.evaluate_asr import read_checked
-
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    pace = round(float(np.median([len(r["normalized"].replace(" ", "")) / r["duration"] for r in rows])), 3)
-    calls = []
-
-    def checked(samples, transcribe_part, pace, first=None):  # as evaluate_asr, recorded
-        calls.append((len(samples), pace, first))
-        return read_checked(samples, transcribe_part, pace, first)
-
-    monkeypatch.setattr(trainer, "read_checked", checked)
-    result = run("checked")
-    assert len(calls) == evaluations * len(rows), "every validation clip's reading is checked"
-    assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _ in calls)
-    assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
-    assert result.final_eval["reread"] == 0, "1-1.5 s clips are shorter than any part cut again"
-    calls.clear()
-    assert not run("once", reread=False).final_eval["reread"] and calls == [], "--no-reread: read once"
-    # what the check returns is what is scored: a check that empties every reading gives CER 1
-    monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
-    emptied = run("emptied").final_eval
-    assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
 
 
 def _command(corpus, out, max_steps=40):

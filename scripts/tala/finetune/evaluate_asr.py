@@ -180,6 +180,12 @@ def pace_of(texts_and_seconds, source: str) -> Pace | None:
     return Pace(round(float(np.median(rates)), 3), source) if rates else None
 
 
+def train_pace(examples) -> Pace | None:
+    """The pace of a trainer's train split (examples with ``text`` and ``duration``), for its
+    validation (``reread``): the one ``--pace train.jsonl`` gives the evaluation."""
+    return pace_of([(normalize_for_scoring(e.text), e.duration) for e in examples], "the train split")
+
+
 def quietest_cut(samples: np.ndarray) -> int:
     """The sample at the centre of the quietest 200 ms (the segmenter's cut window) within the
     middle third of ``samples``; of windows within 1 dB of the quietest, the one nearest the middle."""
@@ -288,18 +294,13 @@ class SpeechLLMRecognizer(ClipRecognizer):
                                                        models_dir=models_dir)
         self.features = feature_extractor_for(self.model.encoder.config)
         self.window = encoder_window_samples(self.model.encoder.config)
-        self.limit = int(getattr(self.model.decoder.config, "max_position_embeddings", 4096))
         self.name = system.name
         self.pace = pace
 
     def transcribe_part(self, piece: np.ndarray) -> str:
-        from tala.models.speechllm import generation_budget
+        from tala.models.speechllm import read_clip
 
-        features = self.features([piece], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        frames = self.model.encode(features.to(self.device), [len(piece)])
-        budget = generation_budget(len(piece), frames[0].shape[0], self.limit)
-        ids = self.model.generate(frames, max_new_tokens=budget)[0]
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return read_clip(self.model, self.tokenizer, self.features, piece, self.device)
 
 
 def transcribe_in_parts(samples: np.ndarray, window: int, name: str, what: str, transcribe_part) -> str:
@@ -338,10 +339,9 @@ class MoonshineRecognizer(ClipRecognizer):
         self.pace = pace
 
     def transcribe_part(self, piece: np.ndarray) -> str:
-        from tala.models.moonshine import generate_ids
+        from tala.models.moonshine import read_clip
 
-        ids = generate_ids(self.model, self.features, [piece], self.device)[0]
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return read_clip(self.model, self.features, self.tokenizer, piece, self.device)
 
 
 @dataclass(frozen=True)

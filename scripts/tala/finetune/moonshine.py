@@ -42,7 +42,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
-from tala.finetune.evaluate_asr import pace_of, read_checked  # noqa: E402
+from tala.finetune.evaluate_asr import read_checked, train_pace  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -54,9 +54,9 @@ from tala.models.moonshine import (  # noqa: E402
     check_clip,
     check_transcript,
     decoder_positions,
-    generate_ids,
     label_tensor,
     load_moonshine_lora,
+    read_clip,
     target_ids,
     write_moonshine,
 )
@@ -260,15 +260,14 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
     hyps: dict[int, str] = {}
 
     def read_part(piece) -> str:
-        return tokenizer.decode(generate_ids(model, feature_extractor, [piece], device)[0], skip_special_tokens=True)
+        return read_clip(model, feature_extractor, tokenizer, piece, device)
 
     with torch.inference_mode():
         for i, example in enumerate(examples):
             audio = [load_audio(example)]
             with autocast(device):
                 summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i]], device)
-                (ids,) = generate_ids(model, feature_extractor, audio, device)
-                hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
+                hyps[i] = read_part(audio[0])
                 if pace is not None:
                     hyps[i], _, parts = read_checked(audio[0], read_part, pace, first=hyps[i])
                     reread += parts > 0
@@ -288,9 +287,9 @@ def artifact_test(folder: Path, test: list[Example], device, models_dir=None, na
     model, feature_extractor, tokenizer, _ = load_moonshine_lora(folder, device=str(device), models_dir=models_dir)
     samples = []
     for example in test:
-        ids = generate_ids(model, feature_extractor, [load_audio(example)], device)[0]
+        hypothesis = read_clip(model, feature_extractor, tokenizer, load_audio(example), device)
         samples.append({"audio": _as_named(example.audio), "reference": normalize_for_scoring(example.text),
-                        "hypothesis": normalize_for_scoring(tokenizer.decode(ids, skip_special_tokens=True))})  # fmt: skip
+                        "hypothesis": normalize_for_scoring(hypothesis)})  # fmt: skip
     rates = error_rates([s["reference"] for s in samples], [s["hypothesis"] for s in samples])
     return {"model": name or str(folder), "samples": samples, "wer": rates["wer"], "cer": rates["cer"]}
 
@@ -337,8 +336,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     valid_examples, valid_targets, valid_left_out = usable_examples(read(valid_manifests), tokenizer, limit,
                                                                     settings.max_clip_s)  # fmt: skip
     test_examples = read(test_manifests)
-    pace = pace_of([(normalize_for_scoring(e.text), e.duration) for e in train_all], "the train split") \
-        if settings.reread else None
+    pace = train_pace(train_all) if settings.reread else None
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
     durations = [e.duration for e in train_examples]

@@ -45,7 +45,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
-from tala.finetune.evaluate_asr import pace_of, read_checked  # noqa: E402
+from tala.finetune.evaluate_asr import read_checked, train_pace  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -59,12 +59,14 @@ from tala.models.speechllm import (  # noqa: E402
     check_clip,
     check_lora_targets,
     check_sequence,
+    decoder_limit,
     encoder_window_samples,
     feature_extractor_for,
     generation_budget,
     load_speechllm,
     load_whisper_encoder,
     prompt_for,
+    read_clip,
     write_speechllm,
 )
 from tala.training import (  # noqa: E402
@@ -273,15 +275,14 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
     loss_sum, reread = 0.0, 0
     hyps: dict[int, str] = {}
     order = sorted(range(len(examples)), key=lambda i: examples[i].duration)
-    limit = int(getattr(model.decoder.config, "max_position_embeddings", 4096))  # as evaluate_asr's
+    limit = decoder_limit(model)  # as evaluate_asr's
 
     def budget(n_samples: int, frames: torch.Tensor) -> int:
         b = generation_budget(n_samples, frames.shape[0], limit)
         return min(b, settings.max_new_tokens) if settings.max_new_tokens else b
 
     def read_part(piece: np.ndarray) -> str:  # one part alone, as evaluate_asr reads it
-        (frames,) = encode_audio(model, feature_extractor, [piece], device)
-        return tokenizer.decode(model.generate([frames], budget(len(piece), frames))[0], skip_special_tokens=True)
+        return read_clip(model, tokenizer, feature_extractor, piece, device, settings.max_new_tokens)
 
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
@@ -337,8 +338,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     valid_all = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
     train_examples, train_targets, left_out = usable_examples(train_all, tokenizer, model, window)
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, model, window)
-    pace = pace_of([(normalize_for_scoring(e.text), e.duration) for e in train_all], "the train split") \
-        if settings.reread else None
+    pace = train_pace(train_all) if settings.reread else None
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits the encoder's window and the decoder's positions")
     durations = [e.duration for e in train_examples]

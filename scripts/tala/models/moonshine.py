@@ -81,6 +81,12 @@ def label_tensor(targets: Sequence[Sequence[int]], device) -> torch.Tensor:
     return labels.to(device)
 
 
+def read_clip(model, feature_extractor, tokenizer, samples: np.ndarray, device) -> str:
+    """The greedy transcript of one clip (:func:`generate_ids`, decoded): how ``evaluate_asr``,
+    the trainer's validation and the artifact test read a clip or a part of one."""
+    return tokenizer.decode(generate_ids(model, feature_extractor, [samples], device)[0], skip_special_tokens=True)
+
+
 def generate_ids(model, feature_extractor, audio: Sequence[np.ndarray], device) -> list[list[int]]:
     """Greedy transcripts' ids (the start token and everything from ``eos`` on dropped). ``model``
     is a Moonshine model or a peft model around one. The budget is the decoder's positions, not

@@ -244,6 +244,24 @@ def generation_budget(n_samples: int, frames: int, limit: int) -> int:
     return max(1, min(16 + int(25 * n_samples / SAMPLE_RATE), limit - frames - 8))
 
 
+def decoder_limit(model: SpeechLLMV1) -> int:
+    """The decoder's positions (``max_position_embeddings``; 4,096 when its config has none)."""
+    return int(getattr(model.decoder.config, "max_position_embeddings", 4096))
+
+
+def read_clip(model: SpeechLLMV1, tokenizer, feature_extractor, samples, device, max_new_tokens: int | None = None
+              ) -> str:
+    """The greedy transcript of one clip that fits the encoder's window, within its
+    :func:`generation_budget` (and ``max_new_tokens`` when given): how ``evaluate_asr`` reads a
+    part and the trainer's validation reads a part again."""
+    features = feature_extractor([samples], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    (frames,) = model.encode(features.to(device), [len(samples)])
+    budget = generation_budget(len(samples), frames.shape[0], decoder_limit(model))
+    if max_new_tokens:
+        budget = min(budget, max_new_tokens)
+    return tokenizer.decode(model.generate([frames], max_new_tokens=budget)[0], skip_special_tokens=True)
+
+
 def check_clip(n_samples: int, window_samples: int, name: str) -> None:
     """A clip longer than the encoder's window is refused, never cut: the words after the window
     would vanish from the audio but not from the transcript."""
