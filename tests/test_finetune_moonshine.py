@@ -200,6 +200,39 @@ def test_decoder_mode_with_cached_encoder_outputs_trains_as_the_encoder_does(cor
     assert encoder and all(torch.equal(runs[True][1][k], start[k]) for k in encoder), "the encoder stays frozen"
 
 
+def test_each_clip_is_learned_as_it_is_heard_alone_whatever_it_is_batched_with(corpus, one_torch_thread):
+    """Moonshine's first GroupNorm spans its whole input, padding included: a clip encoded in a
+    padded batch is heard differently from the same clip read alone, as generation reads it. The
+    trainer encodes each clip alone: a batch's loss is the sum of its clips' losses read alone."""
+    from transformers import AutoFeatureExtractor, AutoTokenizer, MoonshineForConditionalGeneration
+
+    from tala.finetune.moonshine import batch_loss
+    from tala.models.moonshine import audio_inputs, label_tensor, target_ids
+
+    start = corpus / "start"
+    model = MoonshineForConditionalGeneration.from_pretrained(start).eval()
+    extractor, tokenizer = AutoFeatureExtractor.from_pretrained(start), AutoTokenizer.from_pretrained(start)
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text(encoding="utf-8").splitlines()][:3]
+    audio = [sf.read(corpus / row["audio"], dtype="float32")[0] for row in rows]
+    assert len({len(a) for a in audio}) == 3, "clips of different lengths: the shorter ones are padded"
+    targets = [target_ids(tokenizer, row["normalized"]) for row in rows]
+
+    def summed_loss(clips, ids):
+        return float(model(**audio_inputs(extractor, clips, "cpu"), labels=label_tensor(ids, "cpu")).loss) * \
+            sum(len(t) for t in ids)  # fmt: skip
+
+    shortest = int(np.argmin([len(a) for a in audio]))
+    with torch.no_grad():
+        summed, tokens, _ = batch_loss(model, extractor, audio, targets, "cpu")
+        alone = sum(summed_loss([a], [t]) for a, t in zip(audio, targets))
+        heard = model.get_encoder()(**audio_inputs(extractor, [audio[shortest]], "cpu")).last_hidden_state[0]
+        in_batch = model.get_encoder()(**audio_inputs(extractor, audio, "cpu")).last_hidden_state[shortest]
+    assert tokens == sum(len(t) for t in targets)
+    assert float(summed) == pytest.approx(alone, rel=1e-5)
+    change = (in_batch[: len(heard)] - heard).norm() / heard.norm()
+    assert change > 0.01, "encoded in a padded batch, the shortest clip would sound different"
+
+
 def test_guided_attention_pulls_the_cross_attention_to_the_diagonal_cached_or_not(corpus, tmp_path, one_torch_thread):
     """guided_attention (a decoder trained from scratch): the logged guided loss falls, and a run that
     reads each clip's frames from the cache takes the steps of one that asks the encoder's mask."""

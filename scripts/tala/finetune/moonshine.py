@@ -50,10 +50,10 @@ from tala.models.moonshine import (  # noqa: E402
     MAX_CLIP_S,
     MoonshineError,
     MoonshineLoRAConfig,
-    audio_inputs,
     check_clip,
     check_transcript,
     decoder_positions,
+    encode_alone,
     label_tensor,
     load_moonshine_lora,
     read_clip,
@@ -222,18 +222,13 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
     """The loss summed over the target tokens of a micro-batch, their number and, with ``guide``,
     the guided-attention loss of the batch (its mean per token, unweighted; ``times``: per example
     its tokens' times, :func:`tala.finetune.guided.token_times`, or None)."""
-    labels = label_tensor(targets, device)
-    tokens = int((labels != -100).sum())
-    if encoder_outputs is None and guide is None:
-        out = model(**audio_inputs(feature_extractor, audio, device), labels=labels)
-        return out.loss * tokens, tokens, None
     from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
 
-    if encoder_outputs is None:  # guided: the encoder's frame mask gives each clip's length
-        enc = base_of(model).get_encoder()(**audio_inputs(feature_extractor, audio, device))
-        hidden, mask = enc.last_hidden_state, getattr(enc, "attention_mask", None)
-    else:
-        hidden, mask = encoder_outputs
+    labels = label_tensor(targets, device)
+    tokens = int((labels != -100).sum())
+    # each clip encoded alone (encode_alone), as it is read; the mask gives each clip's frames
+    hidden, mask = encoder_outputs if encoder_outputs is not None else encode_alone(model, feature_extractor, audio,
+                                                                                    device)  # fmt: skip
     out = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask),
                 labels=labels, output_attentions=guide is not None)  # fmt: skip
     guided = None
@@ -374,13 +369,11 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             return None
         missing = [k for k, i in enumerate(index) if i not in encoded]
         if missing:
-            inputs = audio_inputs(feature_extractor, [audio[k] for k in missing], device)
             with torch.no_grad():
-                enc = base_of(model).get_encoder()(**inputs)
-            lengths = enc.attention_mask.sum(-1) if getattr(enc, "attention_mask", None) is not None else None
+                hidden, mask = encode_alone(model, feature_extractor, [audio[k] for k in missing], device)
             for row, k in enumerate(missing):
-                n = int(lengths[row]) if lengths is not None else enc.last_hidden_state.shape[1]
-                encoded[index[k]] = (enc.last_hidden_state[row, :n].to("cpu", copy=True), n)
+                n = int(mask[row].sum())
+                encoded[index[k]] = (hidden[row, :n].to("cpu", copy=True), n)
         width = max(encoded[i][1] for i in index)
         hidden = torch.zeros(len(index), width, encoded[index[0]][0].shape[-1])
         mask = torch.zeros(len(index), width, dtype=torch.int)  # frames, as the encoder returns it

@@ -73,6 +73,22 @@ def audio_inputs(feature_extractor, audio: Sequence[np.ndarray], device) -> dict
     return {"input_values": inputs.input_values.to(device), "attention_mask": inputs.attention_mask.to(device)}
 
 
+def encode_alone(model, feature_extractor, audio: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's output of each clip encoded alone, padded into a batch, and its frame mask
+    (1: a frame of the clip). Moonshine's first GroupNorm spans its whole input, padding included,
+    so a clip encoded in a padded batch is heard differently (its features scaled by how much
+    padding it got) from the same clip read alone, as generation and the evaluation read it: a
+    decoder trained on the batch's version learns features it never meets when it reads."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    encoder = base.get_encoder()
+    outputs = [encoder(**audio_inputs(feature_extractor, [clip], device)).last_hidden_state[0] for clip in audio]
+    hidden = torch.nn.utils.rnn.pad_sequence(outputs, batch_first=True)
+    mask = torch.zeros(hidden.shape[:2], dtype=torch.int, device=hidden.device)
+    for row, frames in enumerate(outputs):
+        mask[row, : len(frames)] = 1
+    return hidden, mask
+
+
 def label_tensor(targets: Sequence[Sequence[int]], device) -> torch.Tensor:
     width = max(len(t) for t in targets)
     labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
