@@ -58,6 +58,75 @@ def test_student_frames_are_matched_to_the_teacher_by_time():
     assert first + len(teacher) == 1248, "cut at the window's end"
 
 
+def test_distillation_can_teach_where_each_frame_is_on_cut_windows_after_fitting_the_heads(tmp_path):
+    """The Moonshine recipe's position stage (DistillSettings.position_weight, cut_seconds,
+    heads_steps): the encoder stays as it was while the heads are fitted, each batch's windows are
+    cut to one seeded length on the grid both frame rates share, the time head's squared error is
+    logged and its R² on the validation clips reported."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tala.demo.distill import DistillSettings, Student, distill
+    from tala.training import LOG_FILE, checkpoint_dirs, checkpoint_root
+
+    class Framer(torch.nn.Module):  # 384 samples a frame, as Moonshine's encoder
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(384, 8)
+
+        def forward(self, audio):
+            frames = audio.shape[1] // 384
+            return self.proj(audio[:, : frames * 384].reshape(len(audio), frames, 384))
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "clips").mkdir()
+    manifests, logp, offsets = {"xx": {}}, [], [0]
+    for split, count in (("train", 12), ("valid", 3)):
+        rows = []
+        for i in range(count):
+            samples = rng.normal(0, 0.1, int(rng.uniform(0.6, 1.8) * 16_000)).astype(np.float32)
+            sf.write(tmp_path / "clips" / f"{split}{i}.wav", samples, 16_000)
+            rows.append({"audio": f"clips/{split}{i}.wav", "text": "ab ba"})
+            if split == "train":
+                logp.append(np.log(rng.dirichlet(np.ones(4), len(samples) // TEACHER_HOP)).astype(np.float16))
+                offsets.append(offsets[-1] + len(logp[-1]))
+        manifests["xx"][split] = tmp_path / f"{split}.jsonl"
+        manifests["xx"][split].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    np.savez(tmp_path / "teacher.npz", logp=np.concatenate(logp), offsets=np.asarray(offsets))
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "vocab.json").write_text(json.dumps({"xx": {"<pad>": 0, "|": 1, "a": 2, "b": 3}}), encoding="utf-8")
+    lengths = []
+
+    def hidden(encoder, audio):
+        if encoder.training:  # a training step's windows, not a validation clip
+            lengths.append(len(audio[0]))
+        return encoder(torch.from_numpy(np.stack(audio)))
+
+    student = Student(name="Framer", hop=384, align=6, dim=8, build=Framer, encoder_of=lambda m: m, hidden=hidden,
+                      save=lambda m, folder: save_file(m.state_dict(), str(folder / "model.safetensors")))
+    settings = DistillSettings(steps=8, lr=1e-2, warmup=0, windows_per_batch=2, eval_every=0, checkpoint_every=4,
+                               log_every=1, decay="constant", position_weight=1.0, cut_seconds=(0.5, 1.5),
+                               heads_steps=4, heads_lr=3e-2)  # fmt: skip
+    out = tmp_path / "out"
+    distill(out, manifests, {"xx": {"train": tmp_path / "teacher.npz"}}, teacher, student, settings, seed=3,
+            settings_record={}, progress=False)  # fmt: skip
+
+    torch.manual_seed(3)
+    start = Framer().state_dict()
+    saved = {step: load_file(str(path / "student.safetensors")) for step, path in checkpoint_dirs(checkpoint_root(out))}
+    assert sorted(saved) == [4, 8]
+    assert all(torch.equal(saved[4][f"encoder.{k}"], v) for k, v in start.items()), "frozen while the heads fit"
+    assert not torch.equal(saved[8]["encoder.proj.weight"], start["proj.weight"]), "then it learns"
+    assert not torch.equal(saved[4]["position.weight"], saved[8]["position.weight"])
+    assert len(lengths) == 8 and all(n % 1920 == 0 and 0.5 * 16_000 - 1920 < n <= 1.5 * 16_000 for n in lengths)
+    assert len(set(lengths)) > 1, "a length drawn for each step"
+    log = [json.loads(line) for line in (checkpoint_root(out) / LOG_FILE).read_text().splitlines()]
+    assert all("time_mse" in row for row in log if "loss" in row)
+    final = json.loads((out / "distillation.json").read_text())["final_eval"]
+    assert {"cer", "wer", "time_r2", "time_mae_s"} <= set(final) and final["time_mae_s"] >= 0
+
+
 def test_verse_clips_cut_in_the_pauses_and_leave_the_heading_out():
     truth = demo_truths(DEMO, "smo")[0]
     samples = np.zeros(int(truth["duration"] * 16_000), np.float32)

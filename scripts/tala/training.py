@@ -80,7 +80,7 @@ LOG_FILE = "training_log.jsonl"
 # The log records' wall-clock fields: left out of the copy in a trained model's folder, so that two
 # runs give the same bytes (the checkpoint folder's log keeps them).
 TIMING_FIELDS = ("steps_per_s", "audio_s_per_s", "elapsed_s")
-DECAYS = ("linear", "cosine")
+DECAYS = ("linear", "cosine", "constant")
 MODES = ("min", "max")
 _RESERVED = ("position", "rng")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -335,9 +335,12 @@ def copy_log_without_timing(source: str | Path, target: str | Path) -> None:
 
 def warmup_decay_factor(step: int, warmup_steps: int, max_steps: int, decay: str = "cosine",
                         min_ratio: float = 0.0) -> float:
-    """Linear warm-up to 1, then linear or cosine decay to ``min_ratio`` at ``max_steps``."""
+    """Linear warm-up to 1, then linear or cosine decay to ``min_ratio`` at ``max_steps`` (or none:
+    ``constant``)."""
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
+    if decay == "constant":
+        return 1.0
     span = max(1, max_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     shape = 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -306,6 +306,7 @@ class Student:
     encoder_of: Callable[[object], object]
     hidden: Callable[[object, list[np.ndarray]], object]
     save: Callable[[object, Path], None]
+    start: str | None = None  # the folder ``build`` loads the model from; None: random weights
 
 
 @dataclass(frozen=True)
@@ -315,10 +316,24 @@ class DistillSettings:
     warmup: int
     windows_per_batch: int
     weight_decay: float = 0.01
+    decay: str = "cosine"  # the learning rate after the warm-up: cosine, linear or constant
     min_lr_ratio: float = 0.02
-    eval_every: int = 200
+    eval_every: int = 200  # steps; 0: only the final weights are evaluated (and kept)
     checkpoint_every: int = 100
     log_every: int = 25
+    # Where each frame is: a linear head regresses each frame's time from the start of its input
+    # (seconds / 30, squared error) beside the KL, with this weight; 0: no such head. Rotary
+    # attention alone leaves a Moonshine encoder's output without it, and a decoder reading through
+    # cross-attention (which has no positions of its own) cannot then keep its place.
+    position_weight: float = 0.0
+    # Each batch's windows cut to one length drawn from this range (seconds, on the grid both frame
+    # rates share), so that the time cannot be read off the distance to the window's end; None:
+    # whole 30 s windows.
+    cut_seconds: tuple[float, float] | None = None
+    # The first steps train only the heads, the encoder frozen (a stage that starts from a saved
+    # encoder, whose heads were dropped, fits them first), at ``heads_lr`` (None: ``lr``).
+    heads_steps: int = 0
+    heads_lr: float | None = None
 
 
 def student_frames(placed: Placed, hop: int, total: int) -> tuple[int, np.ndarray]:
@@ -347,11 +362,16 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
     built = student.build()
     encoder = student.encoder_of(built)
     heads = torch.nn.ModuleDict({lang: torch.nn.Linear(student.dim, len(vocab[lang])) for lang in langs})
-    module = torch.nn.ModuleDict({"encoder": encoder, "heads": heads})
+    parts = {"encoder": encoder, "heads": heads}
+    timed = settings.position_weight > 0
+    if timed:
+        parts["position"] = torch.nn.Linear(student.dim, 1)
+    module = torch.nn.ModuleDict(parts)
     records = {lang: records_of(manifests[lang]["train"]) for lang in langs}
     teacher_data = {lang: np.load(targets[lang]["train"]) for lang in langs}
     logp = {lang: teacher_data[lang]["logp"] for lang in langs}
     offsets = {lang: teacher_data[lang]["offsets"] for lang in langs}
+    grid = int(np.lcm(student.hop, TEACHER_HOP))  # samples where both frame grids meet
 
     # The windows of the epoch being trained: the core asks for an epoch's batches when it starts
     # it (after the last step of the one before), so the step reads them from here.
@@ -364,22 +384,38 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
         n = settings.windows_per_batch
         return [list(range(i, min(i + n, len(windows)))) for i in range(0, len(windows), n)]
 
-    params = list(module.parameters())
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = warmup_decay_schedule(optimizer, settings.warmup, settings.steps, "cosine", settings.min_lr_ratio)
+    encoder_params = list(encoder.parameters())
+    head_params = [p for name, part in parts.items() if name != "encoder" for p in part.parameters()]
+    params = encoder_params + head_params
+    optimizer = torch.optim.AdamW([{"params": encoder_params}, {"params": head_params, "lr": settings.heads_lr or settings.lr}],
+                                  lr=settings.lr, weight_decay=settings.weight_decay)  # fmt: skip
+    scheduler = warmup_decay_schedule(optimizer, settings.warmup, settings.steps, settings.decay,
+                                      settings.min_lr_ratio)  # fmt: skip
     modules, states = {"student": module}, {"optimizer": optimizer, "scheduler": scheduler}
     root = checkpoint_root(out)
     root.mkdir(parents=True, exist_ok=True)
     fresh = new_position(settings={**settings_record, "seed": seed})
     resumed = resume(root, fresh, modules, states, match=("settings",),
-                     start={"model": f"{student.name} (random weights)", "teacher": str(teacher),
+                     start={"model": f"{student.name} ({student.start or 'random weights'})", "teacher": str(teacher),
                             "parameters": sum(p.numel() for p in encoder.parameters())})  # fmt: skip
     module.train()
 
+    def window_length(step: int) -> int:
+        """The samples of this step's windows: all 30 s, or one seeded length on the grid."""
+        if settings.cut_seconds is None:
+            return WINDOW
+        low, high = settings.cut_seconds
+        seconds = np.random.default_rng([seed, 1, step]).uniform(low, high)
+        return max(grid, int(seconds * SAMPLE_RATE) // grid * grid)
+
     def train_step(index: list[int]) -> StepResult:
+        step = scheduler.last_epoch  # the steps taken before this one (restored on resume)
         windows = [epoch_windows[i] for i in index]
-        audio = [window_audio(w, manifests[w.lang]["train"], records[w.lang]) for w in windows]
-        hidden = student.hidden(encoder, audio)
+        length = window_length(step)
+        audio = [window_audio(w, manifests[w.lang]["train"], records[w.lang])[:length] for w in windows]
+        with torch.set_grad_enabled(step >= settings.heads_steps):
+            hidden = student.hidden(encoder, audio)
+        total = min(hidden.shape[1], length // student.hop)  # frames wholly inside the cut
         kl, frames = hidden.new_zeros(()), 0
         for lang in langs:
             rows, wanted = [], []
@@ -387,7 +423,9 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
                 if window.lang != lang:
                     continue
                 for placed in window.placed:
-                    first, teacher_frames = student_frames(placed, student.hop, hidden.shape[1])
+                    first, teacher_frames = student_frames(placed, student.hop, total)
+                    if len(teacher_frames) == 0:
+                        continue
                     rows.append(hidden[b, first: first + len(teacher_frames)])
                     start = int(offsets[lang][placed.index])
                     wanted.append(torch.from_numpy(logp[lang][start + teacher_frames].astype(np.float32)))
@@ -398,6 +436,12 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
             kl = kl + (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
             frames += len(teacher_logp)
         loss = kl / max(frames, 1)
+        losses = {"loss": loss.detach().item()}
+        if timed:
+            error = module["position"](hidden[:, :total]).squeeze(-1) - frame_times(total)
+            time_mse = (error**2).mean()
+            loss = loss + settings.position_weight * time_mse
+            losses["time_mse"] = time_mse.detach().item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -406,11 +450,15 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
             optimizer.step()
         scheduler.step()
         audio_s = sum(p.frames for w in windows for p in w.placed) * TEACHER_HOP / SAMPLE_RATE
-        return StepResult({"loss": loss.detach().item()}, {"lr": scheduler.get_last_lr()[0],
-                          "grad_norm": round(float(grad_norm), 4)}, audio_s=audio_s, skipped=not stepping)  # fmt: skip
+        return StepResult(losses, {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
+                          audio_s=min(audio_s, len(windows) * length / SAMPLE_RATE), skipped=not stepping)  # fmt: skip
+
+    def frame_times(frames: int) -> "torch.Tensor":
+        """Each frame's time from the start of its input, in units of 30 s (the position head's target)."""
+        return torch.arange(frames, dtype=torch.float32) * (student.hop / SAMPLE_RATE / 30.0)
 
     def evaluate(step: int) -> Evaluation:
-        refs, hyps = [], []
+        refs, hyps, said, true = [], [], [], []
         module.eval()
         with torch.inference_mode():
             for lang in langs:
@@ -422,9 +470,17 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
                     logits = heads[lang](hidden[0, :n])
                     refs.append(record["text"])
                     hyps.append(greedy_text(torch.log_softmax(logits, -1).numpy(), vocabularies[lang]))
+                    if timed:  # each clip at its own length, as a decoder sees it
+                        said.append(30.0 * module["position"](hidden[0, :n]).squeeze(-1).numpy())
+                        true.append(30.0 * frame_times(n).numpy())
         module.train()
         rates = error_rates(refs, hyps)
-        return Evaluation({"cer": rates["cer"], "wer": rates["wer"]}, {"examples": [{"ref": refs[0], "hyp": hyps[0]}]})
+        metrics = {"cer": rates["cer"], "wer": rates["wer"]}
+        if timed:
+            said, true = np.concatenate(said), np.concatenate(true)
+            metrics["time_r2"] = float(1.0 - ((said - true) ** 2).sum() / ((true - true.mean()) ** 2).sum())
+            metrics["time_mae_s"] = float(np.abs(said - true).mean())
+        return Evaluation(metrics, {"examples": [{"ref": refs[0], "hyp": hyps[0]}]})
 
     cadence = Cadence(settings.steps, settings.log_every, settings.eval_every, settings.checkpoint_every, 2)
     _, final = run_keeping_best(root, resumed.position, cadence, batches_of_epoch, train_step, evaluate, modules,
