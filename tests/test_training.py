@@ -349,7 +349,7 @@ def test_the_sampler_resumed_mid_epoch_gives_the_remaining_batches():
     assert taken[0][1] != next(iterate_batches(batches_of_epoch, DataPosition(1, 0)))[1]
 
 
-def test_warmup_then_cosine_or_linear_decay():
+def test_warmup_then_cosine_linear_or_no_decay():
     assert [warmup_decay_factor(step, 3, 13) for step in range(3)] == [0.25, 0.5, 0.75]
     assert warmup_decay_factor(3, 3, 13) == 1.0
     assert warmup_decay_factor(8, 3, 13) == pytest.approx(0.5)  # half way: cos(pi/2)
@@ -358,6 +358,7 @@ def test_warmup_then_cosine_or_linear_decay():
     assert warmup_decay_factor(50, 3, 13, min_ratio=0.2) == pytest.approx(0.2), "flat after max_steps"
     assert warmup_decay_factor(5, 0, 10, "linear") == pytest.approx(0.5)
     assert warmup_decay_factor(6, 3, 13, "linear") < warmup_decay_factor(6, 3, 13, "cosine")
+    assert [warmup_decay_factor(step, 2, 10, "constant", 0.2) for step in (0, 2, 9, 20)] == [1 / 3, 1.0, 1.0, 1.0]
 
 
 def test_the_schedule_sets_the_lr_and_its_state_loads_with_weights_only():

@@ -387,8 +387,8 @@ def distill(out: Path, manifests: dict, targets: dict, teacher: Path, student: S
     encoder_params = list(encoder.parameters())
     head_params = [p for name, part in parts.items() if name != "encoder" for p in part.parameters()]
     params = encoder_params + head_params
-    optimizer = torch.optim.AdamW([{"params": encoder_params}, {"params": head_params, "lr": settings.heads_lr or settings.lr}],
-                                  lr=settings.lr, weight_decay=settings.weight_decay)  # fmt: skip
+    groups = [{"params": encoder_params}, {"params": head_params, "lr": settings.heads_lr or settings.lr}]
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = warmup_decay_schedule(optimizer, settings.warmup, settings.steps, settings.decay,
                                       settings.min_lr_ratio)  # fmt: skip
     modules, states = {"student": module}, {"optimizer": optimizer, "scheduler": scheduler}

@@ -77,7 +77,9 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
             "teacher": str(TEACHER),
             "data": data_summary(run.manifests, demo_root),
             "stages": {
-                "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
+                # unpacked_from: a work folder rebuilt from a shipped stand-in (its frozen encoder)
+                "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl",
+                            **({"unpacked_from": distilled["unpacked_from"]} if "unpacked_from" in distilled else {})},
                 "position": {"final_eval": placed["final_eval"], "log": "position_log.jsonl"},
                 "moonshine": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
             },
@@ -99,6 +101,8 @@ def card(info: dict, report: dict) -> str:
                      for lang, s in report["summary"].items())  # fmt: skip
     enc_eval = stages["encoder"]["final_eval"] or {}
     pos_eval = stages["position"]["final_eval"] or {}
+    source = stages["encoder"].get("unpacked_from")
+    unpacked = f"\n   This build took this stage's output from `{source}` (the decoder stages froze it)." if source else ""
     final = stages["moonshine"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
     return f"""# Demo Moonshine stand-in (tala)
@@ -121,16 +125,18 @@ verse dropped) and its BPE tokenizer:
    (`resources/demo/model` with each language's adapter), KL divergence between its per-frame character
    posteriors and a linear CTC head on Moonshine's encoder (24 ms frames matched to the teacher's 20 ms by
    time), {recipe['distill_steps']} steps of {recipe['windows_per_batch']} windows of 30 s. Validation
-   greedy-CTC CER through the (dropped) head: {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
-2. **Where each frame is** ({minutes['position']} min): a Moonshine encoder has rotary attention and no absolute
-   positions, and after the KL alone a linear probe found each frame's time in its clip with R² 0.06 (the
-   speech-LLM's Whisper encoder: 0.95); a decoder reading it through cross-attention (which has no
-   positions of its own) learned the texts but not where to read. So the encoder goes on
-   {recipe['position_steps']} steps (the first {recipe['position_heads_steps']} refitting the heads, the encoder frozen) with a
-   linear head regressing each frame's time beside the KL (weight {recipe['position_weight']}), on windows cut to one
-   random length a batch ({recipe['position_cut_seconds'][0]:.0f}-{recipe['position_cut_seconds'][1]:.0f} s). On the validation clips: the head's time R²
-   {pos_eval.get('time_r2', float('nan')):.2f} (mean error {pos_eval.get('time_mae_s', float('nan')):.1f} s), CTC CER
-   {100 * pos_eval.get('cer', float('nan')):.1f} %. Log: `position_log.jsonl`.
+   greedy-CTC CER through the (dropped) head: {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.{unpacked}
+2. **Where each frame is** ({minutes['position']} min): a Moonshine encoder has rotary attention and no
+   absolute positions, and after the KL alone a linear probe found each frame's time in its clip with
+   R² 0.06 (the speech-LLM's Whisper encoder: 0.95); a decoder reading it through cross-attention
+   (which has no positions of its own) learned the texts but not where to read. So the encoder goes
+   on {recipe['position_steps']} steps (the first {recipe['position_heads_steps']} refitting the heads, the encoder
+   frozen) with a linear head regressing each frame's time beside the KL (weight
+   {recipe['position_weight']}), on windows cut to one random length a batch
+   ({recipe['position_cut_seconds'][0]:.0f}-{recipe['position_cut_seconds'][1]:.0f} s). On the validation clips:
+   the head's time R² {pos_eval.get('time_r2', float('nan')):.2f} (mean error
+   {pos_eval.get('time_mae_s', float('nan')):.1f} s), CTC CER {100 * pos_eval.get('cer', float('nan')):.1f} %.
+   Log: `position_log.jsonl`.
 3. **Decoder**, encoder frozen (its output of each clip computed once, each clip encoded alone as
    it is read: Moonshine's first GroupNorm spans a padded batch): `tala.finetune.moonshine`
    (`train="decoder"`), labels = tokens + `</s>`, in three stages, each from the last:
