@@ -254,8 +254,8 @@ def test_moonshine_stand_in_is_complete_small_and_loads_as_the_hubs():
     from transformers import AutoFeatureExtractor, AutoTokenizer, MoonshineForConditionalGeneration
 
     names = {p.name for p in MOONSHINE.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "README.md",
-            "eval.json", "training.json", "training_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "README.md", "eval.json",
+            "training.json", "training_log.jsonl", "encoder_log.jsonl", "position_log.jsonl"} <= names  # fmt: skip
     assert sum(p.stat().st_size for p in MOONSHINE.iterdir()) < 20e6
     model = MoonshineForConditionalGeneration.from_pretrained(MOONSHINE)
     assert model.config.max_position_embeddings == 194, "moonshine-tiny's transcript bound"
