@@ -1,14 +1,14 @@
 """Build the demo's Moonshine stand-in (``resources/demo/moonshine``), reproducibly, from synthesized
-speech only (:mod:`tala.demo.moonshine_recipe`): its encoder distilled from the demo CTC model, its
-decoder trained on the frozen encoder; then its evaluation on the demo chapters' verses and the
-shipped folder.
+speech only (:mod:`tala.demo.moonshine_recipe`): its encoder distilled from the demo CTC model and
+taught where each frame is, its decoder trained on the frozen encoder; then its evaluation on the
+demo chapters' verses and the shipped folder.
 
     PYTHONPATH=scripts python -m tala.demo.moonshine --out resources/demo/moonshine
 
 The folder is a whole Moonshine model as the hub ships ``UsefulSensors/moonshine-tiny``
 (``config.json``, ``model.safetensors``, ``preprocessor_config.json``, the tokenizer), with
-``training.json``, ``training_log.jsonl``, ``encoder_log.jsonl``, ``eval.json`` and the card, so the
-workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
+``training.json``, the stages' logs (``encoder_log.jsonl``, ``position_log.jsonl``, ``easy_log.jsonl``,
+``chunks_log.jsonl``, ``training_log.jsonl``), ``eval.json`` and the card, so the workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
 """
 
 from __future__ import annotations
