@@ -50,10 +50,12 @@ from tala.models.moonshine import (  # noqa: E402
     MAX_CLIP_S,
     MoonshineError,
     MoonshineLoRAConfig,
+    base_of,
     check_clip,
     check_transcript,
     decoder_positions,
     encode_alone,
+    encode_each,
     label_tensor,
     load_moonshine_lora,
     read_clip,
@@ -181,10 +183,6 @@ def load_start(settings: MoonshineSettings, start: str, models_dir=None) -> Star
     elif settings.train != "lora" and hasattr(model, "peft_config"):
         raise InputError("--start", f"{start} is a LoRA recognizer: --mode {settings.train} needs a whole model")
     return Start(model, feature_extractor, tokenizer, config, str(start))
-
-
-def base_of(model) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def trainable_parameters(model, mode: str) -> dict[str, torch.nn.Parameter]:
@@ -370,10 +368,9 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         missing = [k for k, i in enumerate(index) if i not in encoded]
         if missing:
             with torch.no_grad():
-                hidden, mask = encode_alone(model, feature_extractor, [audio[k] for k in missing], device)
-            for row, k in enumerate(missing):
-                n = int(mask[row].sum())
-                encoded[index[k]] = (hidden[row, :n].to("cpu", copy=True), n)
+                frames = encode_each(model, feature_extractor, [audio[k] for k in missing], device)
+            for k, clip in zip(missing, frames):
+                encoded[index[k]] = (clip.to("cpu", copy=True), len(clip))
         width = max(encoded[i][1] for i in index)
         hidden = torch.zeros(len(index), width, encoded[index[0]][0].shape[-1])
         mask = torch.zeros(len(index), width, dtype=torch.int)  # frames, as the encoder returns it

@@ -73,15 +73,24 @@ def audio_inputs(feature_extractor, audio: Sequence[np.ndarray], device) -> dict
     return {"input_values": inputs.input_values.to(device), "attention_mask": inputs.attention_mask.to(device)}
 
 
+def base_of(model) -> torch.nn.Module:
+    """The Moonshine model itself, also inside a peft model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def encode_each(model, feature_extractor, audio: Sequence[np.ndarray], device) -> list[torch.Tensor]:
+    """The encoder's output (frames, dim) of each clip, each encoded alone. Moonshine's first
+    GroupNorm spans its whole input, padding included, so a clip encoded in a padded batch is heard
+    differently (its features scaled by how much padding it got) from the same clip read alone, as
+    generation and the evaluation read it: a decoder trained on the batch's version learns features
+    it never meets when it reads."""
+    encoder = base_of(model).get_encoder()
+    return [encoder(**audio_inputs(feature_extractor, [clip], device)).last_hidden_state[0] for clip in audio]
+
+
 def encode_alone(model, feature_extractor, audio: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder's output of each clip encoded alone, padded into a batch, and its frame mask
-    (1: a frame of the clip). Moonshine's first GroupNorm spans its whole input, padding included,
-    so a clip encoded in a padded batch is heard differently (its features scaled by how much
-    padding it got) from the same clip read alone, as generation and the evaluation read it: a
-    decoder trained on the batch's version learns features it never meets when it reads."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    encoder = base.get_encoder()
-    outputs = [encoder(**audio_inputs(feature_extractor, [clip], device)).last_hidden_state[0] for clip in audio]
+    """:func:`encode_each`, padded into a batch, and its frame mask (1: a frame of the clip)."""
+    outputs = encode_each(model, feature_extractor, audio, device)
     hidden = torch.nn.utils.rnn.pad_sequence(outputs, batch_first=True)
     mask = torch.zeros(hidden.shape[:2], dtype=torch.int, device=hidden.device)
     for row, frames in enumerate(outputs):
@@ -108,7 +117,7 @@ def generate_ids(model, feature_extractor, audio: Sequence[np.ndarray], device) 
     is a Moonshine model or a peft model around one. The budget is the decoder's positions, not
     Moonshine's 6.5 tokens a second: that is English with its own tokenizer, and a language it was
     not made for takes more tokens a second (the demo's Samoan: up to 7.4 with its own BPE)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_of(model)
     inputs = audio_inputs(feature_extractor, audio, device)
     with torch.inference_mode():
         out = base.generate(**inputs, max_new_tokens=decoder_positions(base) - 1, do_sample=False, num_beams=1)
