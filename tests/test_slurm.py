@@ -36,7 +36,9 @@ RUN_TIMEOUT_S = 1500  # the demo's data half (three languages) through sbatch
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
 
 
-GPU_RULES = ("transcribe_audio", "fit_kmeans", "quantize_units", "finetune_mms_adapter", "evaluate_asr")  # `resources: gpu=1`
+# `resources: gpu=1` (test_workflow checks that the profile sends each one to the GPU partition)
+GPU_RULES = ("transcribe_audio", "fit_kmeans", "quantize_units", "finetune_mms_adapter", "finetune_speechllm",
+             "finetune_moonshine_lora", "evaluate_asr", "train_vocoder", "test_vocoder")
 
 
 def is_gpu_job(slurm_log: str) -> bool:

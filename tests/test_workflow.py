@@ -94,6 +94,36 @@ def test_slurm_profile_packs_40_recordings_per_group_job_on_a_rerun(tmp_path):
     assert job_counts(out)["convert_audio"] == 90
 
 
+def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_its_threads(tmp_path):
+    """Every job of the whole workflow (every model on) as the slurm-gpu profile submits it: a
+    rule that declares `gpu=1` goes to the GPU partition and every other to the CPU one; no job
+    asks for a fixed number of CPUs (the plugin then asks for the rule's `threads:`). Every rule of
+    workflow/rules/ that declares `gpu=1` is in the DAG, so a new one is checked too."""
+    config, workdir = _inspected_placeholders(tmp_path, 2)
+    settings = yaml.safe_load(config.read_text())
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    settings["finetune"]["models"] = demo["finetune"]["models"]
+    for model in ("speechllm", "moonshine"):
+        settings[model] = {**demo[model], "start": str(REPO / demo[model]["start"])}
+    config.write_text(yaml.safe_dump(settings))
+    out = _output(snakemake(workdir, "-n", "--configfile", str(config), "--profile", str(REPO / "profiles" / "slurm-gpu")))
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:.*\n)*?\s+resources: (.*)$", out, re.MULTILINE)
+    declared = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", smk.read_text(), re.MULTILINE):
+            if re.search(r"^\s+gpu=1,?$", body, re.MULTILINE):
+                declared.add(name)
+    assert {"finetune_speechllm", "finetune_moonshine_lora", "train_vocoder"} <= declared
+    seen = set()
+    for rule, listed in jobs:
+        resources = dict(item.split("=", 1) for item in listed.split(", "))
+        gpu = resources.get("gpu") == "1"
+        seen |= {rule} if gpu else set()
+        assert resources["slurm_partition"] == ("gpu" if gpu else "cpu"), (rule, listed)
+        assert "cpus_per_gpu" not in resources and "cpus_per_task" not in resources, (rule, listed)
+    assert seen == declared, "a rule marked gpu=1 is not in the DAG this test builds"
+
+
 def _output(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout + proc.stderr
 
