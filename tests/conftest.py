@@ -93,6 +93,16 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
     return proc
 
 
+def gpu_rules() -> set[str]:
+    """The rules of workflow/rules/ that declare `resources: gpu=1` (what the profiles route to a GPU)."""
+    rules = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", smk.read_text(), re.MULTILINE):
+            if re.search(r"^\s+gpu=1,?$", body, re.MULTILINE):
+                rules.add(name)
+    return rules
+
+
 def demo_config(workdir: Path) -> Path:
     """config/demo.yaml with absolute paths, so the run can live in a temporary folder."""
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())

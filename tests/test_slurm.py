@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SNAKEFILE, demo_config, require
+from conftest import REPO, SNAKEFILE, demo_config, gpu_rules, require
 from test_workflow import job_counts
 
 pytestmark = pytest.mark.slow
@@ -36,9 +36,7 @@ RUN_TIMEOUT_S = 1500  # the demo's data half (three languages) through sbatch
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
 
 
-# `resources: gpu=1` (test_workflow checks that the profile sends each one to the GPU partition)
-GPU_RULES = ("transcribe_audio", "fit_kmeans", "quantize_units", "finetune_mms_adapter", "finetune_speechllm",
-             "finetune_moonshine_lora", "evaluate_asr", "train_vocoder", "test_vocoder")
+GPU_RULES = gpu_rules()  # test_workflow checks that the profile sends each one to the GPU partition
 
 
 def is_gpu_job(slurm_log: str) -> bool:

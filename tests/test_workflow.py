@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import REPO, demo_config, require, snakemake
+from conftest import REPO, demo_config, gpu_rules, require, snakemake
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -108,17 +108,14 @@ def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition_with_its_thread
     config.write_text(yaml.safe_dump(settings))
     out = _output(snakemake(workdir, "-n", "--configfile", str(config), "--profile", str(REPO / "profiles" / "slurm-gpu")))
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:.*\n)*?\s+resources: (.*)$", out, re.MULTILINE)
-    declared = set()
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", smk.read_text(), re.MULTILINE):
-            if re.search(r"^\s+gpu=1,?$", body, re.MULTILINE):
-                declared.add(name)
+    declared = gpu_rules()
     assert {"finetune_speechllm", "finetune_moonshine_lora", "train_vocoder"} <= declared
     seen = set()
     for rule, listed in jobs:
         resources = dict(item.split("=", 1) for item in listed.split(", "))
         gpu = resources.get("gpu") == "1"
-        seen |= {rule} if gpu else set()
+        if gpu:
+            seen.add(rule)
         assert resources["slurm_partition"] == ("gpu" if gpu else "cpu"), (rule, listed)
         assert "cpus_per_gpu" not in resources and "cpus_per_task" not in resources, (rule, listed)
     assert seen == declared, "a rule marked gpu=1 is not in the DAG this test builds"
