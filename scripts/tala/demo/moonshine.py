@@ -25,7 +25,7 @@ from pathlib import Path
 
 import tala
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
-from tala.demo.moonshine_recipe import MoonshineRecipe, RecipeRun, run_recipe
+from tala.demo.moonshine_recipe import MORE_SPLIT, MoonshineRecipe, RecipeRun, run_recipe
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
 from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
@@ -75,7 +75,8 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
             "seed": seed,
             "recipe": asdict(recipe),
             "teacher": str(TEACHER),
-            "data": data_summary(run.manifests, demo_root),
+            "data": data_summary({lang: {**splits, **({MORE_SPLIT: run.more[lang]} if lang in run.more else {})}
+                                  for lang, splits in run.manifests.items()}, demo_root),
             "stages": {
                 # unpacked_from: a work folder rebuilt from a shipped stand-in (its frozen encoder)
                 "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl",
@@ -105,6 +106,8 @@ def card(info: dict, report: dict) -> str:
     unpacked = f"\n   This build took this stage's output from `{source}` (the decoder stages froze it)." if source else ""
     final = stages["moonshine"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
+    more = ", ".join(f"{n:,} {LANGUAGES[lang].name}" for lang, n in recipe["more_utterances"])
+    more_hours = sum(d.get(f"{s}_hours", 0) for d in info["data"].values() for s in ("train", MORE_SPLIT))
     return f"""# Demo Moonshine stand-in (tala)
 
 A tiny `MoonshineForConditionalGeneration` ({info['parameters']['model']:,} parameters: hidden {recipe['hidden']},
@@ -144,8 +147,9 @@ verse dropped) and its BPE tokenizer:
      `easy_log.jsonl`);
    - clips of 3-10 words cut from the training utterances between words ({recipe['chunk_steps']} steps,
      {minutes['chunks']} min; `chunks_log.jsonl`);
-   - the whole utterances ({recipe['moonshine_steps']} steps of {recipe['batch_seconds']:.0f} s of audio,
-     {minutes['moonshine']} min; `training_log.jsonl`).
+   - the whole utterances and more utterances of new sentences ({more}; {more_hours:.0f} h in all;
+     {recipe['moonshine_steps']} steps of {recipe['batch_seconds']:.0f} s of audio, {minutes['moonshine']} min;
+     `training_log.jsonl`).
 
    The last two with guided attention (`tala.finetune.guided`, weight {recipe['guided_attention']}): half
    the cross-attention heads are rewarded for reading each token where the teacher's greedy path put its

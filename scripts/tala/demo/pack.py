@@ -29,7 +29,7 @@ def data_summary(manifests: dict, demo_root: Path) -> dict:
     summary = {}
     for lang, splits in manifests.items():
         records = {split: [record for _, record in read_jsonl(path)] for split, path in splits.items()}
-        train_words = {w for split in ("easy", "train", "narrative") for r in records.get(split, [])
+        train_words = {w for split in ("easy", "train", "narrative", "more") for r in records.get(split, [])
                        for w in r["text"].split()}  # fmt: skip
         demo_tokens = [w for truth in demo_truths(demo_root, lang) for v in truth["verses"]
                        for w in normalize_text(v["text"], lang).split()]  # fmt: skip
