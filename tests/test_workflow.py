@@ -547,7 +547,7 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
     the weights kept are the best on the validation clips (the start competing); Moonshine's folder
     holds seed 004's real_metrics.json and artifact_test.json. (The issue's goal, test CER <= 15 %
     after LoRA, is not met by today's stand-ins, and after < before on the test chapter holds for the
-    speech-LLM only: see their cards.)"""
+    speech-LLM and for Moonshine in Portuguese only: see their cards.)"""
     workdir, _ = demo_run
     for lang in RECOGNIZER_LANGUAGES:
         results = workdir / "results" / lang
