@@ -696,9 +696,9 @@ def _digest(path: Path) -> tuple[str, int]:
 
 def _language_config(path: Path, lang: str, audio: Path, text: Path | None = None, mms_lang: str = "smo") -> Path:
     """A user's config for one language of their own, transcribed with the demo model; the
-    fine-tuning budget is the demo's, the vocoder's the demo generator trained for 8 steps: these
-    tests are about the data, and config/config.yaml's budgets are a GPU's (500 vocoder epochs of
-    10,000 windows would run for days on a CPU)."""
+    fine-tuning is the demo's for one epoch of each phase, the vocoder the demo generator trained
+    for 8 steps: these tests are about the data, and config/config.yaml's budgets are a GPU's
+    (500 vocoder epochs of 10,000 windows would run for days on a CPU)."""
     language = {"audio_dir": str(audio), "mms_lang": mms_lang, **({"text_dir": str(text)} if text else {})}
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     demo["vocoder"].update(epochs=1, mel_only_epochs=1, samples_per_epoch=32, batch_size=4)
@@ -706,7 +706,8 @@ def _language_config(path: Path, lang: str, audio: Path, text: Path | None = Non
                                     "transcribe": {"model": str(REPO / "resources" / "demo" / "model")},
                                     "units": {"model": str(REPO / "resources" / "demo" / "model"), "layer": 3,
                                               "k": 20},
-                                    "finetune": {**demo["finetune"], "models": ["mms_adapter"]},
+                                    "finetune": {**demo["finetune"], "models": ["mms_adapter"], "lm_head_epochs": 1,
+                                                 "epochs": 1},
                                     "vocoder": demo["vocoder"]}))
     return path
 

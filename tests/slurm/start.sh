@@ -43,9 +43,12 @@ if ! alive "$DIR/munge/munged.pid"; then
         --seed-file="$DIR/munge/munged.seed"
 fi
 
-# A GPU gres needs a device file; a character device with NVIDIA's major number is enough for
-# Slurm to hand out gpu:1 and set CUDA_VISIBLE_DEVICES=0 (nothing ever opens it).
-[ -e "$DIR/dev/nvidia0" ] || $SUDO mknod "$DIR/dev/nvidia0" c 195 0
+# A GPU gres needs a device file; character devices with NVIDIA's major number are enough for
+# Slurm to hand out two GPUs, one a job, and set CUDA_VISIBLE_DEVICES to 0 or 1 (nothing ever
+# opens them).
+for i in 0 1; do
+    [ -e "$DIR/dev/nvidia$i" ] || $SUDO mknod "$DIR/dev/nvidia$i" c 195 "$i"
+done
 
 # slurmd takes the configured sizes (config_overrides): at least the 4 CPUs that the slurm-gpu
 # profile's group jobs ask for, even on a 2-core CI machine, and memory that is not a consumable
