@@ -24,6 +24,22 @@ sys.path.insert(0, str(REPO / "scripts"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+_DEMO_WANTED = pytest.StashKey[bool]()
+
+
+def _uses(item: pytest.Item, *fixtures: str) -> bool:
+    return bool(set(fixtures) & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that read the session's demo run (and the Slurm tests, which compare with it) run
+    last, in their order: the demo runs in the background meanwhile (see ``_demo_in_background``),
+    on the cores the mostly one-threaded tests before them leave idle."""
+    items.sort(key=lambda item: _uses(item, "demo_run", "cluster"))  # stable
+    config.stash[_DEMO_WANTED] = any(_uses(item, "demo_run") for item in items)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
@@ -77,17 +93,18 @@ def sigkill_when(command: list[str], env: dict, ready: Callable[[], bool], timeo
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake_command(workdir: Path, *args: str, env: dict | None = None) -> tuple[list[str], dict]:
+    """The command line and environment of `snakemake` run on the workflow in ``workdir``."""
     env = {**os.environ, **(env or {})}
     # Jobs call `python`: the interpreter running the tests (the venv's) comes first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args], env
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    command, env = snakemake_command(workdir, *args, env=env)
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -119,16 +136,54 @@ def demo_config(workdir: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """The whole demo workflow, then the report, in a temporary working directory: run once per
-    session (the end-to-end tests read it, the Slurm test compares its own run with it)."""
-    require("ffmpeg")
+class BackgroundRun:
+    """`snakemake` started in ``workdir`` and left running; :meth:`wait` checks how it ended."""
+
+    def __init__(self, workdir: Path, *args: str):
+        self.workdir, self.args = workdir, args
+        self.log = workdir.with_name(f"{workdir.name}.snakemake.log")  # beside it: the folder holds the run only
+        command, env = snakemake_command(workdir, *args)
+        with self.log.open("w") as log:  # a file, not a pipe: nobody reads it while it runs
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait(self) -> None:
+        if self.proc.wait() != 0:
+            tail = self.log.read_text(errors="replace")[-6000:]
+            raise AssertionError(f"snakemake {' '.join(self.args)} failed (exit {self.proc.returncode}):\n{tail}")
+
+    def stop(self) -> None:
+        """Kills the run and its jobs (a session that ends early, e.g. under -x)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _demo_in_background(request, tmp_path_factory):
+    """When the session has tests that read the demo run, the demo workflow starts at the first
+    test, in the background (`snakemake --cores 2`); ``demo_run`` waits for it."""
+    if not request.config.stash.get(_DEMO_WANTED, False) or shutil.which("ffmpeg") is None:
+        yield None
+        return
     workdir = tmp_path_factory.mktemp("demo")
     config = demo_config(workdir)
-    snakemake(workdir, "--cores", "2", "--configfile", str(config))
-    snakemake(workdir, "--configfile", str(config), "--report", "report.html")
-    return workdir, config
+    run = BackgroundRun(workdir, "--cores", "2", "--configfile", str(config))
+    try:
+        yield run, config
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_run(_demo_in_background):
+    """The whole demo workflow, then the report, in a temporary working directory: run once per
+    session, in the background from the session's first test (the end-to-end tests read it, the
+    Slurm test compares its own run with it)."""
+    require("ffmpeg")
+    run, config = _demo_in_background
+    run.wait()
+    snakemake(run.workdir, "--configfile", str(config), "--report", "report.html")
+    return run.workdir, config
 
 
 def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations: int = 1) -> None:
