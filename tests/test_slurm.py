@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 SLURM_SCRIPTS = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm-gpu" / "config.v8+.yaml"
 CPU_PARTITION, GPU_PARTITION = "testcpu", "testgpu"  # as tests/slurm/slurm.conf.in names them
-RUN_TIMEOUT_S = 1500  # the demo's data half (three languages) through sbatch
+RUN_TIMEOUT_S = 1500  # the demo's data half (SLURM_LANGUAGES) through sbatch, beside the background demo run
 # Compared byte for byte with a local run: every result of the per-recording and dataset stages
 # (the report's HTML and SVG are left out: they are figures, not data).
 COMPARED_PARTS = ("audio", "segments", "asr", "text", "aligned", "timing", "dataset")
