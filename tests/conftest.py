@@ -24,20 +24,15 @@ sys.path.insert(0, str(REPO / "scripts"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-_DEMO_WANTED = pytest.StashKey[bool]()
-
-
 def _uses(item: pytest.Item, *fixtures: str) -> bool:
     return bool(set(fixtures) & set(getattr(item, "fixturenames", ())))
 
 
-@pytest.hookimpl(trylast=True)  # after -k / -m deselected
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that read the session's demo run (and the Slurm tests, which compare with it) run
     last, in their order: the demo runs in the background meanwhile (see ``_demo_in_background``),
     on the cores the mostly one-threaded tests before them leave idle."""
     items.sort(key=lambda item: _uses(item, "demo_run", "cluster"))  # stable
-    config.stash[_DEMO_WANTED] = any(_uses(item, "demo_run") for item in items)
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +157,8 @@ class BackgroundRun:
 def _demo_in_background(request, tmp_path_factory):
     """When the session has tests that read the demo run, the demo workflow starts at the first
     test, in the background (`snakemake --cores 2`); ``demo_run`` waits for it."""
-    if not request.config.stash.get(_DEMO_WANTED, False) or shutil.which("ffmpeg") is None:
+    # The session's items as run (after every plugin's selection: -k, -m, --lf, --sw).
+    if not any(_uses(item, "demo_run") for item in request.session.items) or shutil.which("ffmpeg") is None:
         yield None
         return
     workdir = tmp_path_factory.mktemp("demo")
