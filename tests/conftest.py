@@ -149,8 +149,16 @@ class BackgroundRun:
     def stop(self) -> None:
         """Kills the run and its jobs (a session that ends early, e.g. under -x)."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.kill()
             self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL to the run's process group, without waiting: safe in a signal handler that
+        may have interrupted :meth:`wait` (``Popen.wait`` holds a lock that ``poll`` needs too)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # already ended and reaped
+            pass
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -164,9 +172,18 @@ def _demo_in_background(request, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
     config = demo_config(workdir)
     run = BackgroundRun(workdir, "--cores", "2", "--configfile", str(config))
+    previous = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL  # None: set outside Python
+
+    def stop_then_terminate(signum, frame):  # a SIGTERM (a CI timeout) skips the finally below
+        run.kill()
+        signal.signal(signal.SIGTERM, previous)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_then_terminate)
     try:
         yield run, config
     finally:
+        signal.signal(signal.SIGTERM, previous)
         run.stop()
 
 
