@@ -70,7 +70,7 @@ demo-model: setup
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.model --out resources/demo/model
 
 # Retrains the demo's speech-LLM stand-in into resources/demo/speechllm (needs espeak-ng and the demo
-# CTC model, its teacher; seeded; ~4 h on 2 CPU cores). Resumes after a kill.
+# CTC model, its teacher; seeded; ~5 h on 2 CPU cores). Resumes after a kill.
 demo-speechllm: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-speechllm needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.speechllm --out resources/demo/speechllm

@@ -195,12 +195,13 @@ def test_joined_clips_carry_their_words_and_times(tmp_path):
 
 
 
-@pytest.mark.parametrize("present, trained", [((), ["easy", "full", "joined", "narrative"]),
-                                              (("joined",), ["narrative"]), (("easy", "narrative"), [])])
+@pytest.mark.parametrize("present, trained", [((), ["easy", "full", "joined", "narrative", "more"]),
+                                              (("joined",), ["narrative", "more"]), (("easy", "more"), [])])
 def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_path, monkeypatch, present, trained):
     """Each stage starts from the one before; the stages before the last whose output exists are
-    not run again (a work folder may keep only the last one), and the prose joins the last stage's
-    training and validation."""
+    not run again (a work folder may keep only the last one); the prose joins the training and
+    validation of the stage after the joined clips, and the more utterances the last one's
+    training."""
     import tala.finetune.speechllm as trainer
     from tala.demo.speechllm_recipe import DECODER_STAGES, SpeechLLMRecipe, stage_speechllm
 
@@ -220,16 +221,29 @@ def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_pa
         {lang: tmp_path / f"{lang}-timed.jsonl" for lang in manifests},
         {lang: tmp_path / f"{lang}-joined.jsonl" for lang in manifests},
         {"por": {"narrative": tmp_path / "por-narrative.jsonl", "narrative-valid": tmp_path / "por-nv.jsonl"}},
+        {lang: tmp_path / f"{lang}-more.jsonl" for lang in manifests},
         tmp_path / "encoder", tmp_path / "decoder", SpeechLLMRecipe(), 0, progress=False)  # fmt: skip
     assert list(folders) == list(DECODER_STAGES) and [c[0] for c in calls] == [DECODER_STAGES[s] for s in trained]
     names = list(DECODER_STAGES.values())
     previous = {stage: (names[i - 1] if i else None) for i, stage in enumerate(DECODER_STAGES)}
     assert [c[1] for c in calls] == [previous[s] for s in trained]
-    if "narrative" in trained:
-        _, _, data, valid = calls[-1]
-        assert data == ["smo-timed.jsonl", "smo-joined.jsonl", "por-timed.jsonl", "por-joined.jsonl",
-                        "por-narrative.jsonl"]  # fmt: skip
-        assert valid == ["smo-valid.jsonl", "por-valid.jsonl", "por-nv.jsonl"]
+    prose = ["smo-timed.jsonl", "smo-joined.jsonl", "por-timed.jsonl", "por-joined.jsonl", "por-narrative.jsonl"]
+    expected = {"narrative": prose, "more": prose + ["smo-more.jsonl", "por-more.jsonl"]}
+    for (_, _, data, valid), stage in zip(calls, trained):
+        if stage in expected:
+            assert data == expected[stage]
+            assert valid == ["smo-valid.jsonl", "por-valid.jsonl", "por-nv.jsonl"]
+        else:
+            assert valid == ["smo-valid.jsonl", "por-valid.jsonl"]
+
+
+def test_both_recipes_read_one_synthesis_of_the_more_utterances():
+    """The Moonshine and speech-LLM recipes share a work folder: the same counts reuse its ``more``
+    split (other counts would synthesize another one over it)."""
+    from tala.demo.moonshine_recipe import MoonshineRecipe
+    from tala.demo.speechllm_recipe import SpeechLLMRecipe
+
+    assert MoonshineRecipe().more_utterances == SpeechLLMRecipe().more_utterances
 
 # --------------------------------------------------------------------------- the shipped stand-ins
 
@@ -239,8 +253,8 @@ def test_speechllm_stand_in_is_complete_small_and_loads_with_plain_transformers_
 
     names = {p.name for p in SPEECHLLM.iterdir()}
     assert {"speechllm.json", "projector.safetensors", "encoder", "decoder", "README.md", "eval.json",
-            "training.json", "training_log.jsonl", "joined_log.jsonl", "full_log.jsonl", "easy_log.jsonl",
-            "encoder_log.jsonl"} <= names  # fmt: skip
+            "training.json", "training_log.jsonl", "narrative_log.jsonl", "joined_log.jsonl", "full_log.jsonl",
+            "easy_log.jsonl", "encoder_log.jsonl"} <= names  # fmt: skip
     size = sum(p.stat().st_size for p in SPEECHLLM.rglob("*") if p.is_file())
     assert size < 25e6, size
     config = json.loads((SPEECHLLM / "speechllm.json").read_text())

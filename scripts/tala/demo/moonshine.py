@@ -25,9 +25,10 @@ from pathlib import Path
 
 import tala
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
-from tala.demo.moonshine_recipe import MORE_SPLIT, MoonshineRecipe, RecipeRun, run_recipe
+from tala.demo.moonshine_recipe import MoonshineRecipe, RecipeRun, run_recipe
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
+from tala.demo.speechllm_recipe import MORE_SPLIT
 from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
 from tala.demo.text import LANGUAGES
 from tala.errors import run_cli

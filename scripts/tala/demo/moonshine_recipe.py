@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from tala.demo.distill import DistillSettings, Student, distill, stage_chunks, stage_teacher, stage_word_times
-from tala.demo.speechllm_recipe import SpeechLLMRecipe, stage_data, stage_decoder_init, stage_easy_data
+from tala.demo.speechllm_recipe import (SpeechLLMRecipe, stage_data, stage_decoder_init, stage_easy_data,
+                                       stage_more)
 from tala.demo.stand_in import Stopwatch
-from tala.demo.training_speech import synthesize_split
 
 SAMPLE_RATE = 16_000
 MOONSHINE_HOP = 384  # samples per encoder frame: the convolutions' strides 64 x 3 x 2
@@ -92,8 +92,6 @@ class MoonshineRecipe:
     # loss still falling at 8,000 (2.47), CER 61.0 % (step 6,000); demo verses 55.4 % / 58.9 %.
     more_utterances: tuple[tuple[str, int], ...] = (("smo", 4000), ("por", 6000))
 
-
-MORE_SPLIT = "more"
 
 
 def moonshine_config(recipe: MoonshineRecipe, tokenizer):
@@ -192,14 +190,6 @@ def moonshine_settings(recipe: MoonshineRecipe, seed: int, stage: str = "full"):
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 
 
-def stage_more(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, teacher: Path) -> dict[str, Path]:
-    """The last stage's more utterances (:attr:`MoonshineRecipe.more_utterances`), synthesized as the
-    training split is, with the teacher's posteriors and word times: per language the timed manifest."""
-    more = {lang: {MORE_SPLIT: synthesize_split(work / "data" / lang, lang, MORE_SPLIT, count, seed, workers)}
-            for lang, count in recipe.more_utterances}  # fmt: skip
-    return stage_word_times(work, more, stage_teacher(work, more, teacher), teacher, split=MORE_SPLIT)
-
-
 def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], chunks: dict[str, Path],
                     timed: dict[str, Path], more: dict[str, Path], start: Path, recipe: MoonshineRecipe, seed: int,
                     progress: bool = True) -> dict[str, Path]:
@@ -248,7 +238,7 @@ def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, tea
     easy = watch.run("easy data", stage_easy_data, work, shared, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
     chunks = watch.run("chunks", stage_chunks, timed, seed)
-    more = watch.run("more", stage_more, work, recipe, seed, workers, teacher)
+    more = watch.run("more", stage_more, work, recipe.more_utterances, seed, workers, teacher)
     stages = watch.run("moonshine", stage_moonshine, work, manifests, easy, chunks, timed, more, position, recipe,
                        seed, progress)  # fmt: skip
     return RecipeRun(manifests, encoder, position, more, stages, watch.seconds)

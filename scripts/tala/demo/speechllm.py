@@ -9,7 +9,7 @@ The folder is what :func:`tala.models.speechllm.load_speechllm` reads (plain tra
 the encoder and decoder inside it::
 
     speechllm.json  projector.safetensors  encoder/  decoder/ (with tokenizer)
-    training.json  training_log.jsonl  {easy,full,joined}_log.jsonl  encoder_log.jsonl  eval.json  README.md
+    training.json  training_log.jsonl  {easy,full,joined,narrative}_log.jsonl  encoder_log.jsonl  eval.json  README.md
 
 so the workflow fine-tunes it (``speechllm.start``) exactly as it would a recognizer made from
 ``openai/whisper-small`` and ``HuggingFaceTB/SmolLM2-135M``.
@@ -31,7 +31,7 @@ import tala
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
 from tala.demo.pack import data_summary
 from tala.demo.speech import tool_version
-from tala.demo.speechllm_recipe import RecipeRun, SpeechLLMRecipe, run_recipe
+from tala.demo.speechllm_recipe import MORE_SPLIT, RecipeRun, SpeechLLMRecipe, run_recipe
 from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
 from tala.demo.text import LANGUAGES
 from tala.errors import run_cli
@@ -79,7 +79,8 @@ def pack(out: Path, run: RecipeRun, recipe: SpeechLLMRecipe, seed: int, demo_roo
             "seed": seed,
             "recipe": asdict(recipe),
             "teacher": str(TEACHER),
-            "data": data_summary({lang: {**splits, **run.narrative.get(lang, {})}
+            "data": data_summary({lang: {**splits, **run.narrative.get(lang, {}),
+                                         **({MORE_SPLIT: run.more[lang]} if lang in run.more else {})}
                                   for lang, splits in run.manifests.items()}, demo_root),  # fmt: skip
             "stages": {
                 "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl"},
@@ -108,7 +109,10 @@ def card(info: dict, report: dict) -> str:
     enc_eval = stages["encoder"]["final_eval"] or {}
     full_eval = stages["full"]["final_eval"] or {}
     joined_eval = stages["joined"]["final_eval"] or {}
+    prose_eval = stages["narrative"]["final_eval"] or {}
     sllm_eval = stages["speechllm"]["final_eval"] or {}
+    more = ", ".join(f"{n:,} {LANGUAGES[lang].name}" for lang, n in recipe["more_utterances"])
+    more_hours = sum(d.get(f"{MORE_SPLIT}_hours", 0) for d in info["data"].values())
     prose = ", ".join(f"{count} {LANGUAGES[lang].name}" for lang, count in recipe["narrative_utterances"])
     seen = "; ".join(f"{LANGUAGES[lang].name}: {100 * d['demo_word_types_seen_in_training']:.0f} % of their word"
                      f" types, {100 * d['demo_word_tokens_seen_in_training']:.0f} % of their words"
@@ -135,7 +139,7 @@ Load it with plain transformers + peft: `tala.models.speechllm.load_speechllm("r
 Training speech: `tala.demo.training_speech` (espeak-ng, random sentences of common words and
 pseudo-words; any sentence sharing four consecutive words with a demo verse is dropped), the first
 {dict(map(tuple, recipe['train_utterances']))} utterances of the demo CTC model's recipe, {recipe['valid_utterances']}
-held-out utterances per language for validation; for the last stage also {prose} utterances of
+held-out utterances per language for validation; for the last two stages also {prose} utterances of
 scripture-style prose ("E disse ..., e ...": the commonest narrative words and scripture's common
 content words, the CTC recipe's `narrative` split) and {recipe['narrative_valid_utterances']} held out.
 Those word lists are scripture's, so the training texts hold much of the demo chapters' vocabulary
@@ -149,7 +153,7 @@ Those word lists are scripture's, so the training texts hold much of the demo ch
    {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
 2. **Tokenizer and decoder**: BPE trained on the training texts; Llama with random weights.
 3. **Projector + whole decoder**, encoder frozen (each clip's frames cached): `tala.finetune.speechllm`
-   (`train="all"`), loss on the transcript and `</s>` only, in four stages: a curriculum of short clips
+   (`train="all"`), loss on the transcript and `</s>` only, in five stages: a curriculum of short clips
    (one short sentence of listed words each; {recipe['easy_steps']} steps, {minutes['easy']} min; `easy_log.jsonl`), then the whole
    utterances ({recipe['speechllm_steps']} steps, {recipe['batch_seconds']:.0f} s of audio per batch,
    {minutes['full']} min; `full_log.jsonl`) with guided attention (`tala.finetune.guided`, weight
@@ -162,8 +166,13 @@ Those word lists are scripture's, so the training texts hold much of the demo ch
    `joined_log.jsonl`), as the decoder had read two utterances joined worse than each alone.
    Validation CER {100 * joined_eval.get('cer', float('nan')):.1f} %,
    WER {100 * joined_eval.get('wer', float('nan')):.1f} % (best step {(stages['joined']['best'] or {}).get('step')}).
-   Last, all of that plus the prose ({recipe['narrative_steps']} steps at {recipe['narrative_lr']},
-   {minutes['speechllm']} min; `training_log.jsonl`), validated on the held-out prose too.
+   Then all of that plus the prose ({recipe['narrative_steps']} steps at {recipe['narrative_lr']},
+   {minutes['narrative']} min; `narrative_log.jsonl`), validated on the held-out prose too.
+   Validation CER {100 * prose_eval.get('cer', float('nan')):.1f} %, WER {100 * prose_eval.get('wer', float('nan')):.1f} %
+   (best step {(stages['narrative']['best'] or {}).get('step')}).
+   Last, all of that with more utterances of new sentences ({more}; {more_hours:.0f} h, the
+   Moonshine recipe's `{MORE_SPLIT}` split; {recipe['more_steps']} steps at {recipe['more_lr']},
+   {minutes['speechllm']} min; `training_log.jsonl`), validated as the stage before.
    Validation CER {100 * sllm_eval.get('cer', float('nan')):.1f} %, WER {100 * sllm_eval.get('wer', float('nan')):.1f} %
    (best step {(stages['speechllm']['best'] or {}).get('step')}).
 
