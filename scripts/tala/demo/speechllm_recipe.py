@@ -102,7 +102,8 @@ class SpeechLLMRecipe:
     # Last, all of that with more utterances of new sentences (MORE_SPLIT, 27 h, 3x the distinct
     # sentences: the Moonshine recipe's split, one synthesis for both). After the prose stage the
     # training loss was 0.47 a token against 0.65 on held-out speech: the decoder was learning the
-    # sentences more than the reading.
+    # sentences more than the reading. With them: validation loss 0.65 -> 0.53, CER 30.9 -> 26.7 %
+    # (still falling at step 1,500); every demo verse: Samoan 19.2 -> 16.5 %, Portuguese 19.3 -> 17.3 %.
     more_utterances: tuple[tuple[str, int], ...] = (("smo", 4000), ("por", 6000))
     more_steps: int = 1500
     more_lr: float = 3e-4
