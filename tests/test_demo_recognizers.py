@@ -236,15 +236,6 @@ def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_pa
         else:
             assert valid == ["smo-valid.jsonl", "por-valid.jsonl"]
 
-
-def test_both_recipes_read_one_synthesis_of_the_more_utterances():
-    """The Moonshine and speech-LLM recipes share a work folder: the same counts reuse its ``more``
-    split (other counts would synthesize another one over it)."""
-    from tala.demo.moonshine_recipe import MoonshineRecipe
-    from tala.demo.speechllm_recipe import SpeechLLMRecipe
-
-    assert MoonshineRecipe().more_utterances == SpeechLLMRecipe().more_utterances
-
 # --------------------------------------------------------------------------- the shipped stand-ins
 
 
@@ -290,3 +281,15 @@ def test_recorded_evaluation_is_reproduced_on_a_chapter(kind, folder, tmp_path):
     assert report["chapters"][0]["cer"] == pytest.approx(entry["cer"], abs=1e-4)
     samples, _ = sf.read(chapter_wav(DEMO, entry["lang"], truths[0], tmp_path), dtype="float32")
     assert len(verse_clips(samples, truths[0])) == entry["verses"]
+
+
+@pytest.mark.parametrize("module, folder", [("tala.demo.speechllm", SPEECHLLM), ("tala.demo.moonshine", MOONSHINE)])
+def test_shipped_card_is_what_the_recipe_writes_of_its_records(module, folder):
+    """Each stand-in's README is ``card()`` of its own ``training.json`` and ``eval.json``: a card
+    edited by hand, or a ``card()`` that no longer reads the records it ships, fails here."""
+    import importlib
+
+    card = importlib.import_module(module).card
+    info = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+    assert card(info, report) == (folder / "README.md").read_text(encoding="utf-8")

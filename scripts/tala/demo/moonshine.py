@@ -26,7 +26,7 @@ from pathlib import Path
 import tala
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
 from tala.demo.moonshine_recipe import MoonshineRecipe, RecipeRun, run_recipe
-from tala.demo.pack import data_summary
+from tala.demo.pack import data_summary, split_utterances
 from tala.demo.speech import tool_version
 from tala.demo.speechllm_recipe import MORE_SPLIT
 from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
@@ -107,7 +107,7 @@ def card(info: dict, report: dict) -> str:
     unpacked = f"\n   This build took this stage's output from `{source}` (the decoder stages froze it)." if source else ""
     final = stages["moonshine"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
-    more = ", ".join(f"{n:,} {LANGUAGES[lang].name}" for lang, n in recipe["more_utterances"])
+    more = split_utterances(info["data"], MORE_SPLIT)
     more_hours = sum(d.get(f"{s}_hours", 0) for d in info["data"].values() for s in ("train", MORE_SPLIT))
     return f"""# Demo Moonshine stand-in (tala)
 

@@ -83,14 +83,13 @@ class MoonshineRecipe:
     moonshine_warmup: int = 100
     batch_seconds: float = 120.0
     max_batch_size: int = 16
-    # The last stage also reads this many more utterances of new sentences a language (MORE_SPLIT:
-    # 27 h more, 3x the distinct sentences). On the shared 13 h alone, teacher-forced, the decoder's
+    # The last stage also reads the speech-LLM recipe's more utterances of new sentences
+    # (SpeechLLMRecipe.more_utterances, MORE_SPLIT: 27 h more, 3x the distinct sentences). On the shared 13 h alone, teacher-forced, the decoder's
     # guided heads read held-out clips about where they read training clips (mass within 0.25 s of
     # the token 0.35-0.43 vs 0.38-0.49) but its loss there was 1.1 nats a token higher: it learned
     # the sentences, not the reading (validation loss 3.15 at step 3,000, then rising to 3.72 at
     # 8,000; CER 64.0 %; every demo verse: Samoan 58.9 %, Portuguese 68.7 %). With them: validation
     # loss still falling at 8,000 (2.47), CER 61.0 % (step 6,000); demo verses 55.4 % / 58.9 %.
-    more_utterances: tuple[tuple[str, int], ...] = (("smo", 4000), ("por", 6000))
 
 
 
@@ -238,7 +237,7 @@ def run_recipe(work: Path, recipe: MoonshineRecipe, seed: int, workers: int, tea
     easy = watch.run("easy data", stage_easy_data, work, shared, seed, workers)
     timed = watch.run("word times", stage_word_times, work, manifests, targets, teacher)
     chunks = watch.run("chunks", stage_chunks, timed, seed)
-    more = watch.run("more", stage_more, work, recipe.more_utterances, seed, workers, teacher)
+    more = watch.run("more", stage_more, work, shared.more_utterances, seed, workers, teacher)
     stages = watch.run("moonshine", stage_moonshine, work, manifests, easy, chunks, timed, more, position, recipe,
                        seed, progress)  # fmt: skip
     return RecipeRun(manifests, encoder, position, more, stages, watch.seconds)

@@ -50,6 +50,13 @@ def data_summary(manifests: dict, demo_root: Path) -> dict:
     return summary
 
 
+def split_utterances(data: dict, split: str) -> str:
+    """"4,000 samoan, 6,000 portuguese": a split's utterances per language, from
+    :func:`data_summary`'s output (the languages without the split left out)."""
+    return ", ".join(f"{d[f'{split}_utterances']:,} {LANGUAGES[lang].name}" for lang, d in data.items()
+                     if f"{split}_utterances" in d)  # fmt: skip
+
+
 def _stage_info(folder: Path) -> dict:
     info = json.loads((folder / "training.json").read_text(encoding="utf-8"))
     stage = {k: info[k] for k in ("lang", "start_model", "start_notes", "settings", "steps", "epoch",

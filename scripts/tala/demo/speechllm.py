@@ -29,7 +29,7 @@ from pathlib import Path
 
 import tala
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
-from tala.demo.pack import data_summary
+from tala.demo.pack import data_summary, split_utterances
 from tala.demo.speech import tool_version
 from tala.demo.speechllm_recipe import MORE_SPLIT, RecipeRun, SpeechLLMRecipe, run_recipe
 from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
@@ -111,7 +111,7 @@ def card(info: dict, report: dict) -> str:
     joined_eval = stages["joined"]["final_eval"] or {}
     prose_eval = stages["narrative"]["final_eval"] or {}
     sllm_eval = stages["speechllm"]["final_eval"] or {}
-    more = ", ".join(f"{n:,} {LANGUAGES[lang].name}" for lang, n in recipe["more_utterances"])
+    more = split_utterances(info["data"], MORE_SPLIT)
     more_hours = sum(d.get(f"{MORE_SPLIT}_hours", 0) for d in info["data"].values())
     prose = ", ".join(f"{count} {LANGUAGES[lang].name}" for lang, count in recipe["narrative_utterances"])
     seen = "; ".join(f"{LANGUAGES[lang].name}: {100 * d['demo_word_types_seen_in_training']:.0f} % of their word"
