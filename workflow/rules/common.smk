@@ -96,6 +96,15 @@ def step_options(stage, *keys):
     return lambda wildcards: _step_options(stage, keys, wildcards.lang)
 
 
+# The order of ready jobs when cores are short (rule `priority:`; Snakemake's default is 0). A
+# training job reads its whole language, so each per-recording step that feeds one goes first (else
+# one 6-s step of a language waits behind minutes of another's training, and that language's
+# training starts late and runs alone at the end); then the trainings, longest first so that the
+# short ones fill the cores at the end: the vocoder, trained from scratch, before the fine-tunings.
+PRIORITY_VOCODER = -1
+PRIORITY_FINETUNE = -2
+
+
 def per_recording(pattern):
     """An input function expanding ``pattern`` over the recordings of the job's language."""
     return lambda wildcards: expand(

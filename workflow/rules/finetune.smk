@@ -15,6 +15,7 @@ rule finetune_mms_adapter:
         "logs/{lang}/finetune_mms_adapter.log",
     benchmark:
         "benchmarks/{lang}/finetune_mms_adapter.tsv"
+    priority: PRIORITY_FINETUNE
     conda:
         "../../envs/finetune.yaml"
     threads: config["job_threads"]
@@ -65,6 +66,7 @@ rule finetune_speechllm:
         "logs/{lang}/finetune_speechllm.log",
     benchmark:
         "benchmarks/{lang}/finetune_speechllm.tsv"
+    priority: PRIORITY_FINETUNE
     conda:
         "../../envs/finetune.yaml"
     threads: config["job_threads"]
@@ -121,6 +123,7 @@ rule finetune_moonshine_lora:
         "logs/{lang}/finetune_moonshine_lora.log",
     benchmark:
         "benchmarks/{lang}/finetune_moonshine_lora.tsv"
+    priority: PRIORITY_FINETUNE
     conda:
         "../../envs/finetune.yaml"
     threads: config["job_threads"]

@@ -46,6 +46,7 @@ rule train_vocoder:
         "logs/{lang}/train_vocoder.log",
     benchmark:
         "benchmarks/{lang}/train_vocoder.tsv"
+    priority: PRIORITY_VOCODER
     conda:
         "../../envs/vocoder.yaml"
     threads: lambda wildcards: settings(config, wildcards.lang, "vocoder")["threads"]
