@@ -228,3 +228,46 @@ def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch,
     monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
     emptied = run("emptied").final_eval
     assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
+
+
+def generate_beams(monkeypatch) -> list:
+    """The ``num_beams`` of every transformers ``generate()`` call from now on, recorded (the calls
+    still run)."""
+    from transformers.generation.utils import GenerationMixin
+
+    calls = []
+    original = GenerationMixin.generate
+
+    def generate(self, *args, **kwargs):
+        calls.append(kwargs.get("num_beams"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", generate)
+    return calls
+
+
+def assert_validation_and_evaluation_search_the_beams_asked(kind: str, run, manifest, tmp_path, monkeypatch,
+                                                            beams: int = 3) -> None:
+    """``run(name, **settings)`` trains a ``kind`` recognizer briefly on ``manifest``, validated on
+    it, into ``tmp_path / name``: with ``num_beams`` every transcript its validation writes is a beam
+    search of that many; evaluate_asr ``--num-beams`` reads the saved folder so too, records it, says
+    it in its table, and scores the clips as the validation did."""
+    from tala.finetune.evaluate_asr import main as evaluate_asr
+
+    with pytest.raises(ValueError, match="num_beams must be >= 1"):
+        run("none", num_beams=0)
+    calls = generate_beams(monkeypatch)
+    result = run("beams", num_beams=beams)
+    assert calls and set(calls) == {beams}, calls
+    calls.clear()
+    out = tmp_path / "beams.json"
+    assert evaluate_asr([str(out), str(tmp_path / "beams.tsv"), "--html", str(tmp_path / "beams.html"),
+                         "--language", "samoan", "--kind", kind, "--split", "test", str(manifest),
+                         "--system", "after", str(tmp_path / "beams"), "-", "--device", "cpu",
+                         "--pace", str(manifest), "--num-beams", str(beams)]) == 0  # fmt: skip
+    assert calls and set(calls) == {beams}, calls
+    scores = json.loads(out.read_text())
+    assert scores["num_beams"] == beams
+    assert scores["splits"]["test"]["after"]["cer"] == round(result.final_eval["cer"], 4)
+    assert f"Beam search of {beams}" in (tmp_path / "beams.html").read_text()
+

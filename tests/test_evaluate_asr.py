@@ -268,7 +268,7 @@ def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_p
         {"audio": "z.wav", "normalized": "abcdefgh abcdefgh abcdefgh", "duration": 2.0},
         {"audio": "w.wav", "normalized": "abcd"})))
     assert evaluate_asr.reading_pace(evaluate_asr.read_split("pace", train), "t").letters_per_second == 4.0
-    monkeypatch.setattr(evaluate_asr, "recognizer", lambda kind, system, models_dir, device, dtype, pace=None:
+    monkeypatch.setattr(evaluate_asr, "recognizer", lambda kind, system, models_dir, device, dtype, pace=None, beams=1:
                         StopsAfterSix(system.name, pace))
     common = ["--language", "samoan", "--kind", "moonshine", "--split", "test", str(test),
               "--system", "after", "m", "-"]
@@ -283,3 +283,16 @@ def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_p
     plain = json.loads((tmp_path / "p.json").read_text())
     assert "pace" not in plain and "reread" not in plain["splits"]["test"]["after"]
     assert plain["splits"]["test"]["after"]["cer"] == after["read_once"]["cer"]
+
+
+@pytest.mark.parametrize("kind, beams, says", [("ctc", "2", "a ctc model reads greedily"),
+                                               ("moonshine", "0", "--num-beams must be >= 1")])
+def test_beams_are_searched_by_the_decoder_kinds_only_and_are_at_least_one(split, tmp_path, capsys, kind, beams,
+                                                                           says):
+    with pytest.raises(SystemExit):
+        evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan", "--kind", kind,
+                           "--split", "test", str(split), "--system", "after", str(MODEL), "smo",
+                           "--num-beams", beams])  # fmt: skip
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+

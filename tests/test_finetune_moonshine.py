@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, assert_validation_reads_as_evaluate_asr, sigkill_when
+from conftest import (REPO, assert_validation_and_evaluation_search_the_beams_asked, assert_validation_reads_as_evaluate_asr,
+                      sigkill_when)
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.moonshine import MoonshineSettings, _as_named, train
@@ -123,6 +124,16 @@ def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_p
 
     # the start's validation (seed 004's baseline) and the end's
     assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations=2)
+
+
+def test_validation_and_evaluate_asr_search_the_beams_asked(corpus, tmp_path, monkeypatch, one_torch_thread):
+    manifest = corpus / "train.jsonl"
+
+    def run(name, **changes):
+        return train([manifest], tmp_path / name, _settings(max_steps=2, **changes), str(corpus / "start"),
+                     valid_manifests=[manifest], test_manifests=[manifest], progress=False)
+
+    assert_validation_and_evaluation_search_the_beams_asked("moonshine", run, manifest, tmp_path, monkeypatch)
 
 
 def _command(corpus, out, max_steps=24):

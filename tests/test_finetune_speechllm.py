@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, assert_validation_reads_as_evaluate_asr, sigkill_when
+from conftest import (REPO, assert_validation_and_evaluation_search_the_beams_asked, assert_validation_reads_as_evaluate_asr,
+                      sigkill_when)
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.speechllm import SpeechLLMSettings, train
@@ -116,6 +117,16 @@ def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_p
 
     # one validation, at the end (eval_every 0)
     assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch)
+
+
+def test_validation_and_evaluate_asr_search_the_beams_asked(corpus, tmp_path, monkeypatch, one_torch_thread):
+    manifest = corpus / "train.jsonl"
+
+    def run(name, **changes):  # each clip's budget as evaluate_asr's (an untrained decoder writes all of it)
+        return train([manifest], tmp_path / name, _settings(max_steps=2, max_new_tokens=None, **changes),
+                     valid_manifests=[manifest], start=corpus / "start", progress=False)
+
+    assert_validation_and_evaluation_search_the_beams_asked("speechllm", run, manifest, tmp_path, monkeypatch)
 
 
 def _command(corpus, out, max_steps=40):

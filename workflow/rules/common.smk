@@ -96,7 +96,7 @@ def step_options(stage, *keys):
     return lambda wildcards: _step_options(stage, keys, wildcards.lang)
 
 
-# The order of ready jobs when cores are short (rule `priority:`; Snakemake's default is 0). A
+# The order of ready jobs when cores are short (the `priority` directive, Snakemake default 0). A
 # training job reads its whole language, so each per-recording step that feeds one goes first (else
 # one 6-s step of a language waits behind minutes of another's training, and that language's
 # training starts late and runs alone at the end); then the trainings, longest first so that the
@@ -274,6 +274,14 @@ def evaluation_pace(wildcards, input):
     if MODEL_KINDS[wildcards.model] == "ctc":
         return ""
     return shlex.join(["--pace", input.train])
+
+
+def evaluation_decoding(wildcards):
+    """The speech-LLM's and Moonshine's ``num_beams`` (their sections' setting, which their
+    validation uses too), for before and after alike; CTC reads greedily."""
+    if MODEL_KINDS[wildcards.model] == "ctc":
+        return ""
+    return _step_options(wildcards.model, ("num_beams",), wildcards.lang)
 
 
 def evaluation_chapters(wildcards, input):

@@ -95,6 +95,7 @@ rule finetune_speechllm:
             "patience",
             "evaluate_start",
             "reread",
+            "num_beams",
             "max_new_tokens",
             "checkpoint_every",
             "cache_frames",
@@ -152,6 +153,7 @@ rule finetune_moonshine_lora:
             "patience",
             "evaluate_start",
             "reread",
+            "num_beams",
             "checkpoint_every",
             "seed",
             "device",
@@ -164,7 +166,7 @@ rule finetune_moonshine_lora:
 
 
 rule evaluate_asr:
-    """Greedy transcripts of the held-out clips and chapters by the starting model ("before") and
+    """Transcripts of the held-out clips and chapters by the starting model ("before") and
     the fine-tuned one ("after"): WER and CER with jiwer, the worst clips, a report table. The
     speech-LLM and Moonshine read a part again in halves when they end it too early for the
     language's pace (the train split's letters a second) or loop.
@@ -208,12 +210,13 @@ rule evaluate_asr:
         pace=evaluation_pace,
         models_dir=config["models_dir"],
         options=step_options("transcribe", "device", "dtype"),
+        decoding=evaluation_decoding,
     shell:
         "OMP_NUM_THREADS={threads} python -m tala.finetune.evaluate_asr {output.json:q} {output.tsv:q}"
         " --html {output.html:q} --language {wildcards.lang:q} --kind {params.kind}"
         " --split test {input.test:q} --split valid {input.valid:q} {params.chapters} {params.pace} {params.before}"
         " --system after {input.after:q} {params.after_adapter:q}"
-        " --models-dir {params.models_dir:q} {params.options} > {log:q} 2>&1"
+        " --models-dir {params.models_dir:q} {params.options} {params.decoding} > {log:q} 2>&1"
 
 
 for _model in MODEL_KINDS:

@@ -1,16 +1,17 @@
-"""Score speech recognizers on a dataset split: greedy transcripts of every clip, WER and CER with jiwer,
+"""Score speech recognizers on a dataset split: transcripts of every clip, WER and CER with jiwer,
 per clip and pooled, for several systems side by side (e.g. a model "before" and "after" fine-tuning).
 
     python -m tala.finetune.evaluate_asr OUT.json OUT.tsv --language L \\
         --split test results/L/dataset/test.jsonl [--split valid results/L/dataset/valid.jsonl] \\
         --system before resources/demo/model smo --system after results/L/models/mms_adapter tvl \\
         [--chapters test results/L/dataset/summary.json --wavs W.wav ... --texts T.json ... \
-         --aligned A.json ...] [--html OUT.html] [--kind ctc] [--models-dir D] [--device auto] [--dtype auto]
+         --aligned A.json ...] [--html OUT.html] [--kind ctc] [--models-dir D] [--device auto] [--dtype auto] \
+        [--num-beams 1]
 
 A split is one of the dataset's JSONL files (``audio`` relative to the file, ``text``, and
 ``normalized``: the text spelled with the model's letters, as the aligner normalized it). The
 reference of a clip is its ``normalized`` text (``text`` when a row has none), compared with each
-system's greedy transcript after :func:`tala.ctc_text.normalize_for_scoring` (single spaces): the same
+system's transcript after :func:`tala.ctc_text.normalize_for_scoring` (single spaces): the same
 normalization for every system, so the numbers compare. ``--kind`` names the model family: ``ctc``
 (a ``Wav2Vec2ForCTC`` with an optional MMS language adapter, ``-`` for none), ``speechllm`` (a
 folder of :mod:`tala.models.speechllm`: Whisper encoder, projector, decoder with its LoRA adapter;
@@ -25,6 +26,10 @@ transcripts count when they hold more. A part whose transcript loops (a few lett
 three times or more in a row: :func:`looped_letters`) is read again in halves the same way; the
 halves count when they loop less and are not themselves too short for the pace. Each system's score
 says how many clips were read so.
+
+``--num-beams N`` (speechllm, moonshine): 1 (the default) writes each transcript greedily; more
+searches N beams (transformers' ``generate``, its length-normalized score), every system alike, so
+that before and after compare. A CTC model reads greedily.
 
 ``--chapters SPLIT SUMMARY`` also scores whole chapters, as the workflow transcribes them: each
 recording of that split (from the dataset's ``summary.json``) is transcribed whole, in the
@@ -278,12 +283,14 @@ class ClipRecognizer:
 
 
 class SpeechLLMRecognizer(ClipRecognizer):
-    """Greedy transcripts of a speech-LLM recognizer (a folder :func:`tala.models.speechllm.load_speechllm`
-    reads: plain transformers + peft); clips longer than the encoder's window (Whisper: 30 s) in parts."""
+    """Transcripts (greedy, or a beam search of ``num_beams``) of a speech-LLM recognizer (a folder
+    :func:`tala.models.speechllm.load_speechllm` reads: plain transformers + peft); clips longer
+    than the encoder's window (Whisper: 30 s) in parts."""
 
     what = "the encoder's window"
 
-    def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
+    def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None,
+                 num_beams: int = 1):
         from tala.device import pick_device
         from tala.models.speechllm import encoder_window_samples, feature_extractor_for, load_speechllm
 
@@ -296,11 +303,12 @@ class SpeechLLMRecognizer(ClipRecognizer):
         self.window = encoder_window_samples(self.model.encoder.config)
         self.name = system.name
         self.pace = pace
+        self.num_beams = num_beams
 
     def transcribe_part(self, piece: np.ndarray) -> str:
         from tala.models.speechllm import read_clip
 
-        return read_clip(self.model, self.tokenizer, self.features, piece, self.device)
+        return read_clip(self.model, self.tokenizer, self.features, piece, self.device, num_beams=self.num_beams)
 
 
 def transcribe_in_parts(samples: np.ndarray, window: int, name: str, what: str, transcribe_part) -> str:
@@ -316,13 +324,14 @@ def transcribe_in_parts(samples: np.ndarray, window: int, name: str, what: str, 
 
 
 class MoonshineRecognizer(ClipRecognizer):
-    """Greedy transcripts of Moonshine: a whole model (hub id or folder) or a LoRA recognizer of
-    :mod:`tala.finetune.moonshine` (plain transformers + peft); clips longer than the 30 s Moonshine
-    takes in parts."""
+    """Transcripts (greedy, or a beam search of ``num_beams``) of Moonshine: a whole model (hub id
+    or folder) or a LoRA recognizer of :mod:`tala.finetune.moonshine` (plain transformers + peft);
+    clips longer than the 30 s Moonshine takes in parts."""
 
     what = "Moonshine takes"
 
-    def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
+    def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None,
+                 num_beams: int = 1):
         from tala.device import pick_device
         from tala.models.moonshine import MoonshineError, load_moonshine_lora
 
@@ -337,11 +346,12 @@ class MoonshineRecognizer(ClipRecognizer):
         self.window = int(config.max_clip_s * SAMPLE_RATE)
         self.name = system.name
         self.pace = pace
+        self.num_beams = num_beams
 
     def transcribe_part(self, piece: np.ndarray) -> str:
         from tala.models.moonshine import read_clip
 
-        return read_clip(self.model, self.features, self.tokenizer, piece, self.device)
+        return read_clip(self.model, self.features, self.tokenizer, piece, self.device, self.num_beams)
 
 
 @dataclass(frozen=True)
@@ -402,20 +412,22 @@ def chapter_hypothesis(words: list[tuple[str, float, float]], start: float, end:
     return normalize_for_scoring(" ".join(w for w, a, b in words if start <= (a + b) / 2 <= end))
 
 
-def recognizer(kind: str, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None):
-    """The recognizer of ``kind``; ``pace`` (the clip kinds only) checks each part for an early end and a loop."""
+def recognizer(kind: str, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None,
+               num_beams: int = 1):
+    """The recognizer of ``kind``; ``pace`` (the clip kinds only) checks each part for an early end
+    and a loop; ``num_beams`` (the clip kinds only: CTC reads greedily) > 1 decodes by beam search."""
     if kind == "ctc":
         return CtcRecognizer(system, models_dir, device, dtype)
     if kind == "speechllm":
-        return SpeechLLMRecognizer(system, models_dir, device, dtype, pace)
+        return SpeechLLMRecognizer(system, models_dir, device, dtype, pace, num_beams)
     if kind == "moonshine":
-        return MoonshineRecognizer(system, models_dir, device, dtype, pace)
+        return MoonshineRecognizer(system, models_dir, device, dtype, pace, num_beams)
     raise InputError("--kind", f"unknown model kind {kind!r}; built: {', '.join(KINDS)}")
 
 
 def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", models_dir=None, device: str = "auto",
              dtype: str = "auto", log=None, chapters: list[Chapter] = (),
-             pace: Pace | None = None) -> tuple[dict, dict[str, list[str]]]:
+             pace: Pace | None = None, num_beams: int = 1) -> tuple[dict, dict[str, list[str]]]:
     """Pooled scores per split and system (and ``"chapters"`` when given), and each system's
     transcripts (in clip order). With a ``pace`` (speechllm, moonshine) each system's score also
     says how many clips had a part read again (``reread``) and its WER and CER had each clip been
@@ -427,7 +439,7 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
     chapter_hyps: dict[str, list[str]] = {}
     for system in systems:
         started = time.perf_counter()
-        model = recognizer(kind, system, models_dir, device, dtype, pace)
+        model = recognizer(kind, system, models_dir, device, dtype, pace, num_beams)
         hypotheses[system.name], once[system.name], reread[system.name] = [], [], []
         for clip in clips:
             parts_before = getattr(model, "rereads", 0)
@@ -487,7 +499,7 @@ def worst_first_tsv(clips: list[Clip], systems: list[System], hypotheses: dict[s
 
 
 def report_html(language: str, kind: str, systems: list[System], splits: dict, tsv: str, worst: int = 10,
-                note: str = "", pace: Pace | None = None) -> str:
+                note: str = "", pace: Pace | None = None, num_beams: int = 1) -> str:
     """The before -> after table (WER and CER per split, and whole chapters) and the worst clips."""
     from html import escape
 
@@ -527,7 +539,7 @@ td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:
 <ul>{systems_list}</ul>
 {f"<p><b>{escape(note)}</b></p>" if note else ""}
 <table><tr><th>held out</th>{head}{"<th>CER after / before</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
-<p>Greedy decoding, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
+<p>{"Greedy decoding" if num_beams == 1 else f"Beam search of {num_beams} (every system alike)"}, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
 transcribed whole, the words within its aligned verses against the official text.</p>
 {reread}
 <h2>Worst clips</h2>
@@ -561,7 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--num-beams", type=int, default=1,
+                        help="speechllm, moonshine: 1 reads greedily, more by beam search (every system alike)")
     args = parser.parse_args(argv)
+    if args.num_beams < 1:
+        parser.error(f"--num-beams must be >= 1, not {args.num_beams}")
+    if args.num_beams > 1 and args.kind not in CLIPS_ONLY:
+        parser.error(f"--num-beams: a {args.kind} model reads greedily (speechllm and moonshine search beams)")
     systems = [System(name, model, None if adapter == "-" else adapter) for name, model, adapter in args.system]
     if len({s.name for s in systems}) != len(systems):
         parser.error("--system names must differ")
@@ -591,15 +609,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     splits, hypotheses = evaluate(clips, systems, kind=args.kind, models_dir=args.models_dir, device=args.device,
                                   dtype=args.dtype, log=lambda message: print(message, file=sys.stderr, flush=True),
-                                  chapters=chapters, pace=pace)  # fmt: skip
+                                  chapters=chapters, pace=pace, num_beams=args.num_beams)  # fmt: skip
     tsv = worst_first_tsv(clips, systems, hypotheses)
     write_text_atomic(args.out_tsv, tsv)
     if args.html:
-        write_text_atomic(args.html, report_html(args.language, args.kind, systems, splits, tsv, pace=pace))
+        write_text_atomic(args.html, report_html(args.language, args.kind, systems, splits, tsv, pace=pace,
+                                                 num_beams=args.num_beams))
     write_json_atomic(args.out_json, {
         "language": args.language, "kind": args.kind, "reference": "normalized",
         "systems": {s.name: {"model": s.model, "adapter": s.adapter} for s in systems},
         "splits": splits,
+        **({"num_beams": args.num_beams} if args.kind in CLIPS_ONLY else {}),
         **({"pace": {"letters_per_second": pace.letters_per_second, "from": pace.source,
                      "short_fraction": SHORT_FRACTION, "shortest_reread_s": SHORTEST_REREAD_S}} if pace else {}),
         "tool": tala.tool("jiwer", "torch", "transformers", *(("peft",) if args.kind in CLIPS_ONLY else ())),

@@ -120,6 +120,7 @@ class MoonshineSettings:
     # ends too early or loops is read again in halves (tala.finetune.evaluate_asr.read_checked), so
     # the weights kept are chosen on the reading that is reported
     reread: bool = True
+    num_beams: int = 1  # validation's decoding (1: greedy), as evaluate_asr --num-beams reads the clips
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     log_every: int = 5
@@ -133,6 +134,8 @@ class MoonshineSettings:
     def check(self) -> None:
         if self.train not in TRAIN_MODES:
             raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
         if min(self.max_steps, self.max_batch_size, self.accumulate, self.lora_r) < 1 or self.warmup_steps < 0:
             raise ValueError("max_steps, max_batch_size, accumulate and lora_r >= 1 and warmup_steps >= 0 are required")
         if self.learning_rate <= 0 or self.batch_seconds <= 0 or self.max_clip_s <= 0:
@@ -241,7 +244,7 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
 
 def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
              settings: MoonshineSettings, pace=None) -> dict:
-    """Validation loss (mean over target tokens), greedy CER and WER, and two transcripts. One clip
+    """Validation loss (mean over target tokens), CER and WER (``settings.num_beams``), and two transcripts. One clip
     at a time, as evaluate_asr and the artifact test transcribe: Moonshine's first GroupNorm spans
     the padded batch, so a clip padded beside a longer one is heard differently, and the CER that
     picks the kept weights would not be the one the evaluation reports. With a ``pace``
@@ -253,7 +256,7 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
     hyps: dict[int, str] = {}
 
     def read_part(piece) -> str:
-        return read_clip(model, feature_extractor, tokenizer, piece, device)
+        return read_clip(model, feature_extractor, tokenizer, piece, device, settings.num_beams)
 
     with torch.inference_mode():
         for i, example in enumerate(examples):
@@ -273,18 +276,20 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
             "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, predictions))[:2]]}
 
 
-def artifact_test(folder: Path, test: list[Example], device, models_dir=None, name: str | None = None) -> dict:
+def artifact_test(folder: Path, test: list[Example], device, models_dir=None, name: str | None = None,
+                  num_beams: int = 1) -> dict:
     """Seed 004's artifact test: the saved recognizer loaded from ``folder`` with plain transformers
-    + peft, greedy transcripts of the test clips, their WER (and CER). ``name``: the folder's final
-    path (``folder`` may be the temporary one it is written in)."""
+    + peft, transcripts of the test clips (greedy, or a beam search of ``num_beams``), their WER
+    (and CER). ``name``: the folder's final path (``folder`` may be the temporary one it is written in)."""
     model, feature_extractor, tokenizer, _ = load_moonshine_lora(folder, device=str(device), models_dir=models_dir)
     samples = []
     for example in test:
-        hypothesis = read_clip(model, feature_extractor, tokenizer, load_audio(example), device)
+        hypothesis = read_clip(model, feature_extractor, tokenizer, load_audio(example), device, num_beams)
         samples.append({"audio": _as_named(example.audio), "reference": normalize_for_scoring(example.text),
                         "hypothesis": normalize_for_scoring(hypothesis)})  # fmt: skip
     rates = error_rates([s["reference"] for s in samples], [s["hypothesis"] for s in samples])
-    return {"model": name or str(folder), "samples": samples, "wer": rates["wer"], "cer": rates["cer"]}
+    return {"model": name or str(folder), "num_beams": num_beams, "samples": samples, "wer": rates["wer"],
+            "cer": rates["cer"]}
 
 
 def _as_named(path: Path) -> str:
@@ -442,7 +447,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if test_examples:
-            write_json_atomic(tmp / ARTIFACT_FILE, artifact_test(tmp, test_examples, "cpu", models_dir, str(out)))
+            tested = artifact_test(tmp, test_examples, "cpu", models_dir, str(out), settings.num_beams)
+            write_json_atomic(tmp / ARTIFACT_FILE, tested)
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.moonshine",
             "tala_version": tala.__version__,

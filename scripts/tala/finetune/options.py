@@ -36,6 +36,8 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
     parser.add_argument("--reread", action=argparse.BooleanOptionalAction, default=d.reread,
                         help="validation reads as evaluate_asr --pace does: a part that ends too early for the "
                              "train split's letters a second, or loops, is read again in halves")
+    parser.add_argument("--num-beams", type=int, default=d.num_beams,
+                        help="validation's decoding: 1 greedy, more a beam search (as evaluate_asr --num-beams)")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     parser.add_argument("--log-every", type=int, default=d.log_every)
@@ -54,7 +56,7 @@ def shared_settings(args: argparse.Namespace) -> dict:
                 batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed,
                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                 lora_targets=tuple(args.lora_targets), text_field=args.text_field, eval_every=args.eval_every,
-                patience=args.patience, evaluate_start=args.evaluate_start, reread=args.reread,
+                patience=args.patience, evaluate_start=args.evaluate_start, reread=args.reread, num_beams=args.num_beams,
                 checkpoint_every=args.checkpoint_every,
                 keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, cache_frames=args.cache_frames,
                 device=args.device)  # fmt: skip

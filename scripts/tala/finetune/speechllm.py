@@ -123,6 +123,7 @@ class SpeechLLMSettings:
     # ends too early or loops is read again in halves (tala.finetune.evaluate_asr.read_checked), so
     # the weights kept are chosen on the reading that is reported
     reread: bool = True
+    num_beams: int = 1  # validation's decoding (1: greedy), as evaluate_asr --num-beams reads the clips
     max_new_tokens: int | None = None  # validation's longest transcript; None: by the clip (generation_budget)
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
@@ -141,6 +142,8 @@ class SpeechLLMSettings:
     def check(self) -> None:
         if self.train not in TRAIN_MODES:
             raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
         if self.max_steps < 1 or self.warmup_steps < 0 or self.max_batch_size < 1 or self.batch_seconds <= 0:
             raise ValueError("max_steps >= 1, warmup_steps >= 0, max_batch_size >= 1 and batch_seconds > 0 are required")
         if self.learning_rate <= 0 or self.lora_r < 1 or self.stack < 1:
@@ -267,7 +270,7 @@ def encode_audio(model: SpeechLLMV1, feature_extractor, audio: list[np.ndarray],
 
 def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], targets: list[list[int]],
              device, settings: SpeechLLMSettings, pace=None) -> dict:
-    """Validation loss (mean over clips), greedy CER and WER (tala.ctc_text) and a few transcripts;
+    """Validation loss (mean over clips), CER and WER (tala.ctc_text; ``settings.num_beams``) and a few transcripts;
     each batch of clips is encoded once for both. With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`)
     each clip's reading is checked as evaluate_asr checks it (``reread``: the clips read again)."""
     was_training = model.training
@@ -282,7 +285,7 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
         return min(b, settings.max_new_tokens) if settings.max_new_tokens else b
 
     def read_part(piece: np.ndarray) -> str:  # one part alone, as evaluate_asr reads it
-        return read_clip(model, tokenizer, feature_extractor, piece, device, settings.max_new_tokens)
+        return read_clip(model, tokenizer, feature_extractor, piece, device, settings.max_new_tokens, settings.num_beams)
 
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
@@ -292,7 +295,7 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
                 frames = encode_audio(model, feature_extractor, audio, device)
                 loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
                 budgets = [budget(round(examples[i].duration * SAMPLE_RATE), f) for i, f in zip(batch, frames)]
-                generated = [ids[:b] for ids, b in zip(model.generate(frames, max(budgets)), budgets)]
+                generated = [ids[:b] for ids, b in zip(model.generate(frames, max(budgets), settings.num_beams), budgets)]
                 for i, ids, samples in zip(batch, generated, audio):
                     hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
                     if pace is not None:

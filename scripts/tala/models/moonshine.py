@@ -106,21 +106,25 @@ def label_tensor(targets: Sequence[Sequence[int]], device) -> torch.Tensor:
     return labels.to(device)
 
 
-def read_clip(model, feature_extractor, tokenizer, samples: np.ndarray, device) -> str:
-    """The greedy transcript of one clip (:func:`generate_ids`, decoded): how ``evaluate_asr``,
-    the trainer's validation and the artifact test read a clip or a part of one."""
-    return tokenizer.decode(generate_ids(model, feature_extractor, [samples], device)[0], skip_special_tokens=True)
+def read_clip(model, feature_extractor, tokenizer, samples: np.ndarray, device, num_beams: int = 1) -> str:
+    """The transcript of one clip (:func:`generate_ids`, decoded): how ``evaluate_asr``, the
+    trainer's validation and the artifact test read a clip or a part of one."""
+    return tokenizer.decode(generate_ids(model, feature_extractor, [samples], device, num_beams)[0],
+                            skip_special_tokens=True)
 
 
-def generate_ids(model, feature_extractor, audio: Sequence[np.ndarray], device) -> list[list[int]]:
-    """Greedy transcripts' ids (the start token and everything from ``eos`` on dropped). ``model``
+def generate_ids(model, feature_extractor, audio: Sequence[np.ndarray], device, num_beams: int = 1
+                 ) -> list[list[int]]:
+    """Transcripts' ids, greedy or the best of a beam search of ``num_beams`` (the start token
+    and everything from ``eos`` on dropped). ``model``
     is a Moonshine model or a peft model around one. The budget is the decoder's positions, not
     Moonshine's 6.5 tokens a second: that is English with its own tokenizer, and a language it was
     not made for takes more tokens a second (the demo's Samoan: up to 7.4 with its own BPE)."""
     base = base_of(model)
     inputs = audio_inputs(feature_extractor, audio, device)
     with torch.inference_mode():
-        out = base.generate(**inputs, max_new_tokens=decoder_positions(base) - 1, do_sample=False, num_beams=1)
+        out = base.generate(**inputs, max_new_tokens=decoder_positions(base) - 1, do_sample=False,
+                             num_beams=num_beams)
     eos = base.config.eos_token_id
     results = []
     for row in out.tolist():

@@ -201,15 +201,16 @@ class SpeechLLMV1(nn.Module):
         return out, spans
 
     @torch.no_grad()
-    def generate(self, frames: Sequence[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
-        """Greedy transcripts (token ids, without eos) of clips given their encoder frames."""
+    def generate(self, frames: Sequence[torch.Tensor], max_new_tokens: int, num_beams: int = 1) -> list[list[int]]:
+        """Transcripts (token ids, without eos) of clips given their encoder frames: greedy, or the
+        best of a beam search of ``num_beams`` (transformers' length-normalized score)."""
         batch = build_batch(self.audio_tokens(frames), self.embed, self.prompt, left_pad=True)
         out = self.decoder.generate(
             inputs_embeds=batch.inputs_embeds,
             attention_mask=batch.attention_mask,
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            num_beams=1,
+            num_beams=num_beams,
             eos_token_id=self.prompt.eos,
             pad_token_id=self.prompt.pad,
         )
@@ -249,17 +250,18 @@ def decoder_limit(model: SpeechLLMV1) -> int:
     return int(getattr(model.decoder.config, "max_position_embeddings", 4096))
 
 
-def read_clip(model: SpeechLLMV1, tokenizer, feature_extractor, samples, device, max_new_tokens: int | None = None
-              ) -> str:
-    """The greedy transcript of one clip that fits the encoder's window, within its
-    :func:`generation_budget` (and ``max_new_tokens`` when given): how ``evaluate_asr`` reads a
-    part and the trainer's validation reads a part again."""
+def read_clip(model: SpeechLLMV1, tokenizer, feature_extractor, samples, device, max_new_tokens: int | None = None,
+              num_beams: int = 1) -> str:
+    """The transcript of one clip that fits the encoder's window (greedy, or a beam search of
+    ``num_beams``), within its :func:`generation_budget` (and ``max_new_tokens`` when given): how
+    ``evaluate_asr`` reads a part and the trainer's validation reads a part again."""
     features = feature_extractor([samples], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
     (frames,) = model.encode(features.to(device), [len(samples)])
     budget = generation_budget(len(samples), frames.shape[0], decoder_limit(model))
     if max_new_tokens:
         budget = min(budget, max_new_tokens)
-    return tokenizer.decode(model.generate([frames], max_new_tokens=budget)[0], skip_special_tokens=True)
+    return tokenizer.decode(model.generate([frames], max_new_tokens=budget, num_beams=num_beams)[0],
+                            skip_special_tokens=True)
 
 
 def check_clip(n_samples: int, window_samples: int, name: str) -> None:
