@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import (REPO, assert_validation_and_evaluation_search_the_beams_asked, assert_validation_reads_as_evaluate_asr,
-                      sigkill_when)
+from conftest import (REPO, assert_validation_and_evaluation_search_the_beams_asked,
+                      assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
 from tala.finetune.speechllm import SpeechLLMSettings, train

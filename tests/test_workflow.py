@@ -565,8 +565,8 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
             once = test["after"]["read_once"]
             beams = evaluation["num_beams"]
             assert beams == demo[model]["num_beams"], "the config's decoding reaches evaluate_asr"
-            assert plain_wer(folder, results / "dataset" / "test.jsonl", beams) == pytest.approx(once["wer"], abs=2e-3),\
-                (lang, model)
+            plain = plain_wer(folder, results / "dataset" / "test.jsonl", beams)
+            assert plain == pytest.approx(once["wer"], abs=2e-3), (lang, model)
             assert "CER after / before" in (results / "eval" / f"{model}.html").read_text()
         metrics = json.loads((results / "models" / "moonshine" / "real_metrics.json").read_text())
         assert metrics["train_loss"] > 0 and metrics["baseline_eval_loss"] > 0 and metrics["tuned_eval_loss"] > 0

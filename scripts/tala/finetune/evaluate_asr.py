@@ -527,6 +527,7 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
         rows.append(f"<tr><td>{escape(label)}</td>{cells}{change}</tr>")
     systems_list = "".join(f"<li><b>{escape(s.name)}</b>: {escape(s.model)}, adapter {escape(s.adapter or '-')}</li>"
                            for s in systems)  # fmt: skip
+    decoding = "Greedy decoding" if num_beams == 1 else f"Beam search of {num_beams} (every system alike)"
     lines = tsv.splitlines()
     header = lines[0].split("\t") if lines else []
     clip_rows = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in line.split("\t")) + "</tr>"
@@ -539,7 +540,7 @@ td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:
 <ul>{systems_list}</ul>
 {f"<p><b>{escape(note)}</b></p>" if note else ""}
 <table><tr><th>held out</th>{head}{"<th>CER after / before</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
-<p>{"Greedy decoding" if num_beams == 1 else f"Beam search of {num_beams} (every system alike)"}, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
+<p>{decoding}, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
 transcribed whole, the words within its aligned verses against the official text.</p>
 {reread}
 <h2>Worst clips</h2>

@@ -244,12 +244,12 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
 
 def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
              settings: MoonshineSettings, pace=None) -> dict:
-    """Validation loss (mean over target tokens), CER and WER (``settings.num_beams``), and two transcripts. One clip
-    at a time, as evaluate_asr and the artifact test transcribe: Moonshine's first GroupNorm spans
-    the padded batch, so a clip padded beside a longer one is heard differently, and the CER that
-    picks the kept weights would not be the one the evaluation reports. With a ``pace``
-    (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is checked as evaluate_asr checks
-    it (``reread``: the clips read again)."""
+    """Validation loss (mean over target tokens), CER and WER (decoded with ``settings.num_beams``),
+    and two transcripts. One clip at a time, as evaluate_asr and the artifact test transcribe:
+    Moonshine's first GroupNorm spans the padded batch, so a clip padded beside a longer one is heard
+    differently, and the CER that picks the kept weights would not be the one the evaluation
+    reports. With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is
+    checked as evaluate_asr checks it (``reread``: the clips read again)."""
     was_training = model.training
     model.eval()
     loss_sum, tokens, reread = 0.0, 0, 0

@@ -270,9 +270,10 @@ def encode_audio(model: SpeechLLMV1, feature_extractor, audio: list[np.ndarray],
 
 def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], targets: list[list[int]],
              device, settings: SpeechLLMSettings, pace=None) -> dict:
-    """Validation loss (mean over clips), CER and WER (tala.ctc_text; ``settings.num_beams``) and a few transcripts;
-    each batch of clips is encoded once for both. With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`)
-    each clip's reading is checked as evaluate_asr checks it (``reread``: the clips read again)."""
+    """Validation loss (mean over clips), CER and WER (tala.ctc_text; decoded with
+    ``settings.num_beams``) and a few transcripts; each batch of clips is encoded once for both.
+    With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is checked as
+    evaluate_asr checks it (``reread``: the clips read again)."""
     was_training = model.training
     model.eval()
     loss_sum, reread = 0.0, 0
@@ -285,7 +286,8 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
         return min(b, settings.max_new_tokens) if settings.max_new_tokens else b
 
     def read_part(piece: np.ndarray) -> str:  # one part alone, as evaluate_asr reads it
-        return read_clip(model, tokenizer, feature_extractor, piece, device, settings.max_new_tokens, settings.num_beams)
+        return read_clip(model, tokenizer, feature_extractor, piece, device, settings.max_new_tokens,
+                         settings.num_beams)
 
     with torch.inference_mode():
         for batch in pack_batches(order, [e.duration for e in examples], settings.batch_seconds,
@@ -295,7 +297,8 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
                 frames = encode_audio(model, feature_extractor, audio, device)
                 loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
                 budgets = [budget(round(examples[i].duration * SAMPLE_RATE), f) for i, f in zip(batch, frames)]
-                generated = [ids[:b] for ids, b in zip(model.generate(frames, max(budgets), settings.num_beams), budgets)]
+                ids_of = model.generate(frames, max(budgets), settings.num_beams)
+                generated = [ids[:b] for ids, b in zip(ids_of, budgets)]
                 for i, ids, samples in zip(batch, generated, audio):
                     hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
                     if pace is not None:

@@ -116,10 +116,10 @@ def read_clip(model, feature_extractor, tokenizer, samples: np.ndarray, device, 
 def generate_ids(model, feature_extractor, audio: Sequence[np.ndarray], device, num_beams: int = 1
                  ) -> list[list[int]]:
     """Transcripts' ids, greedy or the best of a beam search of ``num_beams`` (the start token
-    and everything from ``eos`` on dropped). ``model``
-    is a Moonshine model or a peft model around one. The budget is the decoder's positions, not
-    Moonshine's 6.5 tokens a second: that is English with its own tokenizer, and a language it was
-    not made for takes more tokens a second (the demo's Samoan: up to 7.4 with its own BPE)."""
+    and everything from ``eos`` on dropped). ``model`` is a Moonshine model or a peft model around
+    one. The budget is the decoder's positions, not Moonshine's 6.5 tokens a second: that is English
+    with its own tokenizer, and a language it was not made for takes more tokens a second (the
+    demo's Samoan: up to 7.4 with its own BPE)."""
     base = base_of(model)
     inputs = audio_inputs(feature_extractor, audio, device)
     with torch.inference_mode():
