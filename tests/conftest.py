@@ -270,4 +270,3 @@ def assert_validation_and_evaluation_search_the_beams_asked(kind: str, run, mani
     assert scores["num_beams"] == beams
     assert scores["splits"]["test"]["after"]["cer"] == round(result.final_eval["cer"], 4)
     assert f"Beam search of {beams}" in (tmp_path / "beams.html").read_text()
-

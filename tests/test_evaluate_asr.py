@@ -295,4 +295,3 @@ def test_beams_are_searched_by_the_decoder_kinds_only_and_are_at_least_one(split
                            "--num-beams", beams])  # fmt: skip
     assert says in capsys.readouterr().err
     assert not (tmp_path / "e.json").exists()
-
