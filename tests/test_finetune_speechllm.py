@@ -186,24 +186,32 @@ def test_too_long_clips_are_left_out_by_name_and_a_wrong_lora_target_is_one_erro
 
 def test_cached_encoder_frames_train_as_the_encoder_does(corpus, tmp_path, one_torch_thread):
     """cache_frames keeps each clip's frozen encoder frames after its first batch: the run takes
-    the steps a run that encodes every batch takes (same losses, same weights up to rounding)."""
+    the steps a run that encodes every batch takes (same losses, same weights up to rounding). A
+    finished run keeping its checkpoint folder (the demo recipes' stages) leaves no cache there."""
     manifest = corpus / "train.jsonl"
-    runs = {}
+    runs, cache = {}, {}
+
+    def cached_files(cached: bool) -> set[str]:  # what the checkpoint folder's frame cache holds now
+        return {p.name for p in (tmp_path / f"run-{cached}.checkpoints").glob("frames-*/*")}
+
     for cached in (False, True):
         losses: list[float] = []
+
+        def on_step(step, loss, cached=cached):
+            losses.append(loss)
+            cache[cached] = cached_files(cached)
+
         train([manifest], tmp_path / f"run-{cached}", _settings(train="all", max_steps=12, cache_frames=cached,
                                                                batch_seconds=4.0, max_batch_size=3),
-              start=corpus / "start", progress=False, on_step=lambda step, loss: losses.append(loss),
-              keep_checkpoint_dir=True)
+              start=corpus / "start", progress=False, on_step=on_step, keep_checkpoint_dir=True)
         runs[cached] = (losses, load_file(str(tmp_path / f"run-{cached}" / "projector.safetensors")))
-    (frames,) = (tmp_path / "run-True.checkpoints").glob("frames-*")
-    assert len(list(frames.glob("*.npy"))) == 8, "one file per clip, in the checkpoint folder (a resume reads it)"
+        assert not cached_files(cached) and checkpoint_dirs(tmp_path / f"run-{cached}.checkpoints"), "only the cache goes"
     from tala.finetune.speechllm import clip_key
     from tala.finetune.train_ctc import read_manifest
 
     names = {f"{clip_key(e)}.npy" for e in read_manifest(manifest, "normalized")}
-    assert {p.name for p in frames.glob("*.npy")} == names, "named by the clip, not its place in the manifest"
-    assert not list((tmp_path / "run-False.checkpoints").glob("frames-*"))
+    assert cache[True] == names, "one file per clip, named by the clip (not its place), in the checkpoint folder"
+    assert cache[False] == set()
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
     assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])
 
