@@ -277,8 +277,9 @@ def evaluation_pace(wildcards, input):
 
 
 def evaluation_decoding(wildcards):
-    """The speech-LLM's and Moonshine's ``num_beams`` (their sections' setting, which their
-    validation uses too), for before and after alike; CTC reads greedily."""
+    """The speech-LLM's and Moonshine's ``num_beams`` (their config sections are named as the
+    models; their validation reads with it too), for before and after alike; CTC reads greedily.
+    """
     if MODEL_KINDS[wildcards.model] == "ctc":
         return ""
     return _step_options(wildcards.model, ("num_beams",), wildcards.lang)

@@ -84,12 +84,13 @@ class MoonshineRecipe:
     batch_seconds: float = 120.0
     max_batch_size: int = 16
     # The last stage also reads the speech-LLM recipe's more utterances of new sentences
-    # (SpeechLLMRecipe.more_utterances, MORE_SPLIT: 27 h more, 3x the distinct sentences). On the shared 13 h alone, teacher-forced, the decoder's
-    # guided heads read held-out clips about where they read training clips (mass within 0.25 s of
-    # the token 0.35-0.43 vs 0.38-0.49) but its loss there was 1.1 nats a token higher: it learned
-    # the sentences, not the reading (validation loss 3.15 at step 3,000, then rising to 3.72 at
-    # 8,000; CER 64.0 %; every demo verse: Samoan 58.9 %, Portuguese 68.7 %). With them: validation
-    # loss still falling at 8,000 (2.47), CER 61.0 % (step 6,000); demo verses 55.4 % / 58.9 %.
+    # (SpeechLLMRecipe.more_utterances, MORE_SPLIT: 27 h more, 3x the distinct sentences). On the
+    # shared 13 h alone, teacher-forced, the decoder's guided heads read held-out clips about where
+    # they read training clips (mass within 0.25 s of the token 0.35-0.43 vs 0.38-0.49) but its loss
+    # there was 1.1 nats a token higher: it learned the sentences, not the reading (validation loss
+    # 3.15 at step 3,000, then rising to 3.72 at 8,000; CER 64.0 %; every demo verse: Samoan 58.9 %,
+    # Portuguese 68.7 %). With them: validation loss still falling at 8,000 (2.47), CER 61.0 % (step
+    # 6,000); demo verses 55.4 % / 58.9 %.
 
 
 
