@@ -25,7 +25,10 @@ from tala.models.speechllm import (
     check_clip,
     check_lora_targets,
     check_sequence,
+    decoder_limit,
+    encoder_frames,
     encoder_window_samples,
+    generation_budget,
     load_speechllm,
     save_speechllm,
 )
@@ -71,6 +74,20 @@ def _tiny_parts(vocab_size: int, seed: int = 0):
                                            max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
                                            pad_token_id=0, tie_word_embeddings=True))
     return encoder, decoder
+
+
+def test_a_transcript_may_take_the_positions_left_after_the_audio_tokens_not_after_the_frames():
+    """A 10 s clip is 500 encoder frames but 125 audio tokens (stack 4): with the decoder's 256
+    positions its transcript may take 256 - (bos + 125 + 2 instruction tokens) = 128 tokens; a
+    short clip takes 25 a second plus 16."""
+    encoder, decoder = _tiny_parts(32)
+    model = SpeechLLMV1(encoder, AudioProjectorV1(64, 64, stack=4), decoder, Prompt(1, 2, 0, instruction=(5, 6)))
+    limit = decoder_limit(model)
+    assert limit == 256
+    ten_s = 10 * 16_000
+    assert model.prefix_positions(encoder_frames(ten_s)) == 128
+    assert generation_budget(ten_s, model.prefix_positions(encoder_frames(ten_s)), limit) == 128
+    assert generation_budget(16_000, model.prefix_positions(encoder_frames(16_000)), limit) == 16 + 25
 
 
 def _tokenizer(texts: list[str]):

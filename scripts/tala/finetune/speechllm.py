@@ -282,7 +282,7 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
     limit = decoder_limit(model)  # as evaluate_asr's
 
     def budget(n_samples: int, frames: torch.Tensor) -> int:
-        b = generation_budget(n_samples, frames.shape[0], limit)
+        b = generation_budget(n_samples, model.prefix_positions(frames.shape[0]), limit)
         return min(b, settings.max_new_tokens) if settings.max_new_tokens else b
 
     def read_part(piece: np.ndarray) -> str:  # one part alone, as evaluate_asr reads it

@@ -183,6 +183,12 @@ class SpeechLLMV1(nn.Module):
         lengths = self.projector.output_lengths(torch.tensor([f.shape[0] for f in frames]))
         return [tokens[i, : int(n)] for i, n in enumerate(lengths)]
 
+    def prefix_positions(self, n_frames: int) -> int:
+        """Decoder positions before a transcript of a clip of ``n_frames`` encoder frames: bos, its
+        audio tokens (``stack`` frames each, not the frames), the instruction."""
+        audio = int(self.projector.output_lengths(torch.tensor(n_frames)))
+        return 1 + audio + len(self.prompt.instruction)
+
     def loss(self, frames: Sequence[torch.Tensor], targets: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mean cross-entropy of the transcripts (and their eos) given the clips' encoder frames."""
         return self.scored(frames, targets)[0].loss
@@ -237,12 +243,13 @@ def feature_extractor_for(encoder_config):
     return WhisperFeatureExtractor(feature_size=encoder_config.num_mel_bins, chunk_length=window // SAMPLE_RATE)
 
 
-def generation_budget(n_samples: int, frames: int, limit: int) -> int:
+def generation_budget(n_samples: int, prefix: int, limit: int) -> int:
     """The new tokens a clip's transcript may take: 25 a second plus 16 (more than any language is
     read at with a small BPE: the demo's Samoan takes up to 7.4 a second), within the decoder's
-    positions after the clip's ``frames`` and the prompt. The trainer's validation and
-    ``evaluate_asr`` both use it, so their CERs agree."""
-    return max(1, min(16 + int(25 * n_samples / SAMPLE_RATE), limit - frames - 8))
+    ``limit`` positions left after the ``prefix`` (:meth:`SpeechLLMV1.prefix_positions`: bos, the
+    clip's audio tokens, the instruction). The trainer's validation and ``evaluate_asr`` both use
+    it, so their CERs agree."""
+    return max(1, min(16 + int(25 * n_samples / SAMPLE_RATE), limit - prefix))
 
 
 def decoder_limit(model: SpeechLLMV1) -> int:
@@ -257,7 +264,7 @@ def read_clip(model: SpeechLLMV1, tokenizer, feature_extractor, samples, device,
     ``evaluate_asr`` reads a part and the trainer's validation reads a part again."""
     features = feature_extractor([samples], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
     (frames,) = model.encode(features.to(device), [len(samples)])
-    budget = generation_budget(len(samples), frames.shape[0], decoder_limit(model))
+    budget = generation_budget(len(samples), model.prefix_positions(frames.shape[0]), decoder_limit(model))
     if max_new_tokens:
         budget = min(budget, max_new_tokens)
     return tokenizer.decode(model.generate([frames], max_new_tokens=budget, num_beams=num_beams)[0],
