@@ -199,33 +199,38 @@ def demo_run(_demo_in_background):
     return run.workdir, config
 
 
-def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations: int = 1) -> None:
+def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, evaluations: int = 1,
+                                            first_given: bool = False) -> None:
     """``run(name, **settings)`` trains ``trainer`` (a module) briefly on ``manifest``, validated on
-    it: every validation clip's reading (``evaluations`` validations) is checked by evaluate_asr's
-    ``read_checked`` with the train split's pace, ``reread=False`` reads each once, and what the
-    check returns is what is scored."""
+    it: every validation clip (``evaluations`` validations) is read by evaluate_asr's
+    ``read_in_parts`` with the train split's pace (``first_given``: and the clip's reading from the
+    validation's batch, not made again), ``reread=False`` reads each once, and what it returns is
+    what is scored."""
     import numpy as np
 
-    from tala.finetune.evaluate_asr import read_checked
+    from tala.finetune.evaluate_asr import read_in_parts
 
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     pace = round(float(np.median([len(r["normalized"].replace(" ", "")) / r["duration"] for r in rows])), 3)
     calls = []
 
-    def checked(samples, transcribe_part, pace, first=None):  # as evaluate_asr, recorded
-        calls.append((len(samples), pace, first))
-        return read_checked(samples, transcribe_part, pace, first)
+    def checked(samples, transcribe_part, pace, part_seconds, first=None):  # as evaluate_asr, recorded
+        calls.append((len(samples), pace, part_seconds, first))
+        return read_in_parts(samples, transcribe_part, pace, part_seconds, first)
 
-    monkeypatch.setattr(trainer, "read_checked", checked)
+    monkeypatch.setattr(trainer, "read_in_parts", checked)
     result = run("checked")
     assert len(calls) == evaluations * len(rows), "every validation clip's reading is checked"
-    assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _ in calls)
-    assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
+    assert all(p.letters_per_second == pace and p.source == "the train split" for _, p, _, _ in calls)
+    assert all(seconds is None for _, _, seconds, _ in calls), "whole clips unless part_seconds is set"
+    if first_given:
+        assert all(first is not None for *_, first in calls), "the clip's reading is checked, not made again"
     assert result.final_eval["reread"] == 0, "1-1.5 s clips are shorter than any part cut again"
     calls.clear()
-    assert not run("once", reread=False).final_eval["reread"] and calls == [], "--no-reread: read once"
+    assert not run("once", reread=False).final_eval["reread"], "--no-reread: read once"
+    assert len(calls) == evaluations * len(rows) and all(p is None for _, p, _, _ in calls)
     # what the check returns is what is scored: a check that empties every reading gives CER 1
-    monkeypatch.setattr(trainer, "read_checked", lambda samples, part, pace, first=None: ("", first, 1))
+    monkeypatch.setattr(trainer, "read_in_parts", lambda samples, part, pace, seconds, first=None: ("", first, 1))
     emptied = run("emptied").final_eval
     assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
 
@@ -247,26 +252,42 @@ def generate_beams(monkeypatch) -> list:
 
 
 def assert_validation_and_evaluation_search_the_beams_asked(kind: str, run, manifest, tmp_path, monkeypatch,
-                                                            beams: int = 3) -> None:
+                                                            beams: int = 3, part_seconds: float = 0.6) -> None:
     """``run(name, **settings)`` trains a ``kind`` recognizer briefly on ``manifest``, validated on
     it, into ``tmp_path / name``: with ``num_beams`` every transcript its validation writes is a beam
-    search of that many; evaluate_asr ``--num-beams`` reads the saved folder so too, records it, says
-    it in its table, and scores the clips as the validation did."""
-    from tala.finetune.evaluate_asr import main as evaluate_asr
+    search of that many, and with ``part_seconds`` every clip longer than that is read in parts no
+    longer; evaluate_asr ``--num-beams --part-seconds`` reads the saved folder so too, records both,
+    says them in its table, and scores the clips as the validation did."""
+    import tala.finetune.evaluate_asr as evaluation
 
     with pytest.raises(ValueError, match="num_beams must be >= 1"):
         run("none", num_beams=0)
+    with pytest.raises(ValueError, match="part_seconds must be > 0"):
+        run("none", part_seconds=0.0)
     calls = generate_beams(monkeypatch)
-    result = run("beams", num_beams=beams)
+    parts, quiet_parts = [], evaluation.quiet_parts
+
+    def cut(samples, seconds):  # evaluate_asr's, recorded: the parts' lengths
+        pieces = quiet_parts(samples, seconds)
+        parts.append([len(p) for p in pieces])
+        return pieces
+
+    monkeypatch.setattr(evaluation, "quiet_parts", cut)
+    result = run("beams", num_beams=beams, part_seconds=part_seconds)
     assert calls and set(calls) == {beams}, calls
-    calls.clear()
+    assert any(len(p) > 1 for p in parts), "1-1.5 s clips are read in parts of at most 0.6 s"
+    assert all(n <= part_seconds * 16_000 for p in parts for n in p)
+    calls.clear(), parts.clear()
     out = tmp_path / "beams.json"
-    assert evaluate_asr([str(out), str(tmp_path / "beams.tsv"), "--html", str(tmp_path / "beams.html"),
-                         "--language", "samoan", "--kind", kind, "--split", "test", str(manifest),
-                         "--system", "after", str(tmp_path / "beams"), "-", "--device", "cpu",
-                         "--pace", str(manifest), "--num-beams", str(beams)]) == 0  # fmt: skip
+    assert evaluation.main([str(out), str(tmp_path / "beams.tsv"), "--html", str(tmp_path / "beams.html"),
+                            "--language", "samoan", "--kind", kind, "--split", "test", str(manifest),
+                            "--system", "after", str(tmp_path / "beams"), "-", "--device", "cpu",
+                            "--pace", str(manifest), "--num-beams", str(beams),
+                            "--part-seconds", str(part_seconds)]) == 0  # fmt: skip
     assert calls and set(calls) == {beams}, calls
+    assert any(len(p) > 1 for p in parts) and all(n <= part_seconds * 16_000 for p in parts for n in p)
     scores = json.loads(out.read_text())
-    assert scores["num_beams"] == beams
+    assert scores["num_beams"] == beams and scores["part_seconds"] == part_seconds
     assert scores["splits"]["test"]["after"]["cer"] == round(result.final_eval["cer"], 4)
-    assert f"Beam search of {beams}" in (tmp_path / "beams.html").read_text()
+    html = (tmp_path / "beams.html").read_text()
+    assert f"Beam search of {beams}" in html and f"read in parts of at most {part_seconds:g} s" in html

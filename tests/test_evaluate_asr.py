@@ -172,6 +172,23 @@ def test_the_quietest_cut_falls_in_the_pause_of_the_middle_third():
     assert 16000 * 16 / 3 <= evaluate_asr.quietest_cut(spoken(16.0, pause_at=2.0)) <= 16000 * 32 / 3
 
 
+def test_a_clip_longer_than_part_seconds_is_read_in_parts_cut_at_its_pauses():
+    """20 s with pauses at 7 and 14 s, parts of at most 8 s: cut at 7 s (the middle third's pause),
+    the 13 s after it at 14 s; each part read (and checked) alone, the transcripts joined."""
+    audio = spoken(20.0, pause_at=7.0)
+    audio[14 * 16000:int(14.4 * 16000)] = 0.0
+    parts = evaluate_asr.quiet_parts(audio, 8.0)
+    assert [round(len(p) / 16000) for p in parts] == [7, 7, 6] and np.array_equal(np.concatenate(parts), audio)
+    assert all(p is audio for p in evaluate_asr.quiet_parts(audio, None) + evaluate_asr.quiet_parts(audio, 20.0))
+    model = StopsAfterSix()
+    model.part_seconds = 8.0
+    assert model.transcribe(audio) == " ".join(words(int(min(len(p) / 16000, 6))) for p in parts)
+    assert model.rereads == 0
+    assert [round(p) for p in model.parts] == [7, 7, 6], "read in parts, none read whole"
+    whole = StopsAfterSix()
+    assert whole.transcribe(audio) == words(6) and whole.parts == [20.0]
+
+
 def test_a_part_that_ends_too_early_for_the_pace_is_read_again_in_halves():
     pace = evaluate_asr.Pace(4.0, "train.jsonl")
     audio = spoken(16.0, pause_at=7.0)
@@ -268,8 +285,8 @@ def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_p
         {"audio": "z.wav", "normalized": "abcdefgh abcdefgh abcdefgh", "duration": 2.0},
         {"audio": "w.wav", "normalized": "abcd"})))
     assert evaluate_asr.reading_pace(evaluate_asr.read_split("pace", train), "t").letters_per_second == 4.0
-    monkeypatch.setattr(evaluate_asr, "recognizer", lambda kind, system, models_dir, device, dtype, pace=None, beams=1:
-                        StopsAfterSix(system.name, pace))
+    monkeypatch.setattr(evaluate_asr, "recognizer", lambda kind, system, models_dir, device, dtype, pace=None, beams=1,
+                        part_seconds=None: StopsAfterSix(system.name, pace))
     common = ["--language", "samoan", "--kind", "moonshine", "--split", "test", str(test),
               "--system", "after", "m", "-"]
     assert evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--html", str(tmp_path / "e.html"),
@@ -285,13 +302,16 @@ def test_the_pace_comes_from_the_training_clips_and_is_said_in_the_outputs(tmp_p
     assert plain["splits"]["test"]["after"]["cer"] == after["read_once"]["cer"]
 
 
-@pytest.mark.parametrize("kind, beams, says", [("ctc", "2", "a ctc model reads greedily"),
-                                               ("moonshine", "0", "--num-beams must be >= 1")])
-def test_beams_are_searched_by_the_decoder_kinds_only_and_are_at_least_one(split, tmp_path, capsys, kind, beams,
-                                                                           says):
+@pytest.mark.parametrize("args, says", [
+    (("ctc", "--num-beams", "2"), "a ctc model reads greedily"),
+    (("moonshine", "--num-beams", "0"), "--num-beams must be >= 1"),
+    (("ctc", "--part-seconds", "8"), "a ctc model reads whole clips"),
+    (("speechllm", "--part-seconds", "0"), "--part-seconds must be > 0"),
+], ids=["beams-ctc", "beams-0", "parts-ctc", "parts-0"])  # fmt: skip
+def test_beams_and_parts_are_for_the_decoder_kinds_only_and_beams_at_least_one(split, tmp_path, capsys, args, says):
+    kind, *option = args
     with pytest.raises(SystemExit):
         evaluate_asr.main([str(tmp_path / "e.json"), str(tmp_path / "e.tsv"), "--language", "samoan", "--kind", kind,
-                           "--split", "test", str(split), "--system", "after", str(MODEL), "smo",
-                           "--num-beams", beams])  # fmt: skip
+                           "--split", "test", str(split), "--system", "after", str(MODEL), "smo", *option])
     assert says in capsys.readouterr().err
     assert not (tmp_path / "e.json").exists()

@@ -134,6 +134,8 @@ def test_validation_and_evaluate_asr_search_the_beams_asked(corpus, tmp_path, mo
                      valid_manifests=[manifest], test_manifests=[manifest], progress=False)
 
     assert_validation_and_evaluation_search_the_beams_asked("moonshine", run, manifest, tmp_path, monkeypatch)
+    tested = json.loads((tmp_path / "beams" / "artifact_test.json").read_text())
+    assert tested["num_beams"] == 3 and tested["part_seconds"] == 0.6, "the artifact test reads as validation"
 
 
 def _command(corpus, out, max_steps=24):

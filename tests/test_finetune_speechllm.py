@@ -116,7 +116,7 @@ def test_validation_reads_each_clip_as_evaluate_asr_does_with_the_train_splits_p
                      start=corpus / "start", progress=False)
 
     # one validation, at the end (eval_every 0)
-    assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch)
+    assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch, first_given=True)
 
 
 def test_validation_and_evaluate_asr_search_the_beams_asked(corpus, tmp_path, monkeypatch, one_torch_thread):

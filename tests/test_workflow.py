@@ -177,7 +177,8 @@ def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
     start.mkdir()
     (start / "speechllm.json").write_text("{}")
     data["finetune"]["models"] = ["mms_adapter", "speechllm"]
-    data["speechllm"] = {"start": str(start), "max_steps": 30, "lora_targets": ["q_proj", "v_proj"]}
+    data["speechllm"] = {"start": str(start), "max_steps": 30, "lora_targets": ["q_proj", "v_proj"],
+                         "part_seconds": 8.0}
     config.write_text(yaml.safe_dump(data))
     out = _output(snakemake(workdir, "-n", "-p", "--configfile", str(config)))
     counts = job_counts(out)
@@ -190,13 +191,15 @@ def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
     assert f"--system before '{start}' - --system after results/xx/models/speechllm -" in evaluation
     assert "--chapters" not in evaluation, "the speech-LLM is scored on clips"
     assert "--pace results/xx/dataset/train.jsonl" in evaluation, "checked for an early end at the language's pace"
-    assert evaluation.endswith("--num-beams 1 > logs/xx/evaluate_asr/speechllm.log 2>&1"), "decoded as validated"
+    assert evaluation.endswith("--num-beams 1 --part-seconds 8.0 > logs/xx/evaluate_asr/speechllm.log 2>&1"), \
+        "decoded and cut as validated"
     block = next(b for b in re.split(r"\n\s*\n", out) if "rule evaluate_asr:" in b and "model=speechllm" in b)
     assert "results/xx/audio/" not in block and "results/xx/dataset/test.jsonl" in block, "nor waits for chapters"
     assert "--chapters test" in next(line for line in out.splitlines() if "--kind ctc" in line)
     assert "--pace" not in next(line for line in out.splitlines() if "--kind ctc" in line), "CTC cannot end early"
     assert "--num-beams" not in next(line for line in out.splitlines() if "--kind ctc" in line), "CTC reads greedily"
-    assert "--num-beams 1" in next(line for line in out.splitlines() if "tala.finetune.speechllm" in line)
+    assert "--num-beams 1 --part-seconds 8.0" in next(line for line in out.splitlines()
+                                                      if "tala.finetune.speechllm" in line)
 
     data["speechllm"] = {"encoder": "openai/whisper-small", "decoder": "HuggingFaceTB/SmolLM2-135M"}
     data["finetune"]["models"] = ["speechllm"]
@@ -486,10 +489,10 @@ def _split_rows(split: Path) -> list[tuple[np.ndarray, str]]:
     return rows
 
 
-def _plain_moonshine_wer(folder: Path, split: Path, num_beams: int) -> float:
+def _plain_moonshine_wer(folder: Path, split: Path, num_beams: int, part_seconds: float | None) -> float:
     """Pooled WER of the transcripts (``num_beams``: 1 greedy) by the LoRA recognizer loaded with
     nothing but transformers, peft and jiwer: the base named in moonshine.json, the adapter, the
-    saved processor parts."""
+    saved processor parts (a clip longer than ``part_seconds`` in evaluate_asr's parts)."""
     import jiwer
     import torch
     from peft import PeftModel
@@ -498,22 +501,28 @@ def _plain_moonshine_wer(folder: Path, split: Path, num_beams: int) -> float:
     base = json.loads((folder / "moonshine.json").read_text())["base"]
     model = PeftModel.from_pretrained(MoonshineForConditionalGeneration.from_pretrained(base), folder).eval()
     features, tokenizer = AutoFeatureExtractor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    from tala.finetune.evaluate_asr import quiet_parts
+
     refs, hyps = [], []
     for audio, ref in _split_rows(split):
-        inputs = features(audio, sampling_rate=16_000, return_tensors="pt", return_attention_mask=True)
-        with torch.inference_mode():
-            ids = model.generate(input_values=inputs.input_values, attention_mask=inputs.attention_mask,
-                                 max_new_tokens=model.config.max_position_embeddings - 1, do_sample=False,
-                                 num_beams=num_beams)
+        texts = []
+        for part in quiet_parts(audio, part_seconds):
+            inputs = features(part, sampling_rate=16_000, return_tensors="pt", return_attention_mask=True)
+            with torch.inference_mode():
+                ids = model.generate(input_values=inputs.input_values, attention_mask=inputs.attention_mask,
+                                     max_new_tokens=model.config.max_position_embeddings - 1, do_sample=False,
+                                     num_beams=num_beams)
+            texts.append(tokenizer.decode(ids[0], skip_special_tokens=True))
         refs.append(ref)
-        hyps.append(" ".join(tokenizer.decode(ids[0], skip_special_tokens=True).split()))
+        hyps.append(" ".join(" ".join(texts).split()))
     return jiwer.wer(refs, hyps)
 
 
-def _plain_speechllm_wer(folder: Path, split: Path, num_beams: int) -> float:
+def _plain_speechllm_wer(folder: Path, split: Path, num_beams: int, part_seconds: float | None) -> float:
     """The same for the speech-LLM: its parts loaded with transformers, peft and safetensors (the
     encoder and decoder named in speechllm.json, the LoRA adapter, the projector), put together as
-    SpeechLLMV1 (the architecture is tala's), its transcripts scored with jiwer."""
+    SpeechLLMV1 (the architecture is tala's), its transcripts (a clip longer than ``part_seconds``
+    in evaluate_asr's parts) scored with jiwer."""
     import jiwer
     import torch
     from peft import PeftModel
@@ -521,6 +530,7 @@ def _plain_speechllm_wer(folder: Path, split: Path, num_beams: int) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, WhisperFeatureExtractor
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+    from tala.finetune.evaluate_asr import quiet_parts
     from tala.models.speechllm import AudioProjectorV1, SpeechLLMV1, prompt_for
 
     config = json.loads((folder / "speechllm.json").read_text())
@@ -533,14 +543,18 @@ def _plain_speechllm_wer(folder: Path, split: Path, num_beams: int) -> float:
     features = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
     refs, hyps = [], []
     for audio, ref in _split_rows(split):
-        with torch.inference_mode():
-            frames = model.encode(features([audio], sampling_rate=16_000, return_tensors="pt").input_features,
-                                  [len(audio)])
-            budget = min(16 + int(25 * len(audio) / 16_000), decoder.config.max_position_embeddings
-                         - frames[0].shape[0] - 8)
-            ids = model.generate(frames, max_new_tokens=budget, num_beams=num_beams)[0]
+        texts = []
+        for part in quiet_parts(audio, part_seconds):
+            with torch.inference_mode():
+                frames = model.encode(features([part], sampling_rate=16_000, return_tensors="pt").input_features,
+                                      [len(part)])
+                # the positions left after bos, the audio tokens and the instruction
+                prefix = 1 + frames[0].shape[0] // config["stack"] + len(model.prompt.instruction)
+                budget = min(16 + int(25 * len(part) / 16_000), decoder.config.max_position_embeddings - prefix)
+                ids = model.generate(frames, max_new_tokens=budget, num_beams=num_beams)[0]
+            texts.append(tokenizer.decode(ids, skip_special_tokens=True))
         refs.append(ref)
-        hyps.append(" ".join(tokenizer.decode(ids, skip_special_tokens=True).split()))
+        hyps.append(" ".join(" ".join(texts).split()))
     return jiwer.wer(refs, hyps)
 
 
@@ -563,9 +577,10 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
             assert valid["after"]["cer"] <= valid["before"]["cer"], (lang, model, valid)
             # read once (evaluate_asr also reads a part that ended too early again in halves)
             once = test["after"]["read_once"]
-            beams = evaluation["num_beams"]
+            beams, part_seconds = evaluation["num_beams"], evaluation["part_seconds"]
             assert beams == demo[model]["num_beams"], "the config's decoding reaches evaluate_asr"
-            plain = plain_wer(folder, results / "dataset" / "test.jsonl", beams)
+            assert part_seconds == demo[model].get("part_seconds"), "and its parts"
+            plain = plain_wer(folder, results / "dataset" / "test.jsonl", beams, part_seconds)
             assert plain == pytest.approx(once["wer"], abs=2e-3), (lang, model)
             assert "CER after / before" in (results / "eval" / f"{model}.html").read_text()
         metrics = json.loads((results / "models" / "moonshine" / "real_metrics.json").read_text())
@@ -574,6 +589,7 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
         artifact = json.loads((results / "models" / "moonshine" / "artifact_test.json").read_text())
         assert len(artifact["samples"]) == evaluation["splits"]["test"]["clips"]
         assert artifact["num_beams"] == evaluation["num_beams"]
+        assert artifact["part_seconds"] == evaluation["part_seconds"]
         assert artifact["wer"] == pytest.approx(json.loads((results / "eval" / "moonshine.json").read_text())
                                                 ["splits"]["test"]["after"]["read_once"]["wer"], abs=2e-3)
 

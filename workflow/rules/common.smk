@@ -277,12 +277,13 @@ def evaluation_pace(wildcards, input):
 
 
 def evaluation_decoding(wildcards):
-    """The speech-LLM's and Moonshine's ``num_beams`` (their config sections are named as the
-    models; their validation reads with it too), for before and after alike; CTC reads greedily.
+    """The speech-LLM's and Moonshine's ``num_beams`` and ``part_seconds`` (their config sections
+    are named as the models; their validation reads with them too), for before and after alike;
+    CTC reads whole clips greedily.
     """
     if MODEL_KINDS[wildcards.model] == "ctc":
         return ""
-    return _step_options(wildcards.model, ("num_beams",), wildcards.lang)
+    return _step_options(wildcards.model, ("num_beams", "part_seconds"), wildcards.lang)
 
 
 def evaluation_chapters(wildcards, input):

@@ -42,7 +42,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
-from tala.finetune.evaluate_asr import read_checked, train_pace  # noqa: E402
+from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -121,6 +121,9 @@ class MoonshineSettings:
     # the weights kept are chosen on the reading that is reported
     reread: bool = True
     num_beams: int = 1  # validation's decoding (1: greedy), as evaluate_asr --num-beams reads the clips
+    # validation reads a clip longer than this in parts of at most this many seconds, cut at quiet
+    # points, as evaluate_asr --part-seconds does (None: whole clips)
+    part_seconds: float | None = None
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     log_every: int = 5
@@ -136,6 +139,8 @@ class MoonshineSettings:
             raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
+        if self.part_seconds is not None and not self.part_seconds > 0:
+            raise ValueError(f"part_seconds must be > 0, not {self.part_seconds}")
         if min(self.max_steps, self.max_batch_size, self.accumulate, self.lora_r) < 1 or self.warmup_steps < 0:
             raise ValueError("max_steps, max_batch_size, accumulate and lora_r >= 1 and warmup_steps >= 0 are required")
         if self.learning_rate <= 0 or self.batch_seconds <= 0 or self.max_clip_s <= 0:
@@ -248,8 +253,9 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
     and two transcripts. One clip at a time, as evaluate_asr and the artifact test transcribe:
     Moonshine's first GroupNorm spans the padded batch, so a clip padded beside a longer one is heard
     differently, and the CER that picks the kept weights would not be the one the evaluation
-    reports. With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is
-    checked as evaluate_asr checks it (``reread``: the clips read again)."""
+    reports. A clip longer than ``settings.part_seconds`` is read in parts, and with a ``pace``
+    (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is checked, as evaluate_asr reads
+    and checks it (``reread``: the clips read again)."""
     was_training = model.training
     model.eval()
     loss_sum, tokens, reread = 0.0, 0, 0
@@ -263,10 +269,8 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
             audio = [load_audio(example)]
             with autocast(device):
                 summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i]], device)
-                hyps[i] = read_part(audio[0])
-                if pace is not None:
-                    hyps[i], _, parts = read_checked(audio[0], read_part, pace, first=hyps[i])
-                    reread += parts > 0
+                hyps[i], _, parts = read_in_parts(audio[0], read_part, pace, settings.part_seconds)
+                reread += parts > 0
             loss_sum, tokens = loss_sum + float(summed), tokens + n
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
@@ -277,19 +281,24 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
 
 
 def artifact_test(folder: Path, test: list[Example], device, models_dir=None, name: str | None = None,
-                  num_beams: int = 1) -> dict:
+                  num_beams: int = 1, part_seconds: float | None = None) -> dict:
     """Seed 004's artifact test: the saved recognizer loaded from ``folder`` with plain transformers
-    + peft, transcripts of the test clips (greedy, or a beam search of ``num_beams``), their WER
-    (and CER). ``name``: the folder's final path (``folder`` may be the temporary one it is written in)."""
+    + peft, transcripts of the test clips (greedy, or a beam search of ``num_beams``; a clip longer
+    than ``part_seconds`` in parts, as evaluate_asr reads it), their WER (and CER). ``name``: the
+    folder's final path (``folder`` may be the temporary one it is written in)."""
     model, feature_extractor, tokenizer, _ = load_moonshine_lora(folder, device=str(device), models_dir=models_dir)
+
+    def read_part(piece) -> str:
+        return read_clip(model, feature_extractor, tokenizer, piece, device, num_beams)
+
     samples = []
     for example in test:
-        hypothesis = read_clip(model, feature_extractor, tokenizer, load_audio(example), device, num_beams)
+        hypothesis = read_in_parts(load_audio(example), read_part, None, part_seconds)[0]
         samples.append({"audio": _as_named(example.audio), "reference": normalize_for_scoring(example.text),
                         "hypothesis": normalize_for_scoring(hypothesis)})  # fmt: skip
     rates = error_rates([s["reference"] for s in samples], [s["hypothesis"] for s in samples])
-    return {"model": name or str(folder), "num_beams": num_beams, "samples": samples, "wer": rates["wer"],
-            "cer": rates["cer"]}
+    return {"model": name or str(folder), "num_beams": num_beams, "part_seconds": part_seconds, "samples": samples,
+            "wer": rates["wer"], "cer": rates["cer"]}
 
 
 def _as_named(path: Path) -> str:
@@ -447,7 +456,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if test_examples:
-            tested = artifact_test(tmp, test_examples, "cpu", models_dir, str(out), settings.num_beams)
+            tested = artifact_test(tmp, test_examples, "cpu", models_dir, str(out), settings.num_beams,
+                                   settings.part_seconds)
             write_json_atomic(tmp / ARTIFACT_FILE, tested)
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.moonshine",

@@ -38,6 +38,9 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
                              "train split's letters a second, or loops, is read again in halves")
     parser.add_argument("--num-beams", type=int, default=d.num_beams,
                         help="validation's decoding: 1 greedy, more a beam search (as evaluate_asr --num-beams)")
+    parser.add_argument("--part-seconds", type=float, default=d.part_seconds, metavar="S",
+                        help="validation reads a clip longer than S seconds in parts of at most S, cut at quiet"
+                             " points (as evaluate_asr --part-seconds); default: whole clips")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     parser.add_argument("--log-every", type=int, default=d.log_every)
@@ -57,6 +60,6 @@ def shared_settings(args: argparse.Namespace) -> dict:
                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                 lora_targets=tuple(args.lora_targets), text_field=args.text_field, eval_every=args.eval_every,
                 patience=args.patience, evaluate_start=args.evaluate_start, reread=args.reread,
-                num_beams=args.num_beams, checkpoint_every=args.checkpoint_every,
+                num_beams=args.num_beams, part_seconds=args.part_seconds, checkpoint_every=args.checkpoint_every,
                 keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, cache_frames=args.cache_frames,
                 device=args.device)  # fmt: skip

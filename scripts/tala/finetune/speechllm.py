@@ -45,7 +45,7 @@ import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
-from tala.finetune.evaluate_asr import read_checked, train_pace  # noqa: E402
+from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -124,6 +124,9 @@ class SpeechLLMSettings:
     # the weights kept are chosen on the reading that is reported
     reread: bool = True
     num_beams: int = 1  # validation's decoding (1: greedy), as evaluate_asr --num-beams reads the clips
+    # validation reads a clip longer than this in parts of at most this many seconds, cut at quiet
+    # points, as evaluate_asr --part-seconds does (None: whole clips)
+    part_seconds: float | None = None
     max_new_tokens: int | None = None  # validation's longest transcript; None: by the clip (generation_budget)
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
@@ -144,6 +147,8 @@ class SpeechLLMSettings:
             raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
+        if self.part_seconds is not None and not self.part_seconds > 0:
+            raise ValueError(f"part_seconds must be > 0, not {self.part_seconds}")
         if self.max_steps < 1 or self.warmup_steps < 0 or self.max_batch_size < 1 or self.batch_seconds <= 0:
             raise ValueError("max_steps >= 1, warmup_steps >= 0, max_batch_size >= 1 and batch_seconds > 0 are required")
         if self.learning_rate <= 0 or self.lora_r < 1 or self.stack < 1:
@@ -272,8 +277,9 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
              device, settings: SpeechLLMSettings, pace=None) -> dict:
     """Validation loss (mean over clips), CER and WER (tala.ctc_text; decoded with
     ``settings.num_beams``) and a few transcripts; each batch of clips is encoded once for both.
-    With a ``pace`` (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is checked as
-    evaluate_asr checks it (``reread``: the clips read again)."""
+    A clip longer than ``settings.part_seconds`` is read in parts, and with a ``pace``
+    (:class:`tala.finetune.evaluate_asr.Pace`) each clip's reading is checked, as evaluate_asr
+    reads and checks it (``reread``: the clips read again)."""
     was_training = model.training
     model.eval()
     loss_sum, reread = 0.0, 0
@@ -296,14 +302,16 @@ def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Ex
                 audio = [load_audio(examples[i]) for i in batch]
                 frames = encode_audio(model, feature_extractor, audio, device)
                 loss_sum += float(model.loss(frames, [targets[i] for i in batch])) * len(batch)
-                budgets = [budget(round(examples[i].duration * SAMPLE_RATE), f) for i, f in zip(batch, frames)]
-                ids_of = model.generate(frames, max(budgets), settings.num_beams)
-                generated = [ids[:b] for ids, b in zip(ids_of, budgets)]
-                for i, ids, samples in zip(batch, generated, audio):
-                    hyps[i] = tokenizer.decode(ids, skip_special_tokens=True)
-                    if pace is not None:
-                        hyps[i], _, parts = read_checked(samples, read_part, pace, first=hyps[i])
-                        reread += parts > 0
+                # a clip read in parts (settings.part_seconds) is read below; the others in one batch
+                whole = [k for k, samples in enumerate(audio)
+                         if not settings.part_seconds or len(samples) <= settings.part_seconds * SAMPLE_RATE]
+                budgets = [budget(round(examples[batch[k]].duration * SAMPLE_RATE), frames[k]) for k in whole]
+                ids_of = model.generate([frames[k] for k in whole], max(budgets), settings.num_beams) if whole else []
+                firsts = {k: tokenizer.decode(ids[:b], skip_special_tokens=True)
+                          for k, ids, b in zip(whole, ids_of, budgets)}  # fmt: skip
+                for k, (i, samples) in enumerate(zip(batch, audio)):
+                    hyps[i], _, parts = read_in_parts(samples, read_part, pace, settings.part_seconds, firsts.get(k))
+                    reread += parts > 0
     model.train(was_training)
     refs = [normalize_for_scoring(e.text) for e in examples]
     predictions = [normalize_for_scoring(hyps[i]) for i in range(len(examples))]
