@@ -235,6 +235,42 @@ def assert_validation_reads_as_evaluate_asr(trainer, run, manifest, monkeypatch,
     assert emptied["cer"] == 1.0 and emptied["reread"] == len(rows)
 
 
+def assert_long_training_clips_are_learned_in_parts(trainer, run, manifest, tmp_path, monkeypatch) -> None:
+    """``run(name, train_manifest, **settings)`` trains ``trainer`` (a module) briefly: with
+    ``part_seconds`` the clips of a manifest with word times (here spread evenly over each clip,
+    0.05 s apart) are learned as parts cut between their words, each loaded as its span of the clip;
+    a clip without word times is learned whole."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    timed = tmp_path / "timed.jsonl"
+    for row in rows:
+        words, duration = row["normalized"].split(), row["duration"]
+        step = duration / len(words)
+        row["word_times"] = [[round(k * step + 0.025, 4), round((k + 1) * step - 0.025, 4)] for k in range(len(words))]
+    timed.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (timed.parent / "clips").mkdir(exist_ok=True)
+    for row in rows:  # the clips beside the new manifest
+        target = timed.parent / row["audio"]
+        if not target.exists():
+            target.symlink_to(manifest.parent / row["audio"])
+    spans = []
+    load_audio = trainer.load_audio
+
+    def recorded(example):
+        spans.append(example.span)
+        return load_audio(example)
+
+    monkeypatch.setattr(trainer, "load_audio", recorded)
+    run("parts", timed, part_seconds=0.6)
+    info = json.loads((tmp_path / "parts" / "training.json").read_text())
+    long_words = [r for r in rows if r["duration"] > 0.6 and len(r["normalized"].split()) > 1]
+    assert long_words and info["examples"] > len(rows), "each clip over 0.6 s with two words or more is cut"
+    assert any(s is not None and s[1] - s[0] <= 0.6 for s in spans), "a part is loaded as its span of the clip"
+    spans.clear()
+    run("whole", manifest, part_seconds=0.6)
+    assert json.loads((tmp_path / "whole" / "training.json").read_text())["examples"] == len(rows)
+    assert spans and all(s is None for s in spans), "without word times every clip is learned whole"
+
+
 def generate_beams(monkeypatch) -> list:
     """The ``num_beams`` of every transformers ``generate()`` call from now on, recorded (the calls
     still run)."""

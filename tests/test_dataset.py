@@ -243,6 +243,27 @@ def test_long_verse_without_pauses_is_cut_in_its_widest_word_gaps():
     for one, two, (before, after) in zip(segments, segments[1:], [(words[2], words[3]), (words[5], words[6])]):
         middle = (before["end"] + after["start"]) / 2  # 0.06 s from each word: less than the padding
         assert one.end == pytest.approx(middle, abs=1 / RATE) and two.start == one.end
+    # each clip's words keep their aligned times, from the clip's own start
+    for segment, first in zip(segments, (0, 3, 6)):
+        n = len(segment.normalized.split())
+        assert len(segment.word_times) == n
+        for (start, end), word in zip(segment.word_times, words[first:first + n]):
+            assert start == pytest.approx(word["start"] - segment.start, abs=1e-3)
+            assert end == pytest.approx(word["end"] - segment.start, abs=1e-3)
+
+
+def test_word_times_are_the_normalized_words_or_none():
+    """Two whole verses in one clip: their words' times from the clip's start; a verse whose
+    aligned words are not its normalized words (or with none) gives the clip no word times."""
+    one, words_one = _worded_verse(1.0, [1.0, 1.5, 2.0], [0.1, 0.1])
+    two, words_two = _worded_verse(6.0, [2.0, 1.0], [0.2], number=2)
+    aligned = {**_synthetic([]), "verses": [one, two], "words": words_one + words_two}
+    (segment,) = plan_segments(aligned, duration_s=20.0, min_pause_s=2.0)
+    assert segment.normalized == "w1 w2 w3 w1 w2" and segment.start == pytest.approx(0.85)
+    assert segment.word_times == ((0.15, 1.15), (1.25, 2.75), (2.85, 4.85), (5.15, 7.15), (7.35, 8.35))
+    for bad in (words_one + words_two[:1], words_one):  # a word missing; a verse without words
+        (segment,) = plan_segments({**aligned, "words": bad}, duration_s=20.0, min_pause_s=2.0)
+        assert segment.kept and segment.word_times is None
 
 
 @pytest.mark.parametrize("case", ["no words", "one long word", "words not matching the text"])
@@ -380,7 +401,8 @@ def test_split_by_recording_is_deterministic(samoan_clips, tmp_path):
     for row in rows["train"]:
         assert (tmp_path / "a" / row["audio"]).is_file()  # relative to the out-dir; the clips live in root
         assert row["language"] == "samoan" and set(row) >= {"audio", "text", "duration", "recording", "start",
-                                                            "end", "score", "cer", "verses"}
+                                                            "end", "score", "cer", "verses", "word_times"}
+        assert row["word_times"] is None, "this fixture's perfect aligner gives verse times only"
 
 
 def test_assign_splits_follows_ratios():

@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import (REPO, assert_validation_and_evaluation_search_the_beams_asked,
+from conftest import (REPO, assert_long_training_clips_are_learned_in_parts,
+                      assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
@@ -127,6 +128,17 @@ def test_validation_and_evaluate_asr_search_the_beams_asked(corpus, tmp_path, mo
                      valid_manifests=[manifest], start=corpus / "start", progress=False)
 
     assert_validation_and_evaluation_search_the_beams_asked("speechllm", run, manifest, tmp_path, monkeypatch)
+
+
+def test_long_training_clips_are_learned_in_the_parts_they_are_read_in(corpus, tmp_path, monkeypatch,
+                                                                      one_torch_thread):
+    import tala.finetune.speechllm as trainer
+
+    def run(name, manifest, **changes):
+        return train([manifest], tmp_path / name, _settings(max_steps=2, **changes), valid_manifests=[manifest],
+                     start=corpus / "start", progress=False)
+
+    assert_long_training_clips_are_learned_in_parts(trainer, run, corpus / "train.jsonl", tmp_path, monkeypatch)
 
 
 def _command(corpus, out, max_steps=40):

@@ -570,6 +570,11 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     for lang in RECOGNIZER_LANGUAGES:
         results = workdir / "results" / lang
+        # the aligner's words are the normalized words: every clip has their times, within it, in order
+        for row in map(json.loads, (results / "dataset" / "train.jsonl").read_text().splitlines()):
+            times = row["word_times"]
+            assert len(times) == len(row["normalized"].split()), row["id"]
+            assert all(0 <= a <= b <= row["duration"] for a, b in times) and times == sorted(times)
         for model, plain_wer in (("speechllm", _plain_speechllm_wer), ("moonshine", _plain_moonshine_wer)):
             folder = results / "models" / model
             evaluation = json.loads((results / "eval" / f"{model}.json").read_text())

@@ -65,7 +65,7 @@ PROBLEM_FIELDS = ("recording", "stage", "reason")
 PROBLEM_EXTRAS = ("severity", "file")  # kept in summary.json where the problems file has them (tala.report.problems)
 
 DATASET_FIELDS = ("id", "audio", "text", "normalized", "duration", "language", "recording", "verses",
-                  "start", "end", "score", "cer")
+                  "start", "end", "score", "cer", "word_times")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,6 +486,9 @@ def dataset_card(summary: dict) -> str:
         "- `language`, `recording`, `verses` (verse numbers)",
         "- `score`: mean log-probability per frame of the alignment (closer to 0 is better)",
         "- `cer`: character error rate of the aligner model's greedy transcript against `normalized`",
+        "- `word_times`: [start, end] (s from the clip's start) of each word of `normalized`, as aligned "
+        "(null where the aligner's words did not match the text); the LoRA trainers cut a long clip between "
+        "words with them (`part_seconds`)",
         "",
     ]
     return "\n".join(lines)

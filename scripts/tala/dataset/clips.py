@@ -26,7 +26,9 @@ Segments with CER above ``max_cer``, shorter than ``min_s`` with no neighbour to
 more than ``max_s`` of speech that cannot be cut, or with a verse the aligner could not place (no
 score or times) are dropped, with a reason (``reason_kind``: ``cer``, ``too-short``,
 ``over-max``, ``unaligned``). ``partial_verses`` lists the verses only partly in a segment (cut
-between words).
+between words). ``word_times`` gives each word of ``normalized`` its aligned [start, end] in seconds
+from the clip's start (null when the aligner's words of a verse do not match its normalized text):
+what a trainer needs to cut a clip again between words (``part_seconds``) or to guide attention.
 
 Outputs: one 16 kHz PCM_16 WAV per kept segment in CLIPS_DIR, named
 ``{rec}_{index:04d}_{first}-{last}.wav`` (verse numbers; the index counts kept and dropped
@@ -125,6 +127,8 @@ class Segment:
     reason_kind: str | None = None
     flags: tuple[str, ...] = ()
     partial: tuple[int, ...] = ()  # verse indices only partly in the segment (long verses cut between words)
+    # [start, end] of each word of ``normalized``, seconds from the clip's start (None: not known)
+    word_times: tuple[tuple[float, float], ...] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -401,6 +405,21 @@ def segment_score(members: list[Unit]) -> float:
 # Planning
 # ---------------------------------------------------------------------------------------------
 
+def segment_word_times(members: list[Unit], words: dict[int, list[dict]], clip_start: float, clip_end: float
+                       ) -> tuple[tuple[float, float], ...] | None:
+    """[start, end] of each word of the members' normalized text, in seconds from ``clip_start``
+    (rounded to ms, within the clip); None when a member's aligned words are not its words."""
+    times = []
+    for unit in members:
+        inside = [w for w in words.get(unit.verse, [])
+                  if w["start"] >= unit.start - 1e-6 and w["end"] <= unit.end + 1e-6]
+        if [str(w.get("word", "")) for w in inside] != unit.normalized.split():
+            return None
+        times += [(round(min(max(w["start"] - clip_start, 0.0), clip_end - clip_start), 3),
+                   round(min(max(w["end"] - clip_start, 0.0), clip_end - clip_start), 3)) for w in inside]
+    return tuple(times)
+
+
 def to_sample(seconds: float, rate: int = SAMPLE_RATE) -> int:
     return int(round(seconds * rate))
 
@@ -458,7 +477,8 @@ def plan_segments(aligned: dict, *, duration_s: float, min_s: float = MIN_S, max
             normalized=" ".join(u.normalized for u in members),
             greedy=greedy, cer=cer, score=segment_score(members), kept=True,
             partial=tuple(dict.fromkeys(u.verse for u in members if u.parts > 1)),
-            flags=(FLAG_TIGHT_CUT,) if tight & {position - 1, position} else ())
+            flags=(FLAG_TIGHT_CUT,) if tight & {position - 1, position} else (),
+            word_times=segment_word_times(members, words, first / rate, last / rate))
         duration = (last - first) / rate
         if speech > max_s:
             segment = replace(segment, kept=False, reason_kind="over-max",
@@ -519,6 +539,7 @@ def segment_record(recording: str, segment: Segment, verses: list[AlignedVerse],
         "reason_kind": segment.reason_kind,
         "flags": list(segment.flags),
         "partial_verses": [verses[i].number for i in segment.partial],
+        "word_times": None if segment.word_times is None else [list(t) for t in segment.word_times],
     }
 
 

@@ -43,6 +43,7 @@ from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
+from tala.finetune.parts import training_parts  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -89,7 +90,7 @@ ARTIFACT_FILE = "artifact_test.json"
 FRAMES_PER_S = 16_000 / (64 * 3 * 2)  # the encoder's frames: its convolutions' strides
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
                "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s",
-               "guided_attention", "guided_attention_width")  # fmt: skip
+               "guided_attention", "guided_attention_width", "part_seconds")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class MoonshineSettings:
     reread: bool = True
     num_beams: int = 1  # validation's decoding (1: greedy), as evaluate_asr --num-beams reads the clips
     # validation reads a clip longer than this in parts of at most this many seconds, cut at quiet
-    # points, as evaluate_asr --part-seconds does (None: whole clips)
+    # points, as evaluate_asr --part-seconds does (None: whole clips); a training clip that long is
+    # cut between its words (its manifest's word_times) into such parts (tala.finetune.parts)
     part_seconds: float | None = None
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
@@ -339,7 +341,9 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     limit = decoder_positions(base_of(model))
     read = lambda manifests: [e for m in manifests for e in read_manifest(m, settings.text_field)]  # noqa: E731
     train_all = read(train_manifests)
-    train_examples, train_targets, left_out = usable_examples(train_all, tokenizer, limit, settings.max_clip_s)
+    # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
+    train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
+                                                              tokenizer, limit, settings.max_clip_s)
     valid_examples, valid_targets, valid_left_out = usable_examples(read(valid_manifests), tokenizer, limit,
                                                                     settings.max_clip_s)  # fmt: skip
     test_examples = read(test_manifests)

@@ -40,7 +40,8 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
                         help="validation's decoding: 1 greedy, more a beam search (as evaluate_asr --num-beams)")
     parser.add_argument("--part-seconds", type=float, default=d.part_seconds, metavar="S",
                         help="validation reads a clip longer than S seconds in parts of at most S, cut at quiet"
-                             " points (as evaluate_asr --part-seconds); default: whole clips")
+                             " points (as evaluate_asr --part-seconds), and a training clip that long is cut"
+                             " between its words (the manifest's word_times) into such parts; default: whole clips")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     parser.add_argument("--log-every", type=int, default=d.log_every)

@@ -46,6 +46,7 @@ from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
+from tala.finetune.parts import training_parts  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
@@ -92,7 +93,7 @@ INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size", "seed",
                "lora_r", "lora_alpha", "lora_targets", "stack", "instruction", "text_field", "guided_attention",
-               "guided_attention_width")  # fmt: skip
+               "guided_attention_width", "part_seconds")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class SpeechLLMSettings:
     reread: bool = True
     num_beams: int = 1  # validation's decoding (1: greedy), as evaluate_asr --num-beams reads the clips
     # validation reads a clip longer than this in parts of at most this many seconds, cut at quiet
-    # points, as evaluate_asr --part-seconds does (None: whole clips)
+    # points, as evaluate_asr --part-seconds does (None: whole clips); a training clip that long is
+    # cut between its words (its manifest's word_times) into such parts (tala.finetune.parts)
     part_seconds: float | None = None
     max_new_tokens: int | None = None  # validation's longest transcript; None: by the clip (generation_budget)
     checkpoint_every: int = 200
@@ -254,13 +256,14 @@ def encoder_key(encoder, name: str) -> str:
 
 
 def clip_key(example: Example) -> str:
-    """A cached clip's file name: a digest of its audio file (path, size, modification time) and
-    duration, so a manifest reordered or rewritten between a kill and the resume never reads another
-    clip's frames."""
+    """A cached clip's file name: a digest of its audio file (path, size, modification time), its
+    span in it (a part) and duration, so a manifest reordered or rewritten between a kill and the
+    resume never reads another clip's frames."""
     import hashlib
 
     stat = example.audio.stat()
-    text = f"{example.audio}|{stat.st_size}|{stat.st_mtime_ns}|{example.duration}"
+    span = "" if example.span is None else f"|{example.span[0]}-{example.span[1]}"
+    text = f"{example.audio}|{stat.st_size}|{stat.st_mtime_ns}|{example.duration}{span}"
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -350,7 +353,9 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     feature_extractor = feature_extractor_for(model.encoder.config)
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
     valid_all = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
-    train_examples, train_targets, left_out = usable_examples(train_all, tokenizer, model, window)
+    # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
+    train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
+                                                              tokenizer, model, window)
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, model, window)
     pace = train_pace(train_all) if settings.reread else None
     if not train_examples:

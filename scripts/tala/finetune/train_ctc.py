@@ -150,8 +150,10 @@ class Example:
     duration: float
     where: str  # "manifest.jsonl:12", for error messages
     # optional "word_times": [start, end] seconds of each whitespace-separated word of the text
-    # (guided attention aims at them: tala.finetune.guided)
+    # (guided attention aims at them: tala.finetune.guided; part_seconds cuts between them)
     word_times: tuple[tuple[float, float], ...] | None = None
+    # [start, end] seconds of the example in its audio file (a part of a clip); None: the whole file
+    span: tuple[float, float] | None = None
 
 
 def read_manifest(path: str | Path, text_field: str = "text") -> list[Example]:
@@ -195,6 +197,10 @@ def _word_times(record: dict, text: str, where: str) -> tuple[tuple[float, float
     if times is None:
         return None
     words = text.split()
+    normalized = record.get("normalized")
+    if isinstance(times, list) and len(times) != len(words) and isinstance(normalized, str) \
+            and len(times) == len(normalized.split()):
+        return None  # a tala dataset's times are of its normalized words, and this text's words differ
     ok = isinstance(times, list) and len(times) == len(words) and all(
         isinstance(t, list) and len(t) == 2 and all(isinstance(x, (int, float)) for x in t) and 0 <= t[0] <= t[1]
         for t in times)  # fmt: skip
@@ -221,8 +227,14 @@ def encode_text(text: str, vocab: dict[str, int], where: str, lang: str) -> list
 
 
 def load_audio(example: Example) -> np.ndarray:
+    """The example's samples (mono): its whole file, or its ``span`` of it."""
     try:
-        samples, rate = sf.read(example.audio, dtype="float32", always_2d=True)
+        if example.span is None:
+            samples, rate = sf.read(example.audio, dtype="float32", always_2d=True)
+        else:
+            rate = sf.info(example.audio).samplerate
+            samples, rate = sf.read(example.audio, start=round(example.span[0] * rate),
+                                    stop=round(example.span[1] * rate), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as err:
         raise InputError(example.audio, f"unreadable audio ({example.where}): {err}") from None
     if rate != SAMPLE_RATE:
