@@ -91,6 +91,7 @@ FRAMES_PER_S = 16_000 / (64 * 3 * 2)  # the encoder's frames: its convolutions' 
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
                "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s",
                "guided_attention", "guided_attention_width", "part_seconds")  # fmt: skip
+# (a setting left at None is not recorded: checkpoints made before it existed still resume)
 
 
 @dataclass(frozen=True)
@@ -364,8 +365,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     root.mkdir(parents=True, exist_ok=True)
     data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
             "total_s": round(sum(durations), 3)}  # fmt: skip
-    fresh = new_position(settings={k: getattr(settings, k) if k != "lora_targets" else list(settings.lora_targets)
-                                   for k in RESUME_KEYS}, data=data, train_loss_sum=0.0)  # fmt: skip
+    recorded = {k: list(v) if k == "lora_targets" else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
+    fresh = new_position(settings=recorded, data=data, train_loss_sum=0.0)
     start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
                    "device": str(device), "left_out": len(left_out)}  # fmt: skip
     torch.manual_seed(settings.seed)  # the data order and dropout; a resumed run restores its own state
