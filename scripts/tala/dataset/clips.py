@@ -408,11 +408,12 @@ def segment_score(members: list[Unit]) -> float:
 def segment_word_times(members: list[Unit], words: dict[int, list[dict]], clip_start: float, clip_end: float
                        ) -> tuple[tuple[float, float], ...] | None:
     """[start, end] of each word of the members' normalized text, in seconds from ``clip_start``
-    (rounded to ms, within the clip); None when a member's aligned words are not its words."""
+    (rounded to ms, within the clip); None when a member's aligned words are not its words (a whole
+    verse's words are all its words, a piece's those within it)."""
     times = []
     for unit in members:
-        inside = [w for w in words.get(unit.verse, [])
-                  if w["start"] >= unit.start - 1e-6 and w["end"] <= unit.end + 1e-6]
+        inside = words.get(unit.verse, []) if unit.parts == 1 else [
+            w for w in words.get(unit.verse, []) if w["start"] >= unit.start - 1e-6 and w["end"] <= unit.end + 1e-6]
         if [str(w.get("word", "")) for w in inside] != unit.normalized.split():
             return None
         times += [(round(min(max(w["start"] - clip_start, 0.0), clip_end - clip_start), 3),
