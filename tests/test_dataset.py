@@ -485,6 +485,19 @@ def test_lhotse_manifests_load_as_the_card_says(samoan_clips, tmp_path, monkeypa
     np.testing.assert_array_equal(recordings.with_path_prefix(str(dataset))[0].load_audio()[0], clip)
 
 
+def test_lhotse_supervisions_carry_the_word_times_as_their_word_alignment():
+    lhotse = pytest.importorskip("lhotse")
+    from tala.dataset.build import lhotse_supervision
+
+    row = {"id": "GEN_001_0000_1-1", "duration": 2.5, "text": "O le lagi.", "normalized": "o le lagi",
+           "language": "samoan", "recording": "GEN_001", "verses": [1], "score": -0.1, "cer": 0.0,
+           "word_times": [[0.15, 0.3], [0.35, 0.6], [0.7, 1.25]]}
+    supervision = lhotse.SupervisionSegment.from_dict(json.loads(json.dumps(lhotse_supervision(row))))
+    assert [(a.symbol, a.start, a.duration) for a in supervision.alignment["word"]] == [
+        ("o", 0.15, 0.15), ("le", 0.35, 0.25), ("lagi", 0.7, 0.55)]
+    assert lhotse.SupervisionSegment.from_dict(lhotse_supervision({**row, "word_times": None})).alignment is None
+
+
 def test_manifest_folders_are_replaced_whole(samoan_clips, tmp_path):
     dataset, jsonls = samoan_clips
     out = tmp_path / "out"

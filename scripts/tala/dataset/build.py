@@ -200,11 +200,16 @@ def lhotse_recording(row: dict) -> dict:
 
 
 def lhotse_supervision(row: dict) -> dict:
-    """A row as a Lhotse SupervisionSegment covering its whole clip (the speaker is unknown)."""
-    return {"id": row["id"], "recording_id": row["id"], "start": 0.0,
-            "duration": int(round(row["duration"] * SAMPLE_RATE)) / SAMPLE_RATE, "channel": 0,
-            "text": row["text"], "language": row["language"],
-            "custom": {key: row[key] for key in ("recording", "verses", "normalized", "score", "cer")}}
+    """A row as a Lhotse SupervisionSegment covering its whole clip (the speaker is unknown); its
+    ``word_times`` as the word alignment (the normalized words: [symbol, start, duration, score])."""
+    supervision = {"id": row["id"], "recording_id": row["id"], "start": 0.0,
+                   "duration": int(round(row["duration"] * SAMPLE_RATE)) / SAMPLE_RATE, "channel": 0,
+                   "text": row["text"], "language": row["language"],
+                   "custom": {key: row[key] for key in ("recording", "verses", "normalized", "score", "cer")}}
+    if row.get("word_times"):
+        supervision["alignment"] = {"word": [[word, start, round(end - start, 3), None] for word, (start, end)
+                                             in zip(row["normalized"].split(), row["word_times"])]}
+    return supervision
 
 
 def jsonl_text(items: list[dict]) -> str:
@@ -462,7 +467,8 @@ def dataset_card(summary: dict) -> str:
         "",
         "Lhotse: `lhotse/{split}_recordings.jsonl.gz` and `lhotse/{split}_supervisions.jsonl.gz` are a "
         "RecordingSet and a SupervisionSet (one recording and one supervision per clip; `custom` holds "
-        "`recording`, `verses`, `normalized`, `score`, `cer`). Their sources are relative to this folder, "
+        "`recording`, `verses`, `normalized`, `score`, `cer`; `alignment[\"word\"]` the normalized words' "
+        "times, where known). Their sources are relative to this folder, "
         "which Lhotse resolves against the current directory: load them from here (or call "
         "`recordings.with_path_prefix(\"path/to/this/folder\")`). An empty split's files are empty.",
         "",
