@@ -43,9 +43,9 @@ from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
-from tala.finetune.parts import training_parts  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
+from tala.finetune.parts import training_parts  # noqa: E402
 from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
 from tala.models.moonshine import (  # noqa: E402
     MAX_CLIP_S,
