@@ -85,3 +85,11 @@ def test_word_times_of_the_normalized_words_are_not_taken_for_another_texts(tmp_
     manifest.write_text(json.dumps({**row, "word_times": [[0.1, 0.3]]}) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r'm\.jsonl:1: "word_times" must be 2 \[start, end\] pairs'):
         read_manifest(manifest, "text")
+
+
+def test_a_damaged_clip_or_part_is_one_error_naming_it_and_its_line(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wave")
+    for span in (None, (0.5, 1.0)):
+        with pytest.raises(InputError, match=r"bad\.wav: unreadable audio \(train\.jsonl:3\)"):
+            load_audio(Example(bad, "o le", 1.0, "train.jsonl:3", span=span))

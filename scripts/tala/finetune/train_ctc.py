@@ -229,12 +229,12 @@ def encode_text(text: str, vocab: dict[str, int], where: str, lang: str) -> list
 def load_audio(example: Example) -> np.ndarray:
     """The example's samples (mono): its whole file, or its ``span`` of it."""
     try:
-        if example.span is None:
-            samples, rate = sf.read(example.audio, dtype="float32", always_2d=True)
-        else:
-            rate = sf.info(example.audio).samplerate
-            samples, rate = sf.read(example.audio, start=round(example.span[0] * rate),
-                                    stop=round(example.span[1] * rate), dtype="float32", always_2d=True)
+        with sf.SoundFile(example.audio) as audio:  # opened once: its rate places a span
+            rate = audio.samplerate
+            if example.span is not None:
+                audio.seek(round(example.span[0] * rate))
+            frames = -1 if example.span is None else round(example.span[1] * rate) - round(example.span[0] * rate)
+            samples = audio.read(frames, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as err:
         raise InputError(example.audio, f"unreadable audio ({example.where}): {err}") from None
     if rate != SAMPLE_RATE:
