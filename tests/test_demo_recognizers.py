@@ -7,6 +7,7 @@ and the verse clips they are judged on."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,6 +236,72 @@ def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_pa
             assert valid == ["smo-valid.jsonl", "por-valid.jsonl", "por-nv.jsonl"]
         else:
             assert valid == ["smo-valid.jsonl", "por-valid.jsonl"]
+
+@pytest.mark.parametrize("present, trained", [((), ["easy", "chunks", "full", "joint"]), (("full",), ["joint"]),
+                                              (("easy", "joint"), [])])
+def test_moonshine_recipe_runs_the_stages_after_the_last_one_made(tmp_path, monkeypatch, present, trained):
+    """Each stage starts from the one before (the first from the position stage's encoder); the
+    stages before the last whose output exists are not run again; the joint stage trains the
+    encoder too ("all", nothing cached) on the full stage's data."""
+    import tala.finetune.moonshine as trainer
+    from tala.demo.moonshine_recipe import DECODER_STAGES, MoonshineRecipe, stage_moonshine
+
+    calls = []
+
+    def fake_train(data, out, settings, start, valid_manifests=(), **_):
+        calls.append((out.name, Path(start).name, [p.name for p in data], settings.train, settings.cache_frames))
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    for stage in present:
+        (tmp_path / "models" / DECODER_STAGES[stage]).mkdir(parents=True)
+        (tmp_path / "models" / DECODER_STAGES[stage] / "model.safetensors").write_bytes(b"")
+    langs = ("smo", "por")
+    named = {kind: {lang: tmp_path / f"{lang}-{kind}.jsonl" for lang in langs} for kind in ("easy", "chunks", "timed")}
+    folders = stage_moonshine(tmp_path, {lang: {"valid": tmp_path / f"{lang}-valid.jsonl"} for lang in langs},
+                              named["easy"], named["chunks"], named["timed"], {"por": tmp_path / "por-more.jsonl"},
+                              tmp_path / "position", MoonshineRecipe(), 0, progress=False)  # fmt: skip
+    assert list(folders) == list(DECODER_STAGES) and [c[0] for c in calls] == [DECODER_STAGES[s] for s in trained]
+    names = ["position", *DECODER_STAGES.values()]
+    assert [c[1] for c in calls] == [names[list(DECODER_STAGES).index(s)] for s in trained]
+    full = ["smo-timed.jsonl", "por-timed.jsonl", "por-more.jsonl"]
+    for (_, _, data, mode, cached), stage in zip(calls, trained):
+        assert (mode, cached) == (("all", False) if stage == "joint" else ("decoder", True))
+        if stage in ("full", "joint"):
+            assert data == full
+
+
+def test_moonshine_work_folder_unpacked_from_the_shipped_stand_in_goes_on_after_its_last_stage(tmp_path):
+    """``--unpack``: the shipped model in the folder of the stage that made it (and as the encoder's
+    and position's outputs), every stage's log where the packer reads it, the records packed
+    again as they were; the recipe then runs only the stages after that one."""
+    from tala.demo.moonshine import LAST_LOG, unpack
+    from tala.demo.moonshine_recipe import DECODER_STAGES
+    from tala.training import LOG_FILE, checkpoint_root
+
+    info = json.loads((MOONSHINE / "training.json").read_text(encoding="utf-8"))
+    made = info["stages"]["moonshine"].get("stage", "full")
+    written = unpack(MOONSHINE, tmp_path, "resources/demo/moonshine@abc1234")
+    models = tmp_path / "models"
+    later = list(DECODER_STAGES)[list(DECODER_STAGES).index(made) + 1:]
+    assert {p.name for p in written} == ({"moonshine-init", "moonshine-position"} |
+                                         {DECODER_STAGES[s] for s in DECODER_STAGES if s not in later})  # fmt: skip
+    shipped = (MOONSHINE / "model.safetensors").read_bytes()
+    for name in ("moonshine-init", "moonshine-position", DECODER_STAGES[made]):
+        assert (models / name / "model.safetensors").read_bytes() == shipped
+    for stage in DECODER_STAGES:
+        if stage != made:
+            assert not (models / DECODER_STAGES[stage] / "model.safetensors").exists()
+    encoder = json.loads((models / "moonshine-init" / "distillation.json").read_text())
+    assert encoder == {"final_eval": info["stages"]["encoder"]["final_eval"],
+                       "unpacked_from": "resources/demo/moonshine@abc1234"}
+    last = json.loads((models / DECODER_STAGES[made] / "training.json").read_text())
+    assert last["final_eval"] == info["stages"]["moonshine"]["final_eval"] and last["versions"] == info["versions"]
+    assert (checkpoint_root(models / DECODER_STAGES[made]) / LOG_FILE).read_bytes() == (MOONSHINE / LAST_LOG).read_bytes()
+    assert (checkpoint_root(models / "moonshine-position") / LOG_FILE).read_bytes() == \
+        (MOONSHINE / "position_log.jsonl").read_bytes()  # fmt: skip
+    before = {p: p.stat().st_mtime_ns for p in models.rglob("*")}
+    assert unpack(MOONSHINE, tmp_path, "x") == [] and before == {p: p.stat().st_mtime_ns for p in models.rglob("*")}
+
 
 # --------------------------------------------------------------------------- the shipped stand-ins
 

@@ -1,14 +1,14 @@
 """Build the demo's Moonshine stand-in (``resources/demo/moonshine``), reproducibly, from synthesized
 speech only (:mod:`tala.demo.moonshine_recipe`): its encoder distilled from the demo CTC model and
-taught where each frame is, its decoder trained on the frozen encoder; then its evaluation on the
-demo chapters' verses and the shipped folder.
+taught where each frame is, its decoder trained on the frozen encoder, then both together; then its
+evaluation on the demo chapters' verses and the shipped folder.
 
     PYTHONPATH=scripts python -m tala.demo.moonshine --out resources/demo/moonshine
 
 The folder is a whole Moonshine model as the hub ships ``UsefulSensors/moonshine-tiny``
 (``config.json``, ``model.safetensors``, ``preprocessor_config.json``, the tokenizer), with
 ``training.json``, the stages' logs (``encoder_log.jsonl``, ``position_log.jsonl``, ``easy_log.jsonl``,
-``chunks_log.jsonl``, ``training_log.jsonl``), ``eval.json`` and the card, so the workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
+``chunks_log.jsonl``, ``full_log.jsonl``, ``training_log.jsonl``), ``eval.json`` and the card, so the workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
 """
 
 from __future__ import annotations
@@ -19,23 +19,26 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
 import shutil
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import tala
 from tala.demo.evaluate import evaluate_verses, log_elapsed, safetensors_parameters, stage_log
-from tala.demo.moonshine_recipe import MoonshineRecipe, RecipeRun, run_recipe
+from tala.demo.moonshine_recipe import DECODER_STAGES, MoonshineRecipe, RecipeRun, run_recipe
 from tala.demo.pack import data_summary, split_utterances
 from tala.demo.speech import tool_version
 from tala.demo.speechllm_recipe import MORE_SPLIT
 from tala.demo.stand_in import TEACHER, parse_args, prepare, print_summary
 from tala.demo.text import LANGUAGES
-from tala.errors import run_cli
+from tala.errors import InputError, run_cli
 from tala.fileio import atomic_dir, write_json_atomic
 
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
            "tokenizer.json", "tokenizer_config.json")  # fmt: skip
+LAST_LOG = "training_log.jsonl"  # the last stage's log (the recognizer's); the earlier ones <stage>_log.jsonl
+STAGE_RECORDS = ("settings", "examples", "left_out", "steps", "best", "final_eval")  # of a stage's training.json
 
 
 def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_root: Path, work: Path,
@@ -44,26 +47,25 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
     ``training.json``, ``eval.json`` and the card."""
     from tala.finetune.evaluate_asr import MoonshineRecognizer, System
 
-    trained = run.moonshine
-    info = json.loads((trained / "training.json").read_text(encoding="utf-8"))
+    trained, last = run.moonshine, list(run.stages)[-1]
+    info = {stage: json.loads((folder / "training.json").read_text(encoding="utf-8"))
+            for stage, folder in run.stages.items() if (folder / "training.json").exists()}  # fmt: skip
     encoder_log = stage_log(run.encoder)
     position_log = stage_log(run.position)
-    last_log = stage_log(trained)
-    # the decoder's earlier stages (the curriculum, the chunks): their logs ship as <stage>_log.jsonl
-    earlier = {stage: stage_log(folder) for stage, folder in run.stages.items() if folder != trained}
+    # The recipe's own logs, with their wall times (the trained folders' copies have none); the
+    # last stage's ships as training_log.jsonl, the earlier ones as <stage>_log.jsonl.
+    logs = {stage: stage_log(folder) for stage, folder in run.stages.items()}
+    shipped_logs = {stage: LAST_LOG if stage == last else f"{stage}_log.jsonl" for stage in logs}
+    # In training.json and the card the last stage is "moonshine" (the recognizer shipped).
+    named = {stage: "moonshine" if stage == last else stage for stage in run.stages}
     with atomic_dir(out) as tmp:
         for name in SHIPPED:
             if (trained / name).exists():
                 shutil.copyfile(trained / name, tmp / name)
-        # The recipe's own log, with its wall times (the trained folder's copy has none).
-        shutil.copyfile(last_log, tmp / "training_log.jsonl")
-        if encoder_log.exists():
-            shutil.copyfile(encoder_log, tmp / "encoder_log.jsonl")
-        if position_log.exists():
-            shutil.copyfile(position_log, tmp / "position_log.jsonl")
-        for stage, log in earlier.items():
+        for log, name in [(encoder_log, "encoder_log.jsonl"), (position_log, "position_log.jsonl"),
+                          *((logs[k], shipped_logs[k]) for k in logs)]:  # fmt: skip
             if log.exists():
-                shutil.copyfile(log, tmp / f"{stage}_log.jsonl")
+                shutil.copyfile(log, tmp / name)
         recognizer = MoonshineRecognizer(System("stand-in", str(tmp), None), None, "cpu", "float32")
         report = evaluate_verses(recognizer, str(out), demo_root, work / "eval", list(run.manifests))
         write_json_atomic(tmp / "eval.json", report)
@@ -79,22 +81,78 @@ def pack(out: Path, run: RecipeRun, recipe: MoonshineRecipe, seed: int, demo_roo
             "data": data_summary({lang: {**splits, **({MORE_SPLIT: run.more[lang]} if lang in run.more else {})}
                                   for lang, splits in run.manifests.items()}, demo_root),
             "stages": {
-                # unpacked_from: a work folder rebuilt from a shipped stand-in (its frozen encoder)
+                # unpacked_from: a work folder rebuilt from a shipped stand-in (unpack)
                 "encoder": {"final_eval": distilled["final_eval"], "log": "encoder_log.jsonl",
                             **({"unpacked_from": distilled["unpacked_from"]} if "unpacked_from" in distilled else {})},
                 "position": {"final_eval": placed["final_eval"], "log": "position_log.jsonl"},
-                "moonshine": {k: info[k] for k in ("settings", "examples", "left_out", "steps", "best", "final_eval")},
+                # the stages that train the decoder (the curriculum's records are its log alone)
+                **{named[stage]: {**{k: info[stage][k] for k in STAGE_RECORDS if stage in info},
+                                  "stage": stage, "log": shipped_logs[stage]}
+                   for stage in run.stages},
             },
             "stage_seconds_this_run": run.seconds,
             "stage_elapsed_s": {"encoder": log_elapsed(encoder_log), "position": log_elapsed(position_log),
-                                "easy": log_elapsed(earlier["easy"]),
-                                "chunks": log_elapsed(earlier["chunks"]), "moonshine": log_elapsed(last_log)},
+                                **{named[stage]: log_elapsed(log) for stage, log in logs.items()}},
             "parameters": safetensors_parameters(tmp, {"model": "model.safetensors"}),
-            "versions": {**info["versions"], "espeak-ng": tool_version("espeak-ng")},
+            "versions": {**info[last]["versions"], "espeak-ng": tool_version("espeak-ng")},
         }
         write_json_atomic(tmp / "training.json", summary)
         (tmp / "README.md").write_text(card(summary, report), encoding="utf-8")
     return report
+
+
+def unpack(shipped: Path, work: Path, label: str) -> list[Path]:
+    """Rebuild the finished stages' folders under ``<work>/models`` from a stand-in folder that
+    :func:`pack` wrote (its model, its stages' records and logs), so that a stage added after its
+    last one goes on from it without the hours before (:mod:`tala.demo.moonshine_recipe` skips a
+    stage whose output exists). The folder of the stage that made the shipped model holds it; the
+    encoder's and the position's folders hold it too, as their outputs (nothing reads their
+    weights once a later stage exists); the decoder's earlier stages get their records and logs.
+    The encoder's ``distillation.json`` records ``label`` as ``unpacked_from``; folders that exist
+    are left alone. Returns the folders written."""
+    from tala.training import LOG_FILE, checkpoint_root
+
+    info = json.loads((shipped / "training.json").read_text(encoding="utf-8"))
+    stages = info["stages"]
+    # the stage whose model shipped (a folder packed before the joint stage existed: "full")
+    made = stages["moonshine"].get("stage", "full")
+    records = {made: stages["moonshine"], **{s: stages[s] for s in DECODER_STAGES if s in stages}}
+    models = work / "models"
+    folders = {"encoder": models / "moonshine-init", "position": models / "moonshine-position",
+               **{stage: models / name for stage, name in DECODER_STAGES.items()}}  # fmt: skip
+    order = list(DECODER_STAGES)
+    written = []
+    for stage, folder in folders.items():
+        if folder.exists() or (stage in DECODER_STAGES and order.index(stage) > order.index(made)):
+            continue
+        log = (stages[stage]["log"] if stage in ("encoder", "position") else
+               records.get(stage, {}).get("log", LAST_LOG if stage == made else f"{stage}_log.jsonl"))  # fmt: skip
+        with atomic_dir(folder) as tmp:
+            if stage in ("encoder", "position", made):
+                for name in SHIPPED:
+                    if (shipped / name).exists():
+                        shutil.copyfile(shipped / name, tmp / name)
+            if stage in ("encoder", "position"):
+                record = {"final_eval": stages[stage]["final_eval"], "unpacked_from": label}
+                if stage == "position":
+                    record.pop("unpacked_from")
+                write_json_atomic(tmp / "distillation.json", record)
+            elif stage in records:
+                write_json_atomic(tmp / "training.json", {**{k: records[stage][k] for k in STAGE_RECORDS
+                                                             if k in records[stage]}, "versions": info["versions"]})
+        if (shipped / log).exists():
+            root = checkpoint_root(folder)
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shipped / log, root / LOG_FILE)
+        written.append(folder)
+    return written
+
+
+def shipped_label(folder: Path) -> str:
+    """``folder@<commit>``: the last commit that changed it (the folder alone outside a git checkout)."""
+    done = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(folder)], capture_output=True, text=True)
+    commit = done.stdout.strip() if done.returncode == 0 else ""
+    return f"{folder}@{commit}" if commit else str(folder)
 
 
 def card(info: dict, report: dict) -> str:
@@ -104,7 +162,9 @@ def card(info: dict, report: dict) -> str:
     enc_eval = stages["encoder"]["final_eval"] or {}
     pos_eval = stages["position"]["final_eval"] or {}
     source = stages["encoder"].get("unpacked_from")
-    unpacked = f"\n   This build took this stage's output from `{source}` (the decoder stages froze it)." if source else ""
+    unpacked = (f"\n\n   This build unpacked stages 1-3 from `{source}` (`--unpack`: its model, records and logs) "
+                "and ran stage 4." if source else "")  # fmt: skip
+    full = stages["full"].get("final_eval") or {}
     final = stages["moonshine"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
     more = split_utterances(info["data"], MORE_SPLIT)
@@ -129,7 +189,7 @@ verse dropped) and its BPE tokenizer:
    (`resources/demo/model` with each language's adapter), KL divergence between its per-frame character
    posteriors and a linear CTC head on Moonshine's encoder (24 ms frames matched to the teacher's 20 ms by
    time), {recipe['distill_steps']} steps of {recipe['windows_per_batch']} windows of 30 s. Validation
-   greedy-CTC CER through the (dropped) head: {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.{unpacked}
+   greedy-CTC CER through the (dropped) head: {100 * enc_eval.get('cer', float('nan')):.1f} %. Log: `encoder_log.jsonl`.
 2. **Where each frame is** ({minutes['position']} min): a Moonshine encoder has rotary attention and no
    absolute positions, and after the KL alone a linear probe found each frame's time in its clip with
    R² 0.06 (the speech-LLM's Whisper encoder: 0.95); a decoder reading it through cross-attention
@@ -149,15 +209,22 @@ verse dropped) and its BPE tokenizer:
    - clips of 3-10 words cut from the training utterances between words ({recipe['chunk_steps']} steps,
      {minutes['chunks']} min; `chunks_log.jsonl`);
    - the whole utterances and more utterances of new sentences ({more}; {more_hours:.0f} h in all;
-     {recipe['moonshine_steps']} steps of {recipe['batch_seconds']:.0f} s of audio, {minutes['moonshine']} min;
-     `training_log.jsonl`).
+     {recipe['moonshine_steps']} steps of {recipe['batch_seconds']:.0f} s of audio, {minutes['full']} min;
+     `full_log.jsonl`).
 
    The last two with guided attention (`tala.finetune.guided`, weight {recipe['guided_attention']}): half
    the cross-attention heads are rewarded for reading each token where the teacher's greedy path put its
    word (word times matched to the text). Without it the decoder stayed a language model of the text
    (validation CER 97 % after 2,400 steps on whole utterances). Validation CER
-   {100 * final.get('cer', float('nan')):.1f} %, WER {100 * final.get('wer', float('nan')):.1f} %
-   (best step {(stages['moonshine']['best'] or {}).get('step')}).
+   {100 * full.get('cer', float('nan')):.1f} %, WER {100 * full.get('wer', float('nan')):.1f} %
+   (best step {(stages['full'].get('best') or {}).get('step')}).
+4. **Encoder and decoder together** (`train="all"`, each clip encoded alone; {minutes['moonshine']} min): the
+   frozen encoder knew each frame's sounds but its place only to about a second, and a decoder that finds
+   where to read by the frames' content alone read the demo verses at 55-59 % CER. From stage 3, on its
+   data with its guided attention, {recipe['joint_steps']} steps of {recipe['joint_batch_seconds']:.0f} s of audio at
+   lr {recipe['joint_lr']:g}: validation CER {100 * final.get('cer', float('nan')):.1f} %, WER
+   {100 * final.get('wer', float('nan')):.1f} % (best step {(stages['moonshine']['best'] or {}).get('step')};
+   `training_log.jsonl`).{unpacked}
 
 ## Evaluation on the demo chapters (never trained on)
 
@@ -172,9 +239,21 @@ The workflow fine-tunes LoRA adapters on each demo language's dataset (`finetune
 """
 
 
+def add_unpack(parser) -> None:
+    parser.add_argument("--unpack", type=Path, metavar="FOLDER",
+                        help="first rebuild the finished stages in --work from this shipped stand-in "
+                             "(e.g. resources/demo/moonshine), so only the stages after its last one run")  # fmt: skip
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv, "tala.demo.moonshine", __doc__.splitlines()[0], "resources/demo/moonshine")
+    args = parse_args(argv, "tala.demo.moonshine", __doc__.splitlines()[0], "resources/demo/moonshine",
+                      options=add_unpack)  # fmt: skip
     command = prepare(args, "tala.demo.moonshine")
+    if args.unpack is not None:
+        if not (args.unpack / "training.json").is_file():
+            raise InputError(args.unpack, "not a Moonshine stand-in this recipe shipped (no training.json)")
+        for folder in unpack(args.unpack, args.work, shipped_label(args.unpack)):
+            print(f"unpacked {folder} from {args.unpack}", file=sys.stderr)
     recipe = MoonshineRecipe()
     run = run_recipe(args.work, recipe, args.seed, args.workers, args.teacher, progress=not args.no_progress)
     print_summary(pack(args.out, run, recipe, args.seed, args.demo, args.work, command))

@@ -31,7 +31,9 @@ class Stopwatch:
         return result
 
 
-def parse_args(argv, module: str, description: str, default_out: str) -> argparse.Namespace:
+def parse_args(argv, module: str, description: str, default_out: str,
+               options: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The stand-ins' shared options, and a recipe's own (``options`` adds them)."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("--out", type=Path, default=Path(default_out), help="default: %(default)s")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
@@ -42,6 +44,8 @@ def parse_args(argv, module: str, description: str, default_out: str) -> argpars
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
+    if options is not None:
+        options(parser)
     return parser.parse_args(argv)
 
 
