@@ -8,7 +8,8 @@ evaluation on the demo chapters' verses and the shipped folder.
 The folder is a whole Moonshine model as the hub ships ``UsefulSensors/moonshine-tiny``
 (``config.json``, ``model.safetensors``, ``preprocessor_config.json``, the tokenizer), with
 ``training.json``, the stages' logs (``encoder_log.jsonl``, ``position_log.jsonl``, ``easy_log.jsonl``,
-``chunks_log.jsonl``, ``full_log.jsonl``, ``training_log.jsonl``), ``eval.json`` and the card, so the workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
+``chunks_log.jsonl``, ``full_log.jsonl``, ``training_log.jsonl``), ``eval.json`` and the card, so the
+workflow fine-tunes it with LoRA (``moonshine.start``) exactly as it would the real one.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class MoonshineRecipe:
     # on the last stage's data with its guided attention: the frozen encoder knew each frame's sounds
     # (CTC CER 9.3 % through a linear head) but its time only to 1.3 s, and the decoder, which finds
     # its place by the frames' content alone, read the demo verses at 55-59 % CER.
-    joint_steps: int = 3000
+    joint_steps: int = 1200
     joint_lr: float = 3e-4
     joint_warmup: int = 100
     joint_batch_seconds: float = 60.0
@@ -206,8 +206,8 @@ def moonshine_settings(recipe: MoonshineRecipe, seed: int, stage: str = "full"):
     return MoonshineSettings(train="all" if joint else "decoder", max_steps=steps, learning_rate=lr,
                              warmup_steps=warmup, min_lr_ratio=0.02, weight_decay=0.01, batch_seconds=batch_seconds,
                              max_batch_size=batch_size, accumulate=1, seed=seed, text_field="text",
-                             eval_every=250 if stage == "easy" else 500, checkpoint_every=50 if joint else 100,
-                             log_every=25, cache_frames=not joint,
+                             eval_every={"easy": 250, "joint": 400}.get(stage, 500),
+                             checkpoint_every=50 if joint else 100, log_every=25, cache_frames=not joint,
                              reread=False,  # each clip read once, as the shipped run
                              guided_attention=0.0 if stage == "easy" else recipe.guided_attention,
                              guided_attention_width=recipe.guided_width)  # fmt: skip
