@@ -134,10 +134,8 @@ def unpack(shipped: Path, work: Path, label: str) -> list[Path]:
                     if (shipped / name).exists():
                         shutil.copyfile(shipped / name, tmp / name)
             if stage in ("encoder", "position"):
-                record = {"final_eval": stages[stage]["final_eval"], "unpacked_from": label}
-                if stage == "position":
-                    record.pop("unpacked_from")
-                write_json_atomic(tmp / "distillation.json", record)
+                origin = {"unpacked_from": label} if stage == "encoder" else {}
+                write_json_atomic(tmp / "distillation.json", {"final_eval": stages[stage]["final_eval"], **origin})
             elif stage in records:
                 write_json_atomic(tmp / "training.json", {**{k: records[stage][k] for k in STAGE_RECORDS
                                                              if k in records[stage]}, "versions": info["versions"]})
@@ -163,8 +161,8 @@ def card(info: dict, report: dict) -> str:
     enc_eval = stages["encoder"]["final_eval"] or {}
     pos_eval = stages["position"]["final_eval"] or {}
     source = stages["encoder"].get("unpacked_from")
-    unpacked = (f"\n\n   This build unpacked stages 1-3 from `{source}` (`--unpack`: its model, records and logs) "
-                "and ran stage 4." if source else "")  # fmt: skip
+    unpacked = (f"\n\n   This build unpacked the stages `{source}` had finished (`--unpack`: its model, records and "
+                "logs) and ran the ones after." if source else "")  # fmt: skip
     full = stages["full"].get("final_eval") or {}
     final = stages["moonshine"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
