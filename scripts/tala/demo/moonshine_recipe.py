@@ -103,7 +103,7 @@ class MoonshineRecipe:
     # its place by the frames' content alone, read the demo verses at 55-59 % CER. Together, from
     # the last stage: validation loss 2.47 -> 1.71 / 1.21 / 0.81 / 0.57 nats a token at steps
     # 500 / 1,000 / 2,000 / 3,500, CER 61.0 -> 51.3 / 49.0 / 29.1 / 20.3 % (53 min); demo verses
-    # 16.3 % / 23.1 %. The first errors left are the attention's: a phrase read twice, one skipped.
+    # 16.2 % / 23.1 %. The first errors left are the attention's: a phrase read twice, one skipped.
     joint_steps: int = 4000
     joint_lr: float = 3e-4
     joint_warmup: int = 100
