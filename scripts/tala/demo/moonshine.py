@@ -111,8 +111,6 @@ def unpack(shipped: Path, work: Path, label: str) -> list[Path]:
     weights once a later stage exists); the decoder's earlier stages get their records and logs.
     The encoder's ``distillation.json`` records ``label`` as ``unpacked_from``; folders that exist
     are left alone. Returns the folders written."""
-    from tala.training import LOG_FILE, checkpoint_root
-
     info = json.loads((shipped / "training.json").read_text(encoding="utf-8"))
     stages = info["stages"]
     # the stage whose model shipped (a folder packed before the joint stage existed: "full")
@@ -139,10 +137,9 @@ def unpack(shipped: Path, work: Path, label: str) -> list[Path]:
             elif stage in records:
                 write_json_atomic(tmp / "training.json", {**{k: records[stage][k] for k in STAGE_RECORDS
                                                              if k in records[stage]}, "versions": info["versions"]})
-        if (shipped / log).exists():
-            root = checkpoint_root(folder)
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shipped / log, root / LOG_FILE)
+        if (shipped / log).exists():  # where pack reads a stage's log
+            stage_log(folder).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shipped / log, stage_log(folder))
         written.append(folder)
     return written
 

@@ -34,7 +34,7 @@ import numpy as np
 from tala.demo.distill import DistillSettings, Student, distill, stage_chunks, stage_teacher, stage_word_times
 from tala.demo.speechllm_recipe import (SpeechLLMRecipe, stage_data, stage_decoder_init, stage_easy_data,
                                        stage_more)
-from tala.demo.stand_in import Stopwatch
+from tala.demo.stand_in import Stopwatch, last_made
 
 SAMPLE_RATE = 16_000
 MOONSHINE_HOP = 384  # samples per encoder frame: the convolutions' strides 64 x 3 x 2
@@ -230,11 +230,10 @@ def stage_moonshine(work: Path, manifests: dict, easy: dict[str, Path], chunks: 
             "full": [timed[lang] for lang in manifests] + [more[lang] for lang in manifests if lang in more]}
     data["joint"] = data["full"]
     folders = {stage: work / "models" / name for stage, name in DECODER_STAGES.items()}
-    last_made = max((i for i, out in enumerate(folders.values()) if (out / "model.safetensors").exists()),
-                    default=-1)  # fmt: skip
+    made = last_made(folders.values(), "model.safetensors")
     previous = start
     for i, (stage, out) in enumerate(folders.items()):
-        if i > last_made:
+        if i > made:
             train(data[stage], out, moonshine_settings(recipe, seed, stage), str(previous), valid_manifests=valid,
                   progress=progress, keep_checkpoint_dir=True)  # fmt: skip
         previous = out

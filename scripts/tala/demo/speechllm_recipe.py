@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tala.demo.distill import (DistillSettings, Student, distill, records_of, stage_joined, stage_teacher,
                                stage_word_times)
-from tala.demo.stand_in import Stopwatch
+from tala.demo.stand_in import Stopwatch, last_made
 from tala.demo.text import LANGUAGES
 from tala.demo.training_speech import synthesize_split
 from tala.fileio import atomic_dir
@@ -294,10 +294,10 @@ def stage_speechllm(work: Path, manifests: dict, easy: dict[str, Path], timed: d
     prose_valid = valid + [splits["narrative-valid"] for splits in narrative.values()]
     valids = {"narrative": prose_valid, "more": prose_valid}
     folders = {stage: work / "models" / name for stage, name in DECODER_STAGES.items()}
-    last_made = max((i for i, out in enumerate(folders.values()) if (out / "speechllm.json").exists()), default=-1)
+    made = last_made(folders.values(), "speechllm.json")
     previous = None
     for i, (stage, out) in enumerate(folders.items()):
-        if i > last_made:
+        if i > made:
             bases = ({"encoder": str(encoder.resolve()), "decoder": str(decoder.resolve())} if previous is None
                      else {"start": previous})  # fmt: skip
             train(data[stage], out, speechllm_settings(recipe, seed, stage), valid_manifests=valids.get(stage, valid),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tala.demo import DEMO_ROOT
@@ -29,6 +29,12 @@ class Stopwatch:
         result = fn(*args, **kwargs)
         self.seconds[name] = round(time.perf_counter() - began, 1)
         return result
+
+
+def last_made(folders: Iterable[Path], marker: str) -> int:
+    """The index of the last stage folder holding its finished output (``marker``), -1 when none:
+    a recipe runs only the stages after it (a work folder may keep only its last stage)."""
+    return max((i for i, out in enumerate(folders) if (out / marker).exists()), default=-1)
 
 
 def parse_args(argv, module: str, description: str, default_out: str,
