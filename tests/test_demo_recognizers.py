@@ -237,19 +237,21 @@ def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_pa
         else:
             assert valid == ["smo-valid.jsonl", "por-valid.jsonl"]
 
-@pytest.mark.parametrize("present, trained", [((), ["easy", "chunks", "full", "joint"]), (("full",), ["joint"]),
-                                              (("easy", "joint"), [])])
+@pytest.mark.parametrize("present, trained", [((), ["easy", "chunks", "full", "joint", "joint2"]),
+                                              (("full",), ["joint", "joint2"]), (("joint",), ["joint2"]),
+                                              (("easy", "joint2"), [])])
 def test_moonshine_recipe_runs_the_stages_after_the_last_one_made(tmp_path, monkeypatch, present, trained):
     """Each stage starts from the one before (the first from the position stage's encoder); the
-    stages before the last whose output exists are not run again; the joint stage trains the
-    encoder too ("all", nothing cached) on the full stage's data."""
+    stages before the last whose output exists are not run again; the joint stages train the
+    encoder too ("all", nothing cached) on the full stage's data, the second in a new order."""
     import tala.finetune.moonshine as trainer
     from tala.demo.moonshine_recipe import DECODER_STAGES, MoonshineRecipe, stage_moonshine
 
     calls = []
 
     def fake_train(data, out, settings, start, valid_manifests=(), **_):
-        calls.append((out.name, Path(start).name, [p.name for p in data], settings.train, settings.cache_frames))
+        calls.append((out.name, Path(start).name, [p.name for p in data], settings.train, settings.cache_frames,
+                      settings.seed))
 
     monkeypatch.setattr(trainer, "train", fake_train)
     for stage in present:
@@ -264,9 +266,10 @@ def test_moonshine_recipe_runs_the_stages_after_the_last_one_made(tmp_path, monk
     names = ["position", *DECODER_STAGES.values()]
     assert [c[1] for c in calls] == [names[list(DECODER_STAGES).index(s)] for s in trained]
     full = ["smo-timed.jsonl", "por-timed.jsonl", "por-more.jsonl"]
-    for (_, _, data, mode, cached), stage in zip(calls, trained):
-        assert (mode, cached) == (("all", False) if stage == "joint" else ("decoder", True))
-        if stage in ("full", "joint"):
+    for (_, _, data, mode, cached, seed), stage in zip(calls, trained):
+        assert (mode, cached) == (("all", False) if stage.startswith("joint") else ("decoder", True))
+        assert seed == (1 if stage == "joint2" else 0)
+        if stage in ("full", "joint", "joint2"):
             assert data == full
 
 

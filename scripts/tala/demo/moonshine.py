@@ -161,8 +161,20 @@ def card(info: dict, report: dict) -> str:
     unpacked = (f"\n\n   This build unpacked the stages `{source}` had finished (`--unpack`: its model, records and "
                 "logs) and ran the ones after." if source else "")  # fmt: skip
     full = stages["full"].get("final_eval") or {}
-    final = stages["moonshine"]["final_eval"] or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
+    joint_key = "joint" if "joint" in stages else "moonshine"  # the last stage is named "moonshine"
+    joint = stages[joint_key]
+    joint_eval = joint.get("final_eval") or {}
+    again = ""
+    if stages["moonshine"].get("stage") == "joint2":
+        final = stages["moonshine"]["final_eval"] or {}
+        again = f"""
+
+5. **Again, from stage 4** ({minutes['moonshine']} min): its validation CER was still falling at its end (at
+   a few per cent of its lr), so {recipe['joint2_steps']} steps more, the cosine restarted at lr
+   {recipe['joint2_lr']:g}, the data in a new order: validation CER {100 * final.get('cer', float('nan')):.1f} %, WER
+   {100 * final.get('wer', float('nan')):.1f} % (best step {(stages['moonshine']['best'] or {}).get('step')};
+   `training_log.jsonl`)."""
     more = split_utterances(info["data"], MORE_SPLIT)
     more_hours = sum(d.get(f"{s}_hours", 0) for d in info["data"].values() for s in ("train", MORE_SPLIT))
     return f"""# Demo Moonshine stand-in (tala)
@@ -214,13 +226,13 @@ verse dropped) and its BPE tokenizer:
    (validation CER 97 % after 2,400 steps on whole utterances). Validation CER
    {100 * full.get('cer', float('nan')):.1f} %, WER {100 * full.get('wer', float('nan')):.1f} %
    (best step {(stages['full'].get('best') or {}).get('step')}).
-4. **Encoder and decoder together** (`train="all"`, each clip encoded alone; {minutes['moonshine']} min): the
+4. **Encoder and decoder together** (`train="all"`, each clip encoded alone; {minutes.get(joint_key, float('nan'))} min): the
    frozen encoder knew each frame's sounds but its place only to about a second, and a decoder that finds
    where to read by the frames' content alone read the demo verses at 55-59 % CER. From stage 3, on its
    data with its guided attention, {recipe['joint_steps']} steps of {recipe['joint_batch_seconds']:.0f} s of audio at
-   lr {recipe['joint_lr']:g}: validation CER {100 * final.get('cer', float('nan')):.1f} %, WER
-   {100 * final.get('wer', float('nan')):.1f} % (best step {(stages['moonshine']['best'] or {}).get('step')};
-   `training_log.jsonl`).{unpacked}
+   lr {recipe['joint_lr']:g}: validation CER {100 * joint_eval.get('cer', float('nan')):.1f} %, WER
+   {100 * joint_eval.get('wer', float('nan')):.1f} % (best step {(joint.get('best') or {}).get('step')};
+   `{joint.get('log')}`).{again}{unpacked}
 
 ## Evaluation on the demo chapters (never trained on)
 
