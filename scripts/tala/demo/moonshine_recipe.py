@@ -112,7 +112,9 @@ class MoonshineRecipe:
     joint_max_batch_size: int = 8
     # Its validation CER was still falling at the end (22.0 -> 20.3 % over the last 500 steps, at
     # 2-10 % of the lr): a second joint run from it, the cosine restarted lower (a warm restart),
-    # the data in a new order (seed + 1).
+    # the data in a new order (seed + 1): validation CER 26.4 / 21.5 / 15.4 / 11.4 / 9.6 / 8.8 % at
+    # steps 500 / 1,000 / 2,000 / 3,000 / 3,500 / 4,000 (loss 0.67 -> 0.34; 50 min); demo verses
+    # 7.3 % / 14.1 %.
     joint2_steps: int = 4000
     joint2_lr: float = 2e-4
 
