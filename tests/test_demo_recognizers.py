@@ -237,6 +237,7 @@ def test_speechllm_recipe_runs_the_decoder_stages_after_the_last_one_made(tmp_pa
         else:
             assert valid == ["smo-valid.jsonl", "por-valid.jsonl"]
 
+
 @pytest.mark.parametrize("present, trained", [((), ["easy", "chunks", "full", "joint", "joint2"]),
                                               (("full",), ["joint", "joint2"]), (("joint",), ["joint2"]),
                                               (("easy", "joint2"), [])])
