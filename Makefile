@@ -76,7 +76,7 @@ demo-speechllm: setup
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.speechllm --out resources/demo/speechllm
 
 # Retrains the demo's Moonshine stand-in into resources/demo/moonshine (the speech-LLM recipe's data,
-# teacher and tokenizer, made when missing; seeded; ~3 h on 2 CPU cores). Resumes after a kill.
+# teacher and tokenizer, made when missing; seeded; ~4 h on 2 CPU cores). Resumes after a kill.
 demo-moonshine: setup
 	@command -v espeak-ng >/dev/null || { echo "demo-moonshine needs espeak-ng (apt-get install espeak-ng)"; exit 1; }
 	PYTHONPATH=scripts $(BIN)/python -m tala.demo.moonshine --out resources/demo/moonshine

@@ -162,11 +162,11 @@ def card(info: dict, report: dict) -> str:
                 "logs) and ran the ones after." if source else "")  # fmt: skip
     full = stages["full"].get("final_eval") or {}
     minutes = {k: round(v / 60, 1) for k, v in info["stage_elapsed_s"].items()}
-    joint_key = "joint" if "joint" in stages else "moonshine"  # the last stage is named "moonshine"
-    joint = stages[joint_key]
+    # the joint stage under its own name when a later one shipped (the last stage is "moonshine")
+    joint, joint_minutes = stages.get("joint", stages["moonshine"]), minutes.get("joint", minutes["moonshine"])
     joint_eval = joint.get("final_eval") or {}
     again = ""
-    if stages["moonshine"].get("stage") == "joint2":
+    if "joint" in stages:
         final = stages["moonshine"]["final_eval"] or {}
         again = f"""
 
@@ -226,7 +226,7 @@ verse dropped) and its BPE tokenizer:
    (validation CER 97 % after 2,400 steps on whole utterances). Validation CER
    {100 * full.get('cer', float('nan')):.1f} %, WER {100 * full.get('wer', float('nan')):.1f} %
    (best step {(stages['full'].get('best') or {}).get('step')}).
-4. **Encoder and decoder together** (`train="all"`, each clip encoded alone; {minutes.get(joint_key, float('nan'))} min): the
+4. **Encoder and decoder together** (`train="all"`, each clip encoded alone; {joint_minutes} min): the
    frozen encoder knew each frame's sounds but its place only to about a second, and a decoder that finds
    where to read by the frames' content alone read the demo verses at 55-59 % CER. From stage 3, on its
    data with its guided attention, {recipe['joint_steps']} steps of {recipe['joint_batch_seconds']:.0f} s of audio at
