@@ -279,3 +279,63 @@ def test_the_artifact_test_names_clips_as_the_workflow_does(tmp_path, monkeypatc
     assert _as_named(tmp_path / "results" / "x" / "a.wav") == "results/x/a.wav"
     assert _as_named(Path("results/x/a.wav")) == "results/x/a.wav"
     assert _as_named(tmp_path.parent / "elsewhere.wav") == str(tmp_path.parent / "elsewhere.wav")
+
+
+def test_chapter_folds_hold_out_each_chapter_and_pool_their_cer_without_rerunning(corpus, tmp_path):
+    """tala.finetune.chapter_folds: each chapter is the validation of one run per setting, trained on
+    the others' clips alone; the table pools the chapters' CER by their characters; a finished run is
+    read again, not rerun; one chapter, a bad setting and a failing run are one clear error each."""
+    from tala.ctc_text import normalize_for_scoring
+    from tala.errors import InputError
+    from tala.finetune import chapter_folds
+
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["recording"] = "GEN_001" if i < 3 else "RUT_001"
+    manifests = tmp_path / "data"
+    manifests.mkdir()
+    (manifests / "clips").symlink_to(corpus / "clips")
+    (manifests / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
+    (manifests / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[5:]))
+    work = tmp_path / "work"
+    argv = ["--trainer", "moonshine", "--manifests", str(manifests / "a.jsonl"), str(manifests / "b.jsonl"),
+            "--work", str(work), "--jobs", "2", "--setting", "fast=--lr 3e-3", "--setting", "slow=--lr 1e-3", "--",
+            *_command(corpus, tmp_path / "unused", max_steps=2)[3:]]  # fmt: skip
+    for option in ("--train", "--out"):  # each fold's own
+        del argv[argv.index(option): argv.index(option) + 2]
+    argv[argv.index("--eval-every") + 1] = "1"
+    assert chapter_folds.main(argv) == 0
+
+    for held, others in (("GEN_001", "RUT_001"), ("RUT_001", "GEN_001")):
+        folder = work / "folds" / held
+        train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+        valid = [json.loads(line) for line in (folder / "valid.jsonl").read_text().splitlines()]
+        assert {r["recording"] for r in train} == {others} and {r["recording"] for r in valid} == {held}
+        assert len(train) + len(valid) == 8 and all(Path(r["audio"]).is_file() for r in train + valid)
+        info = json.loads((work / "runs" / "fast" / held / "training.json").read_text())
+        assert info["settings"]["learning_rate"] == 3e-3 and info["valid_manifests"] == [str(folder / "valid.jsonl")]
+    table = json.loads((work / "folds.json").read_text())
+    weights = {c: sum(len(normalize_for_scoring(r["normalized"])) for r in rows if r["recording"] == c)
+               for c in ("GEN_001", "RUT_001")}  # fmt: skip
+    assert table["chapters"] == weights
+    assert [(r["setting"], r["step"]) for r in table["rows"]] == [(s, n) for s in ("fast", "slow") for n in (0, 1, 2)]
+    for row in table["rows"]:
+        log = work / "runs" / row["setting"] / "GEN_001" / "training_log.jsonl"
+        cers = [json.loads(line)["eval_cer"] for line in log.read_text().splitlines() if '"eval_cer"' in line
+                and '"event"' not in line]  # fmt: skip
+        assert row["chapters"]["GEN_001"] == cers[row["step"]]
+        pooled = sum(row["chapters"][c] * w for c, w in weights.items()) / sum(weights.values())
+        assert row["cer"] == pytest.approx(pooled, abs=1e-5)
+    assert table["best"]["cer"] == min(r["cer"] for r in table["rows"])
+    assert (work / "folds.tsv").read_text().splitlines()[0] == "setting\tstep\tcer\tGEN_001\tRUT_001"
+
+    done = work / "runs" / "slow" / "RUT_001" / "training_log.jsonl"
+    before = done.stat().st_mtime_ns
+    assert chapter_folds.main(argv) == 0 and done.stat().st_mtime_ns == before, "a finished run is not run again"
+
+    with pytest.raises(InputError, match="1 chapter"):
+        chapter_folds.main([*argv[:3], str(manifests / "b.jsonl"), *argv[4:]])
+    with pytest.raises(SystemExit):
+        chapter_folds.main([*argv[:argv.index("--setting")], "--setting", "no-options", "--"])
+    with pytest.raises(InputError, match=r"the trainer failed .*its log: "):
+        chapter_folds.main([*argv[:argv.index("--setting")], "--setting", "bad=--lr -1", *argv[argv.index("--"):]])
