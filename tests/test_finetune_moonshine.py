@@ -1,5 +1,6 @@
 """tala.finetune.moonshine: Moonshine trained from manifests (whole, then LoRA), seed 004's two files,
-killed and resumed, and the clips, transcripts and settings it refuses."""
+killed and resumed, the clips, transcripts and settings it refuses, and leave-one-chapter-out
+validation over it (tala.finetune.chapter_folds)."""
 
 from __future__ import annotations
 

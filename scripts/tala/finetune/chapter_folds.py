@@ -45,8 +45,8 @@ def chapters_of(manifests: list[Path], text_field: str) -> dict[str, list[dict]]
     for manifest in manifests:
         for number, record in read_jsonl(manifest):
             recording = record.get("recording")
-            if not isinstance(recording, str) or not isinstance(record.get(text_field), str):
-                raise InputError(f"{manifest}:{number}", f'needs "recording" and a {text_field!r} string')
+            if not all(isinstance(record.get(k), str) for k in ("recording", "audio", text_field)):
+                raise InputError(f"{manifest}:{number}", f'needs "recording", "audio" and {text_field!r} strings')
             record = {**record, "audio": str((manifest.parent / record["audio"]).resolve())}
             chapters.setdefault(recording, []).append(record)
     if len(chapters) < 2:
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     for (setting, chapter), c in done:
         curves.setdefault(setting, {})[chapter] = c
     rows = table(curves, weights)
+    if not rows:
+        raise InputError(args.work / "runs", "no step was evaluated in every fold (--eval-every, --evaluate-start)")
     best = min(rows, key=lambda r: (r["cer"], r["step"]))
     write_json_atomic(args.work / "folds.json", {
         "trainer": args.trainer, "manifests": [str(m) for m in args.manifests], "options": args.options,
