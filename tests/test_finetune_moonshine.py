@@ -249,7 +249,7 @@ def test_each_clip_is_learned_as_it_is_heard_alone_whatever_it_is_batched_with(c
 
     shortest = int(np.argmin([len(a) for a in audio]))
     with torch.no_grad():
-        summed, tokens, _ = batch_loss(model, extractor, audio, targets, "cpu")
+        summed, tokens, _, _ = batch_loss(model, extractor, audio, targets, "cpu")
         alone = sum(summed_loss([a], [t]) for a, t in zip(audio, targets))
         heard = model.get_encoder()(**audio_inputs(extractor, [audio[shortest]], "cpu")).last_hidden_state[0]
         in_batch = model.get_encoder()(**audio_inputs(extractor, audio, "cpu")).last_hidden_state[shortest]
@@ -257,6 +257,49 @@ def test_each_clip_is_learned_as_it_is_heard_alone_whatever_it_is_batched_with(c
     assert float(summed) == pytest.approx(alone, rel=1e-5)
     change = (in_batch[: len(heard)] - heard).norm() / heard.norm()
     assert change > 0.01, "encoded in a padded batch, the shortest clip would sound different"
+
+
+def test_start_kl_keeps_lora_near_its_start_and_label_smoothing_smooths_the_targets(corpus, tmp_path,
+                                                                                   one_torch_thread):
+    """start_kl adds nothing while the adapters change nothing, grows as they move the model, and
+    holds a run nearer its start; label_smoothing puts the smoothed cross-entropy of each clip (read
+    alone) in place of the plain one; start_kl needs adapters to switch off."""
+    import torch.nn.functional as F
+
+    from tala.finetune.moonshine import batch_loss, load_start
+    from tala.models.moonshine import audio_inputs, label_tensor, target_ids
+
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text(encoding="utf-8").splitlines()][:3]
+    audio = [sf.read(corpus / row["audio"], dtype="float32")[0] for row in rows]
+    began = load_start(_settings(), str(corpus / "start"))  # new adapters: lora_B = 0
+    model, extractor = began.model.eval(), began.feature_extractor
+    targets = [target_ids(began.tokenizer, row["normalized"]) for row in rows]
+    with torch.no_grad():
+        _, _, _, added = batch_loss(model, extractor, audio, targets, "cpu", start_kl=1.0)
+        assert abs(float(added)) < 1e-5, "adapters that change nothing are at their start"
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+        _, _, _, added = batch_loss(model, extractor, audio, targets, "cpu", start_kl=1.0)
+        assert float(added) > 1e-3
+        plain, _, _, smoothing = batch_loss(model, extractor, audio, targets, "cpu", label_smoothing=0.1)
+        by_hand = sum(F.cross_entropy(model(**audio_inputs(extractor, [a], "cpu"), labels=label_tensor([t], "cpu"))
+                                      .logits[0], torch.tensor(t), reduction="sum", label_smoothing=0.1)
+                      for a, t in zip(audio, targets))  # fmt: skip
+        assert float(plain + smoothing) == pytest.approx(float(by_hand), rel=1e-4)
+        assert float(smoothing) > 0
+
+    moved = {}
+    for weight in (None, 10.0):
+        out = tmp_path / f"kl-{weight}"
+        train([corpus / "train.jsonl"], out, _settings(max_steps=20, start_kl=weight), str(corpus / "start"),
+              progress=False)  # fmt: skip
+        tuned, extractor, _, _ = load_moonshine_lora(out)
+        with torch.no_grad():
+            moved[weight] = float(batch_loss(tuned.eval(), extractor, audio, targets, "cpu", start_kl=1.0)[3])
+    assert moved[10.0] < 0.5 * moved[None], moved
+    with pytest.raises(ValueError, match="start_kl must be >= 0 and needs train=lora"):
+        _settings(train="decoder", start_kl=1.0).check()
 
 
 def test_guided_attention_pulls_the_cross_attention_to_the_diagonal_cached_or_not(corpus, tmp_path, one_torch_thread):

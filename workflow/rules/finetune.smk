@@ -150,6 +150,8 @@ rule finetune_moonshine_lora:
             "lora_dropout",
             "lora_targets",
             "max_clip_s",
+            "label_smoothing",
+            "start_kl",
             "eval_every",
             "patience",
             "evaluate_start",

@@ -90,7 +90,8 @@ ARTIFACT_FILE = "artifact_test.json"
 FRAMES_PER_S = 16_000 / (64 * 3 * 2)  # the encoder's frames: its convolutions' strides
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
                "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s",
-               "guided_attention", "guided_attention_width", "part_seconds")  # fmt: skip
+               "guided_attention", "guided_attention_width", "part_seconds", "label_smoothing",
+               "start_kl")  # fmt: skip
 # (a setting left at None is not recorded: checkpoints made before it existed still resume)
 
 
@@ -135,6 +136,12 @@ class MoonshineSettings:
     # manifest's word_times), for a decoder trained from scratch
     guided_attention: float = 0.0
     guided_attention_width: float = 0.1
+    # two regularizers of fine-tuning on little data (None: off): label smoothing of the targets
+    # (ESPnet's attention decoders use 0.1), and the KL divergence of the start's next-token
+    # distributions (the LoRA adapters switched off) from the tuned model's on the training clips,
+    # per token, with this weight: the tuned model may move only as far as the clips pay for
+    label_smoothing: float | None = None
+    start_kl: float | None = None
     device: str = "auto"
 
     def check(self) -> None:
@@ -152,6 +159,10 @@ class MoonshineSettings:
             raise ValueError("cache_frames needs train=decoder (a frozen encoder)")
         if self.guided_attention < 0 or self.guided_attention_width <= 0:
             raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.start_kl is not None and (self.start_kl < 0 or self.train != "lora"):
+            raise ValueError("start_kl must be >= 0 and needs train=lora (the start is the model without its adapters)")
 
     @property
     def guide(self) -> Guide | None:
@@ -227,10 +238,13 @@ def usable_examples(examples: list[Example], tokenizer, limit: int, max_clip_s: 
 
 
 def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs=None, guide: Guide | None = None,
-               times=None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-    """The loss summed over the target tokens of a micro-batch, their number and, with ``guide``,
-    the guided-attention loss of the batch (its mean per token, unweighted; ``times``: per example
-    its tokens' times, :func:`tala.finetune.guided.token_times`, or None)."""
+               times=None, label_smoothing: float | None = None,
+               start_kl: float | None = None) -> tuple[torch.Tensor, int, torch.Tensor | None, torch.Tensor | None]:
+    """The loss summed over the target tokens of a micro-batch, their number, with ``guide`` the
+    guided-attention loss of the batch (its mean per token, unweighted; ``times``: per example its
+    tokens' times, :func:`tala.finetune.guided.token_times`, or None), and with ``label_smoothing``
+    or ``start_kl`` (:class:`MoonshineSettings`) what they add to the summed loss (else None)."""
+    import torch.nn.functional as F
     from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
 
     labels = label_tensor(targets, device)
@@ -247,7 +261,22 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
         times = times or [None] * len(targets)
         spans = [aligned_span(0, len(t), 0, int(n), w, FRAMES_PER_S) for t, n, w in zip(targets, frames, times)]
         guided = guided_attention_loss(out.cross_attentions, spans, guide.width)
-    return out.loss * tokens, tokens, guided
+    summed, added = out.loss * tokens, None
+    if label_smoothing or start_kl:
+        scored = labels != -100  # logits row r predicts label r (the model shifts the labels itself)
+        logits = out.logits[scored].float()
+        added = torch.zeros((), device=logits.device)
+        if label_smoothing:  # the smoothed cross-entropy in place of the plain one
+            added = F.cross_entropy(logits, labels[scored], reduction="sum", label_smoothing=label_smoothing) - summed
+        if start_kl:
+            with torch.no_grad(), model.disable_adapter():
+                hidden0, mask0 = encode_alone(model, feature_extractor, audio, device)
+                start = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden0,
+                                                                          attention_mask=mask0),
+                              labels=labels).logits[scored].float()  # fmt: skip
+            log_start, log_tuned = F.log_softmax(start, -1), F.log_softmax(logits, -1)
+            added = added + start_kl * (log_start.exp() * (log_start - log_tuned)).sum()
+    return summed, tokens, guided, added
 
 
 def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targets: list[list[int]], device,
@@ -271,7 +300,7 @@ def evaluate(model, feature_extractor, tokenizer, examples: list[Example], targe
         for i, example in enumerate(examples):
             audio = [load_audio(example)]
             with autocast(device):
-                summed, n, _ = batch_loss(model, feature_extractor, audio, [targets[i]], device)
+                summed, n, _, _ = batch_loss(model, feature_extractor, audio, [targets[i]], device)
                 hyps[i], _, parts = read_in_parts(audio[0], read_part, pace, settings.part_seconds)
                 reread += parts > 0
             loss_sum, tokens = loss_sum + float(summed), tokens + n
@@ -403,27 +432,32 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                                 settings.max_batch_size * settings.accumulate, settings.max_clip_s)  # fmt: skip
 
     scaler = grad_scaler(device)
+    regularized = bool(settings.label_smoothing or settings.start_kl)
 
     def train_step(index: list[int]) -> StepResult:
         micro = pack_batches(index, durations, settings.batch_seconds, settings.max_batch_size)
         total = sum(len(train_targets[i]) for i in index)
         optimizer.zero_grad(set_to_none=True)
-        loss_sum, guided_sum = 0.0, 0.0
+        loss_sum, guided_sum, added_sum = 0.0, 0.0, 0.0
         for batch in micro:
             audio = None if settings.cache_frames and all(i in encoded for i in batch) else \
                 [load_audio(train_examples[i]) for i in batch]  # fmt: skip
             with autocast(device):  # bf16 on CUDA; full precision on CPU and MPS
-                summed, tokens, guided = batch_loss(model, feature_extractor, audio, [train_targets[i] for i in batch],
-                                                    device, encoder_outputs(batch, audio), guide,
-                                                    [train_times[i] for i in batch])  # fmt: skip
+                summed, tokens, guided, added = batch_loss(model, feature_extractor, audio,
+                                                           [train_targets[i] for i in batch], device,
+                                                           encoder_outputs(batch, audio), guide,
+                                                           [train_times[i] for i in batch], settings.label_smoothing,
+                                                           settings.start_kl)  # fmt: skip
             loss_sum += float(summed.detach())
-            objective = summed
+            objective = summed if added is None else summed + added
+            added_sum += 0.0 if added is None else float(added.detach())
             if guided is not None:  # weighted by the batch's tokens, as the cross-entropy is
                 guided_sum += float(guided.detach()) * tokens
-                objective = summed + guide.weight * guided * tokens
+                objective = objective + guide.weight * guided * tokens
             scaler.scale(objective / total).backward()
         grad_norm, stepping = optimizer_step(optimizer, scheduler, scaler, params, settings.max_grad_norm)
-        losses = {"loss": loss_sum / total, **({"guided_loss": guided_sum / total} if guide is not None else {})}
+        losses = {"loss": loss_sum / total, **({"guided_loss": guided_sum / total} if guide is not None else {}),
+                  **({"objective": (loss_sum + added_sum) / total} if regularized else {})}  # fmt: skip
         return StepResult(losses, {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
@@ -513,6 +547,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test", nargs="*", default=[], metavar="JSONL", help="the artifact test's clips")
     parser.add_argument("--accumulate", type=int, default=d.accumulate, help="micro-batches per optimizer step")
     parser.add_argument("--max-clip-s", type=float, default=d.max_clip_s)
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS",
+                        help="label smoothing of the training targets (default: none)")
+    parser.add_argument("--start-kl", type=float, default=d.start_kl, metavar="W",
+                        help="weight of the KL divergence of the start's next-token distributions (adapters off) "
+                             "from the tuned model's, per training token (default: none)")
     return parser.parse_args(argv)
 
 
@@ -520,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = MoonshineSettings(**shared_settings(args), accumulate=args.accumulate, max_clip_s=args.max_clip_s)
+    settings = MoonshineSettings(**shared_settings(args), accumulate=args.accumulate, max_clip_s=args.max_clip_s,
+                                 label_smoothing=args.label_smoothing, start_kl=args.start_kl)  # fmt: skip
     try:
         settings.check()
     except ValueError as err:
