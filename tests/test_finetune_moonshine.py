@@ -298,8 +298,12 @@ def test_start_kl_keeps_lora_near_its_start_and_label_smoothing_smooths_the_targ
         with torch.no_grad():
             moved[weight] = float(batch_loss(tuned.eval(), extractor, audio, targets, "cpu", start_kl=1.0)[3])
     assert moved[10.0] < 0.5 * moved[None], moved
+    logged = [json.loads(line) for line in (tmp_path / "kl-10.0" / "training_log.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "regularized_loss" in r]
+    assert steps and all(r["regularized_loss"] >= r["loss"] - 1e-6 for r in steps), "the log shows what is minimized"
     with pytest.raises(ValueError, match="start_kl must be >= 0 and needs train=lora"):
         _settings(train="decoder", start_kl=1.0).check()
+    _settings(train="decoder", start_kl=0.0).check()  # 0: off
 
 
 def test_guided_attention_pulls_the_cross_attention_to_the_diagonal_cached_or_not(corpus, tmp_path, one_torch_thread):

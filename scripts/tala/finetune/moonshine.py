@@ -161,7 +161,7 @@ class MoonshineSettings:
             raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
-        if self.start_kl is not None and (self.start_kl < 0 or self.train != "lora"):
+        if self.start_kl is not None and (self.start_kl < 0 or (self.start_kl > 0 and self.train != "lora")):
             raise ValueError("start_kl must be >= 0 and needs train=lora (the start is the model without its adapters)")
 
     @property
@@ -457,7 +457,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             scaler.scale(objective / total).backward()
         grad_norm, stepping = optimizer_step(optimizer, scheduler, scaler, params, settings.max_grad_norm)
         losses = {"loss": loss_sum / total, **({"guided_loss": guided_sum / total} if guide is not None else {}),
-                  **({"objective": (loss_sum + added_sum) / total} if regularized else {})}  # fmt: skip
+                  **({"regularized_loss": (loss_sum + added_sum) / total} if regularized else {})}  # fmt: skip
         return StepResult(losses, {"lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4)},
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
