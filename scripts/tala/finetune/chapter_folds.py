@@ -15,7 +15,8 @@ pooled (weighted by their reference characters), the start as step 0; ``best`` i
 step with the lowest pooled CER. Give it the train and valid manifests, never the test one.
 
 Each run's folder is its trainer's output: a killed run resumes from its checkpoints, a finished
-one is read, not run again. Runs go ``--jobs`` at a time, each on ``--threads`` threads.
+one is read, not run again. A setting's runs are named by it: the same name with other options is
+refused (give them a new name). Runs go ``--jobs`` at a time, each on ``--threads`` threads.
 """
 
 from __future__ import annotations
@@ -69,6 +70,21 @@ def write_folds(chapters: dict[str, list[dict]], work: Path) -> dict[str, tuple[
 
 def run_name(setting: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", setting).strip("_") or "setting"
+
+
+def claim_runs(work: Path, settings: dict[str, list[str]], common: list[str]) -> None:
+    """Record each setting's options beside its runs; the same name with other options is an error
+    (its finished runs would be read as the new setting's)."""
+    names: dict[str, str] = {}
+    for setting, options in settings.items():
+        folder = work / "runs" / run_name(setting)
+        if names.setdefault(folder.name, setting) != setting:
+            raise InputError(folder, f"settings {names[folder.name]!r} and {setting!r} name the same runs")
+        recorded, wanted = folder / "options.json", {"options": common, "setting": options}
+        if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) != wanted:
+            raise InputError(recorded, f"setting {setting!r} was run with other options; name it anew or remove {folder}")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(recorded, wanted)
 
 
 def run_fold(trainer: str, train: Path, valid: Path, out: Path, options: list[str], threads: int) -> Path:
@@ -133,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chapters = chapters_of(args.manifests, args.text_field)
     folds = write_folds(chapters, args.work)
+    claim_runs(args.work, args.settings, args.options)
     weights = {c: sum(len(normalize_for_scoring(r[args.text_field])) for r in records) for c, records in chapters.items()}
     jobs = [(setting, chapter) for setting in args.settings for chapter in folds]
     print(f"{len(chapters)} chapters ({', '.join(chapters)}), {len(args.settings)} settings: {len(jobs)} runs",
