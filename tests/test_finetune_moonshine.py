@@ -207,6 +207,24 @@ def test_too_long_clips_and_transcripts_are_left_out_by_name_and_a_wrong_lora_ta
     assert "c_attn not found in the moonshine model; its linear layers are: " in last and "q_proj" in last, last
 
 
+def test_lora_parts_put_the_adapters_in_the_named_stack_only(corpus, tmp_path, one_torch_thread):
+    """lora_parts=("encoder",): adapters on the encoder's layers and none on the decoder's, saved,
+    recorded and loaded back with plain peft; a part Moonshine lacks is refused."""
+    out = tmp_path / "encoder-only"
+    train([corpus / "train.jsonl"], out, _settings(max_steps=2, lora_parts=("encoder",)), str(corpus / "start"),
+          progress=False)  # fmt: skip
+    adapter = load_file(str(out / "adapter_model.safetensors"))
+    assert adapter and all(".encoder.layers." in k for k in adapter), sorted(adapter)[:4]
+    assert {k.split(".layers.")[1].split(".")[1] for k in adapter} == {"self_attn"}
+    assert json.loads((out / "moonshine.json").read_text())["lora_parts"] == ["encoder"]
+    loaded, _, _, config = load_moonshine_lora(out)
+    assert config.lora_parts == ("encoder",)
+    names = [n for n, _ in loaded.named_parameters() if "lora_A" in n]
+    assert names and not any(".decoder." in n for n in names)
+    with pytest.raises(ValueError, match="lora_parts must be one or both of"):
+        _settings(lora_parts=("decoder", "lm_head")).check()
+
+
 def test_decoder_mode_with_cached_encoder_outputs_trains_as_the_encoder_does(corpus, tmp_path, one_torch_thread):
     """Mode decoder with cache_frames: the frozen encoder's output of each clip is computed once and
     its attention mask rebuilt per batch; the losses and weights are those of a run that encodes

@@ -149,6 +149,7 @@ rule finetune_moonshine_lora:
             "lora_alpha",
             "lora_dropout",
             "lora_targets",
+            "lora_parts",
             "max_clip_s",
             "label_smoothing",
             "start_kl",

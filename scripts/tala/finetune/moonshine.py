@@ -27,6 +27,7 @@ with ``training.json``, ``training_log.jsonl`` and seed 004's two files:
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -83,6 +84,7 @@ from tala.training import (  # noqa: E402
 from tala.training import LOG_FILE as CORE_LOG  # noqa: E402
 
 TRAIN_MODES = ("lora", "decoder", "all")
+MODEL_PARTS = ("encoder", "decoder")  # Moonshine's two stacks of layers (model.encoder, model.decoder)
 INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
 METRICS_FILE = "real_metrics.json"
@@ -91,7 +93,7 @@ FRAMES_PER_S = 16_000 / (64 * 3 * 2)  # the encoder's frames: its convolutions' 
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size",
                "accumulate", "seed", "lora_r", "lora_alpha", "lora_targets", "text_field", "max_clip_s",
                "guided_attention", "guided_attention_width", "part_seconds", "label_smoothing",
-               "start_kl")  # fmt: skip
+               "start_kl", "lora_parts")  # fmt: skip
 # (a setting left at None is not recorded: checkpoints made before it existed still resume)
 
 
@@ -113,6 +115,9 @@ class MoonshineSettings:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # which of the model's two stacks get the adapters: ("encoder",) adapts only how the audio is
+    # heard, not the decoder's prior over the text it writes (None: both)
+    lora_parts: tuple[str, ...] | None = None
     max_clip_s: float = MAX_CLIP_S
     text_field: str = "normalized"
     eval_every: int = 10
@@ -163,6 +168,8 @@ class MoonshineSettings:
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.start_kl is not None and (self.start_kl < 0 or (self.start_kl > 0 and self.train != "lora")):
             raise ValueError("start_kl must be >= 0 and needs train=lora (the start is the model without its adapters)")
+        if self.lora_parts is not None and (not self.lora_parts or not set(self.lora_parts) <= set(MODEL_PARTS)):
+            raise ValueError(f"lora_parts must be one or both of {MODEL_PARTS}, not {self.lora_parts}")
 
     @property
     def guide(self) -> Guide | None:
@@ -197,14 +204,28 @@ def load_start(settings: MoonshineSettings, start: str, models_dir=None) -> Star
         except SpeechLLMError as err:
             raise InputError("--lora-targets", str(err)) from None
         lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                          target_modules=list(settings.lora_targets))  # fmt: skip
+                          target_modules=lora_target_modules(model, settings))  # fmt: skip
         model = get_peft_model(model, lora)
         config = MoonshineLoRAConfig(base=str(start), lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
                                      lora_dropout=settings.lora_dropout, lora_targets=tuple(settings.lora_targets),
+                                     lora_parts=settings.lora_parts and tuple(settings.lora_parts),
                                      max_clip_s=settings.max_clip_s)  # fmt: skip
     elif settings.train != "lora" and hasattr(model, "peft_config"):
         raise InputError("--start", f"{start} is a LoRA recognizer: --mode {settings.train} needs a whole model")
     return Start(model, feature_extractor, tokenizer, config, str(start))
+
+
+def lora_target_modules(model, settings: MoonshineSettings) -> list[str] | str:
+    """peft's ``target_modules``: the target names in every layer, or (``lora_parts``) a pattern of
+    them in the layers of the named stacks only."""
+    if settings.lora_parts is None or set(settings.lora_parts) == set(MODEL_PARTS):
+        return list(settings.lora_targets)
+    pattern = (rf"model\.(?:{'|'.join(settings.lora_parts)})\.layers\.\d+\.(?:.*\.)?"
+               rf"(?:{'|'.join(map(re.escape, settings.lora_targets))})")  # fmt: skip
+    if not any(re.fullmatch(pattern, name) for name, _ in model.named_modules()):
+        raise InputError("--lora-parts", f"no layer of the model's {' and '.join(settings.lora_parts)} is named "
+                                         f"{', '.join(settings.lora_targets)}")  # fmt: skip
+    return pattern
 
 
 def trainable_parameters(model, mode: str) -> dict[str, torch.nn.Parameter]:
@@ -394,7 +415,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     root.mkdir(parents=True, exist_ok=True)
     data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
             "total_s": round(sum(durations), 3)}  # fmt: skip
-    recorded = {k: list(v) if k == "lora_targets" else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
+    recorded = {k: list(v) if k in ("lora_targets", "lora_parts") else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
     fresh = new_position(settings=recorded, data=data, train_loss_sum=0.0)
     start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
                    "device": str(device), "left_out": len(left_out)}  # fmt: skip
@@ -549,6 +570,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-clip-s", type=float, default=d.max_clip_s)
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS",
                         help="label smoothing of the training targets (default: none)")
+    parser.add_argument("--lora-parts", nargs="+", choices=MODEL_PARTS, default=d.lora_parts,
+                        help="the stacks whose layers get LoRA adapters (default: both)")
     parser.add_argument("--start-kl", type=float, default=d.start_kl, metavar="W",
                         help="weight of the KL divergence of the start's next-token distributions (adapters off) "
                              "from the tuned model's, per training token (default: none)")
@@ -560,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = MoonshineSettings(**shared_settings(args), accumulate=args.accumulate, max_clip_s=args.max_clip_s,
-                                 label_smoothing=args.label_smoothing, start_kl=args.start_kl)  # fmt: skip
+                                 label_smoothing=args.label_smoothing, start_kl=args.start_kl,
+                                 lora_parts=args.lora_parts and tuple(args.lora_parts))  # fmt: skip
     try:
         settings.check()
     except ValueError as err:

@@ -148,6 +148,7 @@ class MoonshineLoRAConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_parts: tuple[str, ...] | None = None  # the stacks with adapters (None: both)
     max_clip_s: float = MAX_CLIP_S
     class_name: str = field(default="MoonshineForConditionalGeneration+LoRA", init=False)
 
@@ -156,6 +157,8 @@ class MoonshineLoRAConfig:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         data.pop("class_name", None)
         data["lora_targets"] = tuple(data.get("lora_targets", ()))
+        if data.get("lora_parts") is not None:
+            data["lora_parts"] = tuple(data["lora_parts"])
         return cls(**data)
 
     def write(self, path: Path) -> None:
