@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def jsonl_text(records: Iterable[dict]) -> str:
+    """JSON Lines: one record a line, UTF-8 as written (not escaped)."""
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
+    write_text_atomic(path, jsonl_text(records))
 
 
 def read_json(path: str | Path) -> Any:

@@ -54,7 +54,8 @@ from typing import Any
 import tala
 from tala.audio_io import SAMPLE_RATE
 from tala.errors import InputError, run_cli
-from tala.fileio import atomic_dir, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from tala.fileio import (atomic_dir, jsonl_text, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic,
+                         write_text_atomic)
 
 SPLITS = ("train", "valid", "test")
 RATIOS = (0.8, 0.1, 0.1)
@@ -212,10 +213,6 @@ def lhotse_supervision(row: dict) -> dict:
     return supervision
 
 
-def jsonl_text(items: list[dict]) -> str:
-    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-
-
 def gzip_bytes(data: bytes) -> bytes:
     """``data`` gzipped with no time stamp or file name in the header: the same bytes every run."""
     buffer = io.BytesIO()
@@ -275,7 +272,7 @@ def build_dataset(segment_files: list[str | Path], out_dir: str | Path, language
             continue
         rows[SPLITS[assignment[r["recording"]]]].append(dataset_row(r, language, r["audio"]))
     for name in SPLITS:
-        write_text_atomic(out_dir / f"{name}.jsonl", jsonl_text(rows[name]))
+        write_jsonl_atomic(out_dir / f"{name}.jsonl", rows[name])
     write_dir_atomic(out_dir / "nemo", {
         f"{name}.json": jsonl_text([nemo_line(row) for row in rows[name]]).encode() for name in SPLITS})
     lhotse_files = {}

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import json
 import math
 import os
 import sys
@@ -56,7 +55,7 @@ import soundfile as sf
 from tala.audio_io import SAMPLE_RATE, check_input_file
 from tala.ctc_text import cer
 from tala.errors import InputError, run_cli
-from tala.fileio import atomic_dir, read_json_object, write_text_atomic
+from tala.fileio import atomic_dir, read_json_object, write_jsonl_atomic, write_text_atomic
 
 MIN_S = 2.0
 MAX_S = 20.0
@@ -616,7 +615,7 @@ def write_clips(aligned_path: str | Path, out_jsonl: str | Path, clips_dir: str 
                     sf.write(str(tmp_dir / name), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
                     clip_audio = Path(os.path.relpath(clips_dir / name, root)).as_posix()
                 records.append(segment_record(recording, segment, verses, clip_audio))
-    write_text_atomic(out_jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl_atomic(out_jsonl, records)
     return records
 
 

@@ -9,7 +9,6 @@ made again.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
@@ -37,7 +36,7 @@ from tala.demo.speech import (
     write_audio,
 )
 from tala.demo.text import LANGUAGES, normalize_text
-from tala.fileio import atomic_path, read_jsonl, write_json_atomic, write_text_atomic
+from tala.fileio import atomic_path, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 SPEED_WPM = (115, 205)  # the demo reads at 130-177 wpm
 PITCH = (30, 72)  # espeak's -p (default 50)
@@ -223,5 +222,5 @@ def synthesize_split(out: Path, lang: str, split: str, count: int, seed: int, wo
         "synthesis_wall_s": round(time.perf_counter() - started, 1), "workers": workers, "seed": seed,
         "voice": LANGUAGES[lang].voice,
     })  # fmt: skip
-    write_text_atomic(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl_atomic(manifest, records)
     return manifest

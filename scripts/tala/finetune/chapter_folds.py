@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tala.ctc_text import normalize_for_scoring
 from tala.errors import InputError, run_cli
-from tala.fileio import read_jsonl, write_json_atomic, write_text_atomic
+from tala.fileio import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 TRAINERS = {"moonshine": "tala.finetune.moonshine", "speechllm": "tala.finetune.speechllm"}
 LOG_FILE = "training_log.jsonl"
@@ -62,8 +62,7 @@ def write_folds(chapters: dict[str, list[dict]], work: Path) -> dict[str, tuple[
         folder = work / "folds" / held
         train = [r for name, records in chapters.items() if name != held for r in records]
         for name, records in (("train", train), ("valid", chapters[held])):
-            write_text_atomic(folder / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                                                 for r in records))  # fmt: skip
+            write_jsonl_atomic(folder / f"{name}.jsonl", records)
         folds[held] = (folder / "train.jsonl", folder / "valid.jsonl")
     return folds
 
