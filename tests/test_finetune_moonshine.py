@@ -350,8 +350,8 @@ def test_the_artifact_test_names_clips_as_the_workflow_does(tmp_path, monkeypatc
 def test_chapter_folds_hold_out_each_chapter_and_pool_their_cer_without_rerunning(corpus, tmp_path):
     """tala.finetune.chapter_folds: each chapter is the validation of one run per setting, trained on
     the others' clips alone; the table pools the chapters' CER by their characters; a finished run is
-    read again, not rerun; one chapter, a bad setting, a setting's runs claimed by other options and
-    a failing run are one clear error each."""
+    read again, not rerun; one chapter, a bad setting, a setting's runs claimed by other options or
+    made from other clips, and a failing run are one clear error each."""
     from tala.ctc_text import normalize_for_scoring
     from tala.errors import InputError
     from tala.finetune import chapter_folds
@@ -405,6 +405,12 @@ def test_chapter_folds_hold_out_each_chapter_and_pool_their_cer_without_rerunnin
     with pytest.raises(InputError, match="'a b' and 'a_b' name the same runs"):
         chapter_folds.main([*argv[:argv.index("--setting")], "--setting", "a b=--lr 1e-4", "--setting", "a_b=--lr 2e-4",
                             *argv[argv.index("--"):]])  # fmt: skip
+    changed = [{**r, "normalized": r["normalized"] + " foi"} if i == 0 else r for i, r in enumerate(rows[5:])]
+    (manifests / "rebuilt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in changed))
+    fold = (work / "folds" / "GEN_001" / "train.jsonl").read_text()
+    with pytest.raises(InputError, match="'fast' was run on other clips than the manifests hold now"):
+        chapter_folds.main([*argv[:4], str(manifests / "rebuilt.jsonl"), *argv[5:]])
+    assert (work / "folds" / "GEN_001" / "train.jsonl").read_text() == fold, "the folds are left as they were"
     with pytest.raises(InputError, match="1 chapter"):
         chapter_folds.main([*argv[:3], str(manifests / "b.jsonl"), *argv[4:]])
     with pytest.raises(SystemExit):

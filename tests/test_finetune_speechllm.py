@@ -240,3 +240,31 @@ def test_guided_attention_pulls_the_transcript_to_the_diagonal_of_its_audio(corp
     assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
     model, _, _ = load_speechllm(tmp_path / "guided")
     assert model.decoder.config._attn_implementation != "eager", "eager attention was for training only"
+
+
+def test_chapter_folds_run_the_speechllm_trainer_on_each_fold(corpus, tmp_path):
+    """tala.finetune.chapter_folds --trainer speechllm: one recognizer per held-out chapter, its
+    validation CER by step read from the training core's log into the pooled table."""
+    from tala.finetune import chapter_folds
+
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row.update(recording="GEN_001" if i < 4 else "RUT_001", audio=str(corpus / row["audio"]))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    work = tmp_path / "work"
+    options = _command(corpus, tmp_path / "unused", max_steps=2)[3:]
+    for option in ("--train", "--out"):
+        del options[options.index(option): options.index(option) + 2]
+    options[options.index("--eval-every") + 1] = "1"
+    assert chapter_folds.main(["--trainer", "speechllm", "--manifests", str(tmp_path / "train.jsonl"), "--work",
+                               str(work), "--setting", "lora=--lr 3e-3", "--", *options]) == 0  # fmt: skip
+    table = json.loads((work / "folds.json").read_text())
+    assert [r["step"] for r in table["rows"]] == [0, 1, 2]
+    for held in ("GEN_001", "RUT_001"):
+        run = work / "runs" / "lora" / held
+        assert (run / "projector.safetensors").is_file() and (run / "lora" / "adapter_model.safetensors").is_file()
+        info = json.loads((run / "training.json").read_text())
+        assert info["valid_manifests"] == [str(work / "folds" / held / "valid.jsonl")] and info["examples"] == 4
+        logged = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines()]
+        cers = [r["eval_cer"] for r in logged if "eval_cer" in r and "event" not in r]
+        assert [r["chapters"][held] for r in table["rows"]] == cers

@@ -16,12 +16,14 @@ step with the lowest pooled CER. Give it the train and valid manifests, never th
 
 Each run's folder is its trainer's output: a killed run resumes from its checkpoints, a finished
 one is read, not run again. A setting's runs are named by it: the same name with other options is
-refused (give them a new name). Runs go ``--jobs`` at a time, each on ``--threads`` threads.
+refused (give them a new name), and so are runs made from other clips (a new ``--work`` for a
+rebuilt dataset). Runs go ``--jobs`` at a time, each on ``--threads`` threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from tala.ctc_text import normalize_for_scoring
 from tala.errors import InputError, run_cli
-from tala.fileio import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from tala.fileio import jsonl_text, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 TRAINERS = {"moonshine": "tala.finetune.moonshine", "speechllm": "tala.finetune.speechllm"}
 LOG_FILE = "training_log.jsonl"
@@ -71,17 +73,28 @@ def run_name(setting: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", setting).strip("_") or "setting"
 
 
-def claim_runs(work: Path, settings: dict[str, list[str]], common: list[str]) -> None:
-    """Record each setting's options beside its runs; the same name with other options is an error
-    (its finished runs would be read as the new setting's)."""
+def clips_digest(chapters: dict[str, list[dict]]) -> str:
+    """What the folds are made of: the SHA-256 of the chapters' records."""
+    return hashlib.sha256(jsonl_text(r for c in sorted(chapters) for r in chapters[c]).encode()).hexdigest()
+
+
+def claim_runs(work: Path, settings: dict[str, list[str]], common: list[str], clips: str) -> None:
+    """Record each setting's options and the clips' digest beside its runs; the same name with
+    other options, or runs made from other clips (the dataset rebuilt), is an error: their finished
+    runs would be read as the new setting's."""
     names: dict[str, str] = {}
     for setting, options in settings.items():
         folder = work / "runs" / run_name(setting)
         if names.setdefault(folder.name, setting) != setting:
             raise InputError(folder, f"settings {names[folder.name]!r} and {setting!r} name the same runs")
-        recorded, wanted = folder / "options.json", {"options": common, "setting": options}
-        if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) != wanted:
-            raise InputError(recorded, f"setting {setting!r} was run with other options; name it anew or remove {folder}")
+        recorded, wanted = folder / "options.json", {"options": common, "setting": options, "clips": clips}
+        if recorded.is_file():
+            before = json.loads(recorded.read_text(encoding="utf-8"))
+            if before.get("clips") != clips:
+                raise InputError(recorded, f"setting {setting!r} was run on other clips than the manifests hold now; "
+                                           f"give a new --work or remove {folder}")  # fmt: skip
+            if before != wanted:
+                raise InputError(recorded, f"setting {setting!r} was run with other options; name it anew or remove {folder}")
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(recorded, wanted)
 
@@ -147,8 +160,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chapters = chapters_of(args.manifests, args.text_field)
+    claim_runs(args.work, args.settings, args.options, clips_digest(chapters))
     folds = write_folds(chapters, args.work)
-    claim_runs(args.work, args.settings, args.options)
     weights = {c: sum(len(normalize_for_scoring(r[args.text_field])) for r in records) for c, records in chapters.items()}
     jobs = [(setting, chapter) for setting in args.settings for chapter in folds]
     print(f"{len(chapters)} chapters ({', '.join(chapters)}), {len(args.settings)} settings: {len(jobs)} runs",
