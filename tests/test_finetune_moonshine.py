@@ -101,6 +101,11 @@ def test_pretraining_learns_the_clips_and_lora_then_adapts_with_seed_004s_files(
     adapter = load_file(str(tmp_path / "tuned" / "adapter_model.safetensors"))
     assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in adapter.items()), "the adapters learn"
     assert any(".encoder." in k for k in adapter) and any(".decoder." in k for k in adapter)
+    card = (tmp_path / "tuned" / "README.md").read_text()  # the model card, not peft's empty template
+    assert "library_name: peft" in card and "More Information Needed" not in card
+    assert f"{100 * tuned.final_eval['cer']:.1f} % | {100 * tuned.final_eval['wer']:.1f} % |" in card
+    assert f"on 8 test clips (`artifact_test.json`): WER {100 * artifact['wer']:.1f} %" in card
+    assert "library_name: transformers" in (tmp_path / "whole" / "README.md").read_text()
 
     from tala.finetune.evaluate_asr import main as evaluate_asr
 
@@ -205,6 +210,24 @@ def test_too_long_clips_and_transcripts_are_left_out_by_name_and_a_wrong_lora_ta
     assert bad.returncode != 0 and not (tmp_path / "bad").exists()
     last = bad.stderr.strip().splitlines()[-1]
     assert "c_attn not found in the moonshine model; its linear layers are: " in last and "q_proj" in last, last
+
+
+def test_an_empty_validation_or_test_split_is_said_and_the_last_step_kept(corpus, tmp_path, capsys,
+                                                                          one_torch_thread):
+    """A corpus too small for every split (or its valid chapter dropped upstream) trains on: no
+    validation, no artifact test, each said once."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out"
+    result = train([corpus / "train.jsonl"], out, _settings(max_steps=2, eval_every=1, evaluate_start=True),
+                   str(corpus / "start"), valid_manifests=[empty], test_manifests=[empty], progress=False)  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"{empty}: no clips: no validation, the last step's weights are kept" in err
+    assert f"{empty}: no clips: no artifact test" in err
+    assert result.steps == 2 and result.final_eval is None and not (out / "artifact_test.json").exists()
+    metrics = json.loads((out / "real_metrics.json").read_text())
+    assert metrics["valid_clips"] == 0 and metrics["tuned_eval_loss"] is None and metrics["train_loss"] > 0
+    assert "No validation clips" in (out / "README.md").read_text()
 
 
 def test_lora_parts_put_the_adapters_in_the_named_stack_only(corpus, tmp_path, one_torch_thread):

@@ -91,6 +91,11 @@ def test_pretraining_learns_the_clips_and_lora_then_adapts_without_touching_the_
     assert any(not torch.equal(projectors[0][k], projectors[1][k]) for k in projectors[0]), "the projector learns"
     adapter = load_file(str(tmp_path / "tuned" / "lora" / "adapter_model.safetensors"))
     assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in adapter.items()), "the adapters learn"
+    card = (tmp_path / "tuned" / "README.md").read_text()  # the model card, not peft's empty template
+    assert "library_name: peft" in card and "More Information Needed" not in card
+    assert f"{100 * tuned.final_eval['cer']:.1f} % | {100 * tuned.final_eval['wer']:.1f} % |" in card
+    assert not (tmp_path / "tuned" / "lora" / "README.md").exists()
+    assert "library_name: transformers" in (tmp_path / "whole" / "README.md").read_text()
 
     # evaluate_asr loads both folders as a user would and reproduces the trainer's numbers
     from tala.finetune.evaluate_asr import main as evaluate_asr
@@ -268,3 +273,15 @@ def test_chapter_folds_run_the_speechllm_trainer_on_each_fold(corpus, tmp_path):
         logged = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines()]
         cers = [r["eval_cer"] for r in logged if "eval_cer" in r and "event" not in r]
         assert [r["chapters"][held] for r in table["rows"]] == cers
+
+
+def test_an_empty_validation_split_is_said_and_the_last_step_kept(corpus, tmp_path, capsys, one_torch_thread):
+    """A corpus too small for every split (or its valid chapter dropped upstream) trains on."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = train([corpus / "train.jsonl"], tmp_path / "out", _settings(max_steps=2, eval_every=1,
+                                                                         evaluate_start=True),
+                   valid_manifests=[empty], start=corpus / "start", progress=False)  # fmt: skip
+    assert f"{empty}: no clips: no validation, the last step's weights are kept" in capsys.readouterr().err
+    assert result.steps == 2 and result.final_eval is None
+    assert "No validation clips" in (tmp_path / "out" / "README.md").read_text()

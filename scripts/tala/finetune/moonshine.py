@@ -42,12 +42,14 @@ import torch  # noqa: E402
 import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
-from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.fileio import atomic_dir, write_json_atomic, write_text_atomic  # noqa: E402
+from tala.finetune.card import recognizer_card, split_of  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.parts import training_parts  # noqa: E402
-from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
+from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
+                                     read_manifest)
 from tala.models.moonshine import (  # noqa: E402
     MAX_CLIP_S,
     MoonshineError,
@@ -213,6 +215,26 @@ def load_start(settings: MoonshineSettings, start: str, models_dir=None) -> Star
     elif settings.train != "lora" and hasattr(model, "peft_config"):
         raise InputError("--start", f"{start} is a LoRA recognizer: --mode {settings.train} needs a whole model")
     return Start(model, feature_extractor, tokenizer, config, str(start))
+
+
+MOONSHINE_LOAD = """
+from peft import PeftModel
+from transformers import AutoFeatureExtractor, AutoTokenizer, MoonshineForConditionalGeneration
+
+folder = "."  # this folder
+base = MoonshineForConditionalGeneration.from_pretrained(BASE)  # as moonshine.json names it
+model = PeftModel.from_pretrained(base, folder)
+feature_extractor, tokenizer = AutoFeatureExtractor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+# or, with a hub id resolved from download_models' folder:
+# model, feature_extractor, tokenizer, config = tala.models.moonshine.load_moonshine_lora(folder)
+"""
+MOONSHINE_WHOLE_LOAD = """
+from transformers import AutoFeatureExtractor, AutoTokenizer, MoonshineForConditionalGeneration
+
+folder = "."  # this folder
+model = MoonshineForConditionalGeneration.from_pretrained(folder)
+feature_extractor, tokenizer = AutoFeatureExtractor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+"""
 
 
 def lora_target_modules(model, settings: MoonshineSettings) -> list[str] | str:
@@ -390,14 +412,13 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     if guide is not None:
         eager_attention(base_of(model))
     limit = decoder_positions(base_of(model))
-    read = lambda manifests: [e for m in manifests for e in read_manifest(m, settings.text_field)]  # noqa: E731
-    train_all = read(train_manifests)
+    train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
     train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
                                                               tokenizer, limit, settings.max_clip_s)
-    valid_examples, valid_targets, valid_left_out = usable_examples(read(valid_manifests), tokenizer, limit,
-                                                                    settings.max_clip_s)  # fmt: skip
-    test_examples = read(test_manifests)
+    valid_examples, valid_targets, valid_left_out = usable_examples(
+        read_held_out(valid_manifests, settings.text_field, NO_VALIDATION), tokenizer, limit, settings.max_clip_s)
+    test_examples = read_held_out(test_manifests, settings.text_field, "no artifact test")
     pace = train_pace(train_all) if settings.reread else None
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
@@ -515,10 +536,23 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
         write_moonshine(tmp, model, feature_extractor, tokenizer, began.config)
         copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
         write_json_atomic(tmp / METRICS_FILE, metrics)
+        tested = None
         if test_examples:
             tested = artifact_test(tmp, test_examples, "cpu", models_dir, str(out), settings.num_beams,
                                    settings.part_seconds)
             write_json_atomic(tmp / ARTIFACT_FILE, tested)
+        lora = hasattr(model, "peft_config")
+        stacks = " and ".join(settings.lora_parts or MODEL_PARTS)
+        write_text_atomic(tmp / "README.md", recognizer_card(
+            title=f"Moonshine {'with LoRA ' if lora else ''}fine-tuned by tala",
+            what=(f"`{began.config.base}` with LoRA adapters on its {stacks}: a speech recognizer of the clips below."
+                  if lora else f"`{began.source}` fine-tuned ({settings.train}): a speech recognizer of the clips below."),
+            base=began.config.base if lora else began.source, generator="tala.finetune.moonshine",
+            settings=asdict(settings), train=split_of(train_manifests, train_all, len(left_out)),
+            valid=split_of(valid_manifests, valid_examples, len(valid_left_out)) if valid_manifests else None,
+            start=baseline, final=final_eval, best=position.get("best"), steps=position["step"], artifact=tested,
+            start_name=began.source, lora=lora, tags=("moonshine",),
+            load=MOONSHINE_LOAD.replace("BASE", f'"{began.config.base}"') if lora else MOONSHINE_WHOLE_LOAD))  # fmt: skip
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.moonshine",
             "tala_version": tala.__version__,

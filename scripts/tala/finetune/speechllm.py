@@ -44,14 +44,17 @@ import torch  # noqa: E402
 import tala  # noqa: E402
 from tala.ctc_text import error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
-from tala.fileio import atomic_dir, atomic_path, write_json_atomic  # noqa: E402
+from tala.fileio import atomic_dir, atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
+from tala.finetune.card import recognizer_card, split_of, start_evaluation  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.parts import training_parts  # noqa: E402
-from tala.finetune.train_ctc import Example, TrainedTensors, load_audio, read_manifest  # noqa: E402
+from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
+                                     read_manifest)
 from tala.models.speechllm import (  # noqa: E402
     ENCODER_HOP,
+    LORA_DIR,
     SAMPLE_RATE,
     AudioProjectorV1,
     SpeechLLMConfig,
@@ -353,7 +356,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     window = encoder_window_samples(model.encoder.config)
     feature_extractor = feature_extractor_for(model.encoder.config)
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
-    valid_all = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
+    valid_all = read_held_out(valid_manifests, settings.text_field, NO_VALIDATION)
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
     train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
                                                               tokenizer, model, window)
@@ -443,6 +446,20 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     with atomic_dir(out) as tmp:
         write_speechllm(tmp, model, began.config, tokenizer)
         copy_log_without_timing(root / CORE_LOG, tmp / LOG_FILE)
+        (tmp / LORA_DIR / "README.md").unlink(missing_ok=True)  # peft's empty template: the card is below
+        lora = hasattr(model.decoder, "peft_config")
+        config = began.config
+        write_text_atomic(tmp / "README.md", recognizer_card(
+            title="Speech-LLM (Whisper encoder, projector, causal LM) fine-tuned by tala",
+            what=(f"The frozen encoder of `{config.encoder}`, a projector ({config.stack} frames stacked) and the "
+                  f"causal LM `{config.decoder}`" + (" with LoRA adapters" if lora else f", trained ({settings.train})")
+                  + f" (the start: `{began.source}`): a speech recognizer of the clips below."),
+            base=config.decoder, generator="tala.finetune.speechllm", settings=asdict(settings),
+            train=split_of(train_manifests, train_all, len(left_out)),
+            valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
+            start=start_evaluation(root / CORE_LOG), final=final_eval, best=position.get("best"),
+            steps=position["step"], start_name=began.source, lora=lora, tags=("whisper", "speech-llm"),
+            load=SPEECHLLM_LOAD))  # fmt: skip
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.speechllm",
             "tala_version": tala.__version__,
@@ -464,6 +481,15 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     else:  # the checkpoints and log stay; the frame cache only served this run (~0.55 GB an hour of audio)
         shutil.rmtree(frames_dir, ignore_errors=True)
     return TrainResult(out, position["step"], resumed.step, final_eval, position["elapsed_s"])
+
+
+SPEECHLLM_LOAD = """
+from tala.models.speechllm import load_speechllm
+
+# SpeechLLMV1: transformers' Whisper encoder and causal LM (the adapter in lora/ with peft), the
+# projector from projector.safetensors, the bases as speechllm.json names them
+model, tokenizer, config = load_speechllm(".")
+"""
 
 
 def _version(package: str) -> str:

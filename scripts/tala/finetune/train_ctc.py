@@ -156,9 +156,12 @@ class Example:
     span: tuple[float, float] | None = None
 
 
-def read_manifest(path: str | Path, text_field: str = "text") -> list[Example]:
+NO_VALIDATION = "no validation, the last step's weights are kept"
+
+
+def read_manifest(path: str | Path, text_field: str = "text", allow_empty: bool = False) -> list[Example]:
     """Read a JSONL manifest (the target text in ``text_field``); every error names the file and
-    line (InputError)."""
+    line (InputError). One without clips is an error unless ``allow_empty``."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "manifest not found" if not path.exists() else "manifest is not a file")
@@ -187,8 +190,20 @@ def read_manifest(path: str | Path, text_field: str = "text") -> list[Example]:
                     raise InputError(audio, f"unreadable audio ({where}): {err}") from None
             examples.append(Example(audio, record[text_field], float(duration), where,
                                     _word_times(record, record[text_field], where)))
-    if not examples:
+    if not examples and not allow_empty:
         raise InputError(path, "manifest has no examples")
+    return examples
+
+
+def read_held_out(manifests, text_field: str, consequence: str) -> list[Example]:
+    """The clips of held-out manifests (validation, test). An empty one (a corpus too small for
+    every split, or its chapters dropped upstream) is said with its ``consequence``, not refused."""
+    examples = []
+    for manifest in manifests:
+        found = read_manifest(manifest, text_field, allow_empty=True)
+        if not found:
+            print(f"{manifest}: no clips: {consequence}", file=sys.stderr)
+        examples += found
     return examples
 
 
@@ -571,7 +586,7 @@ def train(
     out = Path(out)
     root = checkpoint_root(out, checkpoint_dir)
     train_examples = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
-    valid_examples = [e for m in valid_manifests for e in read_manifest(m, settings.text_field)]
+    valid_examples = read_held_out(valid_manifests, settings.text_field, NO_VALIDATION)
     root.mkdir(parents=True, exist_ok=True)
     start = load_start_model(lang, settings, [e.text for e in train_examples], root / "scratch", model, config,
                              vocab_file, start_adapter)  # fmt: skip
