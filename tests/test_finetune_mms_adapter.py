@@ -83,6 +83,9 @@ def test_a_new_language_starts_from_the_neighbours_adapter_and_loads_with_plain_
     assert phase1["steps"] > 0 and phase2["steps"] > 0 and 0 <= info["valid_cer"] <= 1
     log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     assert {row["phase"] for row in log} == {"lm_head", "adapter"} and any("eval_cer" in row for row in log)
+    card = (out / "README.md").read_text()  # the model card: data, settings, validation, how to load
+    assert "library_name: transformers" in card and f"| {len(TEXTS)} |" in card
+    assert f"| {100 * info['valid_cer']:.1f} % |" in card and 'model.load_adapter("new")' in card
 
     model = Wav2Vec2ForCTC.from_pretrained(out)
     model.load_adapter("new")

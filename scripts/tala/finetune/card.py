@@ -13,7 +13,8 @@ from tala.fileio import read_jsonl
 # the settings a card lists, as the trainers name them (those a trainer lacks are skipped)
 CARD_SETTINGS = ("train", "max_steps", "learning_rate", "schedule", "warmup_steps", "batch_seconds", "max_batch_size",
                  "accumulate", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_parts", "label_smoothing",
-                 "start_kl", "part_seconds", "num_beams", "eval_every", "seed")  # fmt: skip
+                 "start_kl", "part_seconds", "num_beams", "eval_every", "seed",
+                 "lm_head_epochs", "lm_head_lr", "epochs", "lr", "warmup_epochs")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
                     load: str, start_name: str, lora: bool = True, tags: tuple[str, ...] = (),
                     artifact: dict | None = None) -> str:
     """The card's Markdown: YAML front matter as the hub reads it, then the sections. ``base``: the
-    model the weights apply to; ``start_name``: what training began from."""
+    model the weights apply to; ``start_name``: what training began from (Markdown); ``best``: the
+    kept step (``{"step": ...}``, 0 the start)."""
     lines = ["---", f"base_model: {base}", f"library_name: {'peft' if lora else 'transformers'}",
              "pipeline_tag: automatic-speech-recognition", "tags:",
              *(f"- {t}" for t in ("tala", *(("lora",) if lora else ()), *tags)), "---", "", f"# {title}", "", what, "",
@@ -77,12 +79,11 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
             kept = " (step 0: the start read best and is what was kept)"
         lines += ["| model | loss | CER | WER |", "|---|---:|---:|---:|"]
         if start is not None:
-            lines.append(f"| the start (`{start_name}`) | {_loss(start.get('loss'))} | {_pct(start.get('cer'))} | "
+            lines.append(f"| the start ({start_name}) | {_loss(start.get('loss'))} | {_pct(start.get('cer'))} | "
                          f"{_pct(start.get('wer'))} |")  # fmt: skip
         lines += [f"| fine-tuned{kept} | {_loss(final.get('loss'))} | {_pct(final.get('cer'))} | "
                   f"{_pct(final.get('wer'))} |", "",
-                  "Read as the workflow's `evaluate_asr` reads (the decoding and parts above); the held-out test "
-                  "split is judged there, not here.", ""]  # fmt: skip
+                  "The held-out test split is judged by the workflow's `evaluate_asr`, not here.", ""]  # fmt: skip
     if artifact is not None:
         lines += ["## Artifact test", "", f"This folder loaded back and run on {len(artifact['samples'])} test "
                   f"clips (`artifact_test.json`): WER {_pct(artifact['wer'])}.", ""]  # fmt: skip

@@ -48,7 +48,8 @@ ensure_mps_fallback()
 
 import tala  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
-from tala.fileio import atomic_dir, write_json_atomic  # noqa: E402
+from tala.fileio import atomic_dir, write_json_atomic, write_text_atomic  # noqa: E402
+from tala.finetune.card import recognizer_card, split_of, start_evaluation  # noqa: E402
 
 PHASE1, PHASE2 = "phase1-lm_head", "phase2-adapter"
 INFO_FILE = "training.json"
@@ -126,7 +127,8 @@ def finetune(args: argparse.Namespace) -> dict:
         min_delta=args.min_delta, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         device=args.device, schedule="linear", evaluate_start=True,
     )  # fmt: skip
-    durations = [e.duration for e in read_manifest(train_path, TEXT_FIELD)]
+    train_examples = read_manifest(train_path, TEXT_FIELD)
+    durations = [e.duration for e in train_examples]
     steps_per_epoch = len(epoch_batches(durations, base, 0))
     if steps_per_epoch == 0:
         raise InputError(train_path, f"{args.language}: no training clip is at most {args.max_duration} s long")
@@ -176,14 +178,40 @@ def finetune(args: argparse.Namespace) -> dict:
         "valid_cer": (results[name2].get("final_eval") or {}).get("cer"),
         "versions": results[name2].get("versions"),
     }  # fmt: skip
+    kept = (results[name2].get("best") or {}).get("step")
     with atomic_dir(out) as tmp:
         for path in phase2_out.iterdir():
             if path.name not in (INFO_FILE, LOG_FILE):
                 _link_or_copy(path, tmp / path.name)
         _merge_logs([("lm_head", phase1_out / LOG_FILE), ("adapter", phase2_out / LOG_FILE)], tmp / LOG_FILE)
         write_json_atomic(tmp / INFO_FILE, info)
+        write_text_atomic(tmp / "README.md", recognizer_card(
+            title=f"MMS with a `{args.lang}` adapter fine-tuned by tala",
+            what=(f"`{args.model_given}` (wav2vec2, CTC) with its `{args.lang}` language adapter trained from the "
+                  f"`{start_adapter}` one: the output layer first ({name1}), then the adapters with it ({name2}). "
+                  f"The folder is the whole model with `adapter.{args.lang}.safetensors` beside it, as MMS ships."),
+            base=args.model_given, generator="tala.finetune.mms_adapter",
+            settings=info["settings"],
+            train=split_of([train_path], train_examples),
+            valid=split_of([valid_path], read_manifest(valid_path, TEXT_FIELD, allow_empty=True))
+            if valid_path is not None else None,
+            start=start_evaluation(phase1_out / LOG_FILE), final=results[name2].get("final_eval"),
+            best=None if kept is None else {"step": f"{kept} of {name2}"},
+            steps=sum(r["steps"] for r in results.values()),
+            start_name=f"`{args.model_given}`, adapter `{start_adapter}`", lora=False, tags=("mms", "wav2vec2", "ctc"),
+            load=MMS_LOAD.replace("LANG", f'"{args.lang}"')))  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)
     return info
+
+
+MMS_LOAD = """
+from transformers import AutoProcessor, Wav2Vec2ForCTC
+
+model = Wav2Vec2ForCTC.from_pretrained(".")  # this folder
+model.load_adapter(LANG)
+processor = AutoProcessor.from_pretrained(".")
+processor.tokenizer.set_target_lang(LANG)
+"""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -551,7 +551,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             settings=asdict(settings), train=split_of(train_manifests, train_all, len(left_out)),
             valid=split_of(valid_manifests, valid_examples, len(valid_left_out)) if valid_manifests else None,
             start=baseline, final=final_eval, best=position.get("best"), steps=position["step"], artifact=tested,
-            start_name=began.source, lora=lora, tags=("moonshine",),
+            start_name=f"`{began.source}`", lora=lora, tags=("moonshine",),
             load=MOONSHINE_LOAD.replace("BASE", f'"{began.config.base}"') if lora else MOONSHINE_WHOLE_LOAD))  # fmt: skip
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.moonshine",

@@ -458,7 +458,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
             train=split_of(train_manifests, train_all, len(left_out)),
             valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
             start=start_evaluation(root / CORE_LOG), final=final_eval, best=position.get("best"),
-            steps=position["step"], start_name=began.source, lora=lora, tags=("whisper", "speech-llm"),
+            steps=position["step"], start_name=f"`{began.source}`", lora=lora, tags=("whisper", "speech-llm"),
             load=SPEECHLLM_LOAD))  # fmt: skip
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.speechllm",
