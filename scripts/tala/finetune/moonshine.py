@@ -416,8 +416,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
     train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
                                                               tokenizer, limit, settings.max_clip_s)
-    valid_examples, valid_targets, valid_left_out = usable_examples(
-        read_held_out(valid_manifests, settings.text_field, NO_VALIDATION), tokenizer, limit, settings.max_clip_s)
+    valid_all = read_held_out(valid_manifests, settings.text_field, NO_VALIDATION)
+    valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, limit, settings.max_clip_s)
     test_examples = read_held_out(test_manifests, settings.text_field, "no artifact test")
     pace = train_pace(train_all) if settings.reread else None
     if not train_examples:
@@ -436,7 +436,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     root.mkdir(parents=True, exist_ok=True)
     data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
             "total_s": round(sum(durations), 3)}  # fmt: skip
-    recorded = {k: list(v) if k in ("lora_targets", "lora_parts") else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
+    recorded = {k: list(v) if k in ("lora_targets", "lora_parts") else v
+                for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}  # fmt: skip
     fresh = new_position(settings=recorded, data=data, train_loss_sum=0.0)
     start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
                    "device": str(device), "left_out": len(left_out)}  # fmt: skip
@@ -549,7 +550,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                   if lora else f"`{began.source}` fine-tuned ({settings.train}): a speech recognizer of the clips below."),
             base=began.config.base if lora else began.source, generator="tala.finetune.moonshine",
             settings=asdict(settings), train=split_of(train_manifests, train_all, len(left_out)),
-            valid=split_of(valid_manifests, valid_examples, len(valid_left_out)) if valid_manifests else None,
+            valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
             start=baseline, final=final_eval, best=position.get("best"), steps=position["step"], artifact=tested,
             start_name=f"`{began.source}`", lora=lora, tags=("moonshine",),
             load=MOONSHINE_LOAD.replace("BASE", f'"{began.config.base}"') if lora else MOONSHINE_WHOLE_LOAD))  # fmt: skip
