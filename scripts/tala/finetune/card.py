@@ -56,7 +56,7 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
                     artifact: dict | None = None) -> str:
     """The card's Markdown: YAML front matter as the hub reads it, then the sections. ``base``: the
     model the weights apply to; ``start_name``: what training began from (Markdown); ``best``: the
-    kept step (``{"step": ...}``, 0 the start)."""
+    kept step (``{"step": ...}``, 0 the start; a ``label`` says it otherwise)."""
     lines = ["---", f"base_model: {base}", f"library_name: {'peft' if lora else 'transformers'}",
              "pipeline_tag: automatic-speech-recognition", "tags:",
              *(f"- {t}" for t in ("tala", *(("lora",) if lora else ()), *tags)), "---", "", f"# {title}", "", what, "",
@@ -74,8 +74,8 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
         lines += ["No validation clips: the last step's weights were kept, and nothing here says how well it "
                   "reads.", ""]  # fmt: skip
     else:
-        kept = "" if best is None else f" (step {best['step']}, the best validation CER)"
-        if best is not None and best["step"] == 0:
+        kept = "" if best is None else f" ({best.get('label') or 'step ' + str(best['step'])}, the best validation CER)"
+        if best is not None and best["step"] == 0 and "label" not in best:
             kept = " (step 0: the start read best and is what was kept)"
         lines += ["| model | loss | CER | WER |", "|---|---:|---:|---:|"]
         if start is not None:
