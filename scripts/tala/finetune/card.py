@@ -67,16 +67,20 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
                   "`training.json`.", ""]  # fmt: skip
     listed = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                        for k in CARD_SETTINGS if (v := settings.get(k)) is not None)  # fmt: skip
-    lines += ["## Training", "", f"`python -m {generator}` (tala {tala.__version__}), {steps} steps: {listed}.",
+    lines += ["## Training", "", f"`python -m {generator}` (tala {tala.__version__}), {steps} steps"
+              + (f": {listed}." if listed else "."),
               "The log of every step and validation is `training_log.jsonl`; all settings are in `training.json`.", ""]
     lines += ["## Validation", ""]
     if final is None:
         lines += ["No validation clips: the last step's weights were kept, and nothing here says how well it "
                   "reads.", ""]  # fmt: skip
     else:
-        kept = "" if best is None else f" ({best.get('label') or 'step ' + str(best['step'])}, the best validation CER)"
-        if best is not None and best["step"] == 0 and "label" not in best:
-            kept = " (step 0: the start read best and is what was kept)"
+        kept = ""
+        if best is not None:
+            kept = best.get("label") or f"step {best['step']}, the best validation CER"
+            if best["step"] == 0 and "label" not in best:
+                kept = "step 0: the start read best and is what was kept"
+            kept = f" ({kept})"
         lines += ["| model | loss | CER | WER |", "|---|---:|---:|---:|"]
         if start is not None:
             lines.append(f"| the start ({start_name}) | {_loss(start.get('loss'))} | {_pct(start.get('cer'))} | "

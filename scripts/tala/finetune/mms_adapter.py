@@ -196,8 +196,8 @@ def finetune(args: argparse.Namespace) -> dict:
             valid=split_of([valid_path], read_manifest(valid_path, TEXT_FIELD, allow_empty=True))
             if valid_path is not None else None,
             start=start_evaluation(phase1_out / LOG_FILE), final=results[name2].get("final_eval"),
-            best=None if kept is None else {"step": kept, "label": f"step {kept} of {name2}" if kept else
-                                            f"the end of {name1}: {name2} did not read better"},
+            best=None if kept is None else {"step": kept, "label": f"step {kept} of {name2}, the best validation CER"
+                                            if kept else f"the end of {name1}; {name2} read no better"},
             steps=sum(r["steps"] for r in results.values()),
             start_name=f"`{args.model_given}`, adapter `{start_adapter}`", lora=False, tags=("mms", "wav2vec2", "ctc"),
             load=MMS_LOAD.replace("LANG", f'"{args.lang}"')))  # fmt: skip
