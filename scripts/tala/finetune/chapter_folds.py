@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from tala.ctc_text import normalize_for_scoring
 from tala.errors import InputError, run_cli
-from tala.fileio import jsonl_text, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from tala.fileio import jsonl_text, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 TRAINERS = {"moonshine": "tala.finetune.moonshine", "speechllm": "tala.finetune.speechllm"}
 LOG_FILE = "training_log.jsonl"
@@ -89,7 +88,7 @@ def claim_runs(work: Path, settings: dict[str, list[str]], common: list[str], cl
             raise InputError(folder, f"settings {names[folder.name]!r} and {setting!r} name the same runs")
         recorded, wanted = folder / "options.json", {"options": common, "setting": options, "clips": clips}
         if recorded.is_file():
-            before = json.loads(recorded.read_text(encoding="utf-8"))
+            before = read_json(recorded)
             if before.get("clips") != clips:
                 raise InputError(recorded, f"setting {setting!r} was run on other clips than the manifests hold now; "
                                            f"give a new --work or remove {folder}")  # fmt: skip

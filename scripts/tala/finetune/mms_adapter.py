@@ -57,13 +57,6 @@ LOG_FILE = "training_log.jsonl"
 TEXT_FIELD = "normalized"  # tala's datasets: the text spelled with the model's letters
 
 
-def count_examples(path: Path) -> int:
-    if not path.is_file():
-        raise InputError(path, "no such dataset split" if not path.exists() else "not a file")
-    with path.open(encoding="utf-8") as lines:
-        return sum(1 for line in lines if line.strip())
-
-
 def phase_steps(epochs: float, steps_per_epoch: int) -> int:
     return max(1, round(epochs * steps_per_epoch))
 
@@ -110,10 +103,12 @@ def finetune(args: argparse.Namespace) -> dict:
     from tala.finetune.train_ctc import TrainSettings, epoch_batches, read_manifest, train
 
     train_path, valid_path = Path(args.train), Path(args.valid) if args.valid else None
-    if count_examples(train_path) == 0:
+    train_examples = read_manifest(train_path, TEXT_FIELD, allow_empty=True)
+    if not train_examples:
         raise InputError(train_path, f"{args.language}: the train split is empty (every clip was dropped upstream; "
                                      f"see the dataset card beside it): nothing to fine-tune on")  # fmt: skip
-    valid = [valid_path] if valid_path is not None and count_examples(valid_path) > 0 else []
+    valid_examples = read_manifest(valid_path, TEXT_FIELD, allow_empty=True) if valid_path is not None else []
+    valid = [valid_path] if valid_examples else []
     if valid_path is not None and not valid:
         print(f"{args.language}: the valid split is empty: no validation, the last weights are kept", file=sys.stderr)
     start_adapter = args.start_adapter or args.lang
@@ -127,7 +122,6 @@ def finetune(args: argparse.Namespace) -> dict:
         min_delta=args.min_delta, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         device=args.device, schedule="linear", evaluate_start=True,
     )  # fmt: skip
-    train_examples = read_manifest(train_path, TEXT_FIELD)
     durations = [e.duration for e in train_examples]
     steps_per_epoch = len(epoch_batches(durations, base, 0))
     if steps_per_epoch == 0:
@@ -193,8 +187,7 @@ def finetune(args: argparse.Namespace) -> dict:
             base=args.model_given, generator="tala.finetune.mms_adapter",
             settings=info["settings"],
             train=split_of([train_path], train_examples),
-            valid=split_of([valid_path], read_manifest(valid_path, TEXT_FIELD, allow_empty=True))
-            if valid_path is not None else None,
+            valid=split_of([valid_path], valid_examples) if valid_path is not None else None,
             start=start_evaluation(phase1_out / LOG_FILE), final=results[name2].get("final_eval"),
             best=None if kept is None else {"step": kept, "label": f"step {kept} of {name2}, the best validation CER"
                                             if kept else f"the end of {name1}; {name2} read no better"},

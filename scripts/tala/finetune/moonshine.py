@@ -210,7 +210,7 @@ def load_start(settings: MoonshineSettings, start: str, models_dir=None) -> Star
         model = get_peft_model(model, lora)
         config = MoonshineLoRAConfig(base=str(start), lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
                                      lora_dropout=settings.lora_dropout, lora_targets=tuple(settings.lora_targets),
-                                     lora_parts=settings.lora_parts and tuple(settings.lora_parts),
+                                     lora_parts=settings.lora_parts,
                                      max_clip_s=settings.max_clip_s)  # fmt: skip
     elif settings.train != "lora" and hasattr(model, "peft_config"):
         raise InputError("--start", f"{start} is a LoRA recognizer: --mode {settings.train} needs a whole model")
@@ -436,8 +436,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     root.mkdir(parents=True, exist_ok=True)
     data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
             "total_s": round(sum(durations), 3)}  # fmt: skip
-    recorded = {k: list(v) if k in ("lora_targets", "lora_parts") else v
-                for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}  # fmt: skip
+    recorded = {k: list(v) if isinstance(v, tuple) else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
     fresh = new_position(settings=recorded, data=data, train_loss_sum=0.0)
     start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
                    "device": str(device), "left_out": len(left_out)}  # fmt: skip

@@ -379,7 +379,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     root.mkdir(parents=True, exist_ok=True)
     data = {"train": [str(Path(m).resolve()) for m in train_manifests], "examples": len(train_examples),
             "total_s": round(sum(durations), 3)}  # fmt: skip
-    recorded = {k: list(v) if k == "lora_targets" else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
+    recorded = {k: list(v) if isinstance(v, tuple) else v for k in RESUME_KEYS if (v := getattr(settings, k)) is not None}
     fresh = new_position(settings=recorded, data=data)
     start_event = {"model": began.source, "trainable_parameters": sum(p.numel() for p in params),
                    "device": str(device), "left_out": len(left_out)}  # fmt: skip
