@@ -156,6 +156,16 @@ def test_an_empty_train_split_is_one_error_naming_the_language(base, dataset, tm
     assert "Traceback" not in done.stderr
 
 
+def test_an_empty_valid_split_is_said_and_the_last_weights_kept(base, dataset, tmp_path):
+    dataset["valid"].write_text("", encoding="utf-8")
+    out = tmp_path / "out"
+    done = run_cli(command(base, dataset, out))
+    assert done.returncode == 0, done.stderr
+    assert "tonal: the valid split is empty: no validation, the last weights are kept" in done.stderr
+    assert json.loads((out / "training.json").read_text())["valid"] is None
+    assert "No validation clips" in (out / "README.md").read_text()
+
+
 def test_a_start_adapter_the_model_lacks_lists_those_it_has(base, dataset, tmp_path):
     done = run_cli(command(base, dataset, tmp_path / "out", start="xyz"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
