@@ -327,3 +327,34 @@ def assert_validation_and_evaluation_search_the_beams_asked(kind: str, run, mani
     assert scores["splits"]["test"]["after"]["cer"] == round(result.final_eval["cer"], 4)
     html = (tmp_path / "beams.html").read_text()
     assert f"Beam search of {beams}" in html and f"read in parts of at most {part_seconds:g} s" in html
+
+
+def assert_unwritable_characters_are_named(run, manifest, tmp_path, capsys) -> None:
+    """``run(name, train_manifest)`` trains briefly on a copy of ``manifest`` where two transcripts
+    hold letters the tokenizer lacks (``ŋ``, ``q``): one line names the manifest, the clips and
+    the characters; ``training.json`` and the card record them; the clips are still learned."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[0]["normalized"] = "ŋ " + rows[0]["normalized"]
+    rows[1]["normalized"] = rows[1]["normalized"] + " qŋ"
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "clips").mkdir(exist_ok=True)
+    for row in rows:  # the clips beside the new manifest
+        if not (tmp_path / row["audio"]).exists():
+            (tmp_path / row["audio"]).symlink_to(manifest.parent / row["audio"])
+    capsys.readouterr()
+    run("odd", odd)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "cannot write" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{odd}: 2 of {len(rows)} clips hold characters the tokenizer of ")
+    assert "('ŋ' x2, 'q' x1): they are learned and read as <unk>" in lines[0], lines[0]
+    info = json.loads((tmp_path / "odd" / "training.json").read_text())
+    assert info["unwritable"]["train"] == {"clips": 2, "characters": {"ŋ": 2, "q": 1}}
+    assert info["examples"] == len(rows), "the clips stay in"
+    assert "2 train clips hold characters the tokenizer cannot write: `ŋ` (2), `q` (1)." in \
+        (tmp_path / "odd" / "README.md").read_text()  # fmt: skip
+    capsys.readouterr()
+    run("plain", manifest)
+    assert "cannot write" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "plain" / "training.json").read_text())["unwritable"] == \
+        {"train": {"clips": 0, "characters": {}}}  # fmt: skip

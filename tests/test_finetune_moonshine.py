@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import (REPO, assert_long_training_clips_are_learned_in_parts,
-                      assert_validation_and_evaluation_search_the_beams_asked,
+                      assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
@@ -228,6 +228,14 @@ def test_an_empty_validation_or_test_split_is_said_and_the_last_step_kept(corpus
     metrics = json.loads((out / "real_metrics.json").read_text())
     assert metrics["valid_clips"] == 0 and metrics["tuned_eval_loss"] is None and metrics["train_loss"] > 0
     assert "No validation clips" in (out / "README.md").read_text()
+
+
+def test_characters_the_tokenizer_cannot_write_are_named_once_and_recorded(corpus, tmp_path, capsys,
+                                                                           one_torch_thread):
+    def run(name, manifest):
+        return train([manifest], tmp_path / name, _settings(max_steps=1), str(corpus / "start"), progress=False)
+
+    assert_unwritable_characters_are_named(run, corpus / "train.jsonl", tmp_path, capsys)
 
 
 def test_lora_parts_put_the_adapters_in_the_named_stack_only(corpus, tmp_path, one_torch_thread):

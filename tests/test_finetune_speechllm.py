@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import (REPO, assert_long_training_clips_are_learned_in_parts,
-                      assert_validation_and_evaluation_search_the_beams_asked,
+                      assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
 from test_speechllm_model import SAMOAN, _speech, _tokenizer
@@ -273,6 +274,27 @@ def test_chapter_folds_run_the_speechllm_trainer_on_each_fold(corpus, tmp_path):
         logged = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines()]
         cers = [r["eval_cer"] for r in logged if "eval_cer" in r and "event" not in r]
         assert [r["chapters"][held] for r in table["rows"]] == cers
+
+
+def test_characters_the_tokenizer_cannot_write_are_named_once_and_recorded(corpus, tmp_path, capsys,
+                                                                           one_torch_thread):
+    def run(name, manifest):
+        return train([manifest], tmp_path / name, _settings(max_steps=1), start=corpus / "start", progress=False)
+
+    assert_unwritable_characters_are_named(run, corpus / "train.jsonl", tmp_path, capsys)
+
+
+def test_a_byte_level_tokenizer_writes_every_character():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from tala.finetune.tokens import unwritable_characters
+
+    byte_level = ByteLevelBPETokenizer()
+    byte_level.train_from_iterator(SAMOAN, vocab_size=300, show_progress=False)
+    texts = ["o le ŋala", "中文 q"]
+    assert unwritable_characters(PreTrainedTokenizerFast(tokenizer_object=byte_level), texts) == (Counter(), 0)
+    assert unwritable_characters(_tokenizer(SAMOAN), texts) == (Counter({"中": 1, "文": 1, "ŋ": 1, "q": 1}), 2)
 
 
 def test_an_empty_validation_split_is_said_and_the_last_step_kept(corpus, tmp_path, capsys, one_torch_thread):

@@ -53,10 +53,11 @@ def _split_row(name: str, split: Split | None) -> str:
 def recognizer_card(*, title: str, what: str, base: str, generator: str, settings: dict, train: Split,
                     valid: Split | None, start: dict | None, final: dict | None, best: dict | None, steps: int,
                     load: str, start_name: str, lora: bool = True, tags: tuple[str, ...] = (),
-                    artifact: dict | None = None) -> str:
+                    artifact: dict | None = None, unwritable: dict | None = None) -> str:
     """The card's Markdown: YAML front matter as the hub reads it, then the sections. ``base``: the
     model the weights apply to; ``start_name``: what training began from (Markdown); ``best``: the
-    kept step (``{"step": ...}``, 0 the start; a ``label`` says it otherwise)."""
+    kept step (``{"step": ...}``, 0 the start; a ``label`` says it otherwise); ``unwritable``: per
+    split, the characters its tokenizer cannot write (:func:`tala.finetune.tokens.report_unwritable`)."""
     lines = ["---", f"base_model: {base}", f"library_name: {'peft' if lora else 'transformers'}",
              "pipeline_tag: automatic-speech-recognition", "tags:",
              *(f"- {t}" for t in ("tala", *(("lora",) if lora else ()), *tags)), "---", "", f"# {title}", "", what, "",
@@ -65,6 +66,11 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
     if train.left_out or (valid and valid.left_out):
         lines += ["Left-out clips (too long for the model, or their transcript for its decoder) are named in "
                   "`training.json`.", ""]  # fmt: skip
+    for split, found in (unwritable or {}).items():
+        if found["clips"]:
+            chars = ", ".join(f"`{ch}` ({n})" for ch, n in list(found["characters"].items())[:12])
+            lines += [f"{found['clips']} {split} clips hold characters the tokenizer cannot write: {chars}. The "
+                      "model writes nothing for them (`<unk>`); `training.json` lists them all.", ""]  # fmt: skip
     listed = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                        for k in CARD_SETTINGS if (v := settings.get(k)) is not None)  # fmt: skip
     lines += ["## Training", "", f"`python -m {generator}` (tala {tala.__version__}), {steps} steps"

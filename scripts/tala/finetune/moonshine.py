@@ -48,6 +48,7 @@ from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.parts import training_parts  # noqa: E402
+from tala.finetune.tokens import report_unwritable  # noqa: E402
 from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
                                      read_manifest)
 from tala.models.moonshine import (  # noqa: E402
@@ -420,6 +421,9 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, limit, settings.max_clip_s)
     test_examples = read_held_out(test_manifests, settings.text_field, "no artifact test")
     pace = train_pace(train_all) if settings.reread else None
+    unwritable = {split: report_unwritable(tokenizer, examples, manifests, began.source)
+                  for split, examples, manifests in (("train", train_all, train_manifests),
+                                                     ("valid", valid_all, valid_manifests)) if examples}  # fmt: skip
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
     durations = [e.duration for e in train_examples]
@@ -551,7 +555,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             settings=asdict(settings), train=split_of(train_manifests, train_all, len(left_out)),
             valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
             start=baseline, final=final_eval, best=position.get("best"), steps=position["step"], artifact=tested,
-            start_name=f"`{began.source}`", lora=lora, tags=("moonshine",),
+            start_name=f"`{began.source}`", lora=lora, unwritable=unwritable, tags=("moonshine",),
             load=MOONSHINE_LOAD.replace("BASE", f'"{began.config.base}"') if lora else MOONSHINE_WHOLE_LOAD))  # fmt: skip
         write_json_atomic(tmp / INFO_FILE, {
             "generator": "tala.finetune.moonshine",
@@ -563,6 +567,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             "test_manifests": [str(m) for m in test_manifests],
             "examples": len(train_examples),
             "left_out": left_out + valid_left_out,
+            "unwritable": unwritable,
             "steps": position["step"],
             "best": position.get("best"),
             "stopped_early_at": position.get("stopped_at"),
