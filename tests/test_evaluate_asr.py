@@ -52,6 +52,10 @@ def test_the_right_adapter_scores_far_better_and_outputs_are_deterministic(split
     assert test["clips"] == 5 and result["systems"]["smo"] == {"model": str(MODEL), "adapter": "smo"}
     assert test["smo"]["cer"] < 0.1 and test["por"]["cer"] > 2 * test["smo"]["cer"]
     assert test["smo"]["wer"] >= test["smo"]["cer"] and test["smo"]["ref_chars"] > 100
+    change = test["change"]  # the last system against the first, over these 5 clips
+    assert change["from"] == "por" and change["to"] == "smo" and change["clips"] == 5
+    assert change["cer"] == pytest.approx(test["smo"]["cer"] - test["por"]["cer"], abs=1e-4)
+    assert change["cer_95"][1] < 0 and change["last_better_cer"] == 1.0, "smo reads every clip better"
     rows = list(csv.DictReader(out_tsv.open(encoding="utf-8"), delimiter="\t"))
     assert len(rows) == 5 and {"cer_por", "cer_smo", "reference", "hypothesis_smo"} <= set(rows[0])
     assert [float(r["cer_smo"]) for r in rows] == sorted((float(r["cer_smo"]) for r in rows), reverse=True)
@@ -60,6 +64,20 @@ def test_the_right_adapter_scores_far_better_and_outputs_are_deterministic(split
     assert evaluate_asr.main([str(again / "eval.json"), str(again / "worst.tsv"), *args]) == 0
     assert (again / "eval.json").read_bytes() == out_json.read_bytes()
     assert (again / "worst.tsv").read_bytes() == out_tsv.read_bytes()
+
+
+def test_the_paired_bootstrap_tells_a_change_of_every_clip_from_one_of_a_single_clip():
+    refs = [f"o le tala {w} lenei e uma" for w in ("lua", "tolu", "fa", "lima", "ono", "fitu", "valu", "iva")] * 3
+    same = evaluate_asr.paired_bootstrap(refs, refs, refs)
+    assert same["cer"] == 0 and same["cer_95"] == [0, 0] and same["last_better_cer"] == 0.5
+    worse = [r.replace("tala", "tal") for r in refs]  # one deletion in every clip
+    every = evaluate_asr.paired_bootstrap(refs, worse, refs)
+    assert every["clips"] == 24 and every["cer"] < 0 and every["cer_95"][1] < 0 and every["last_better_cer"] == 1.0
+    one = evaluate_asr.paired_bootstrap(refs, [worse[0], *refs[1:]], refs)  # only the first clip differs
+    assert one["cer"] < 0 and one["cer_95"][0] < 0 == one["cer_95"][1], "the interval holds 0: not a finding"
+    assert 0.5 < one["last_better_cer"] < 1.0
+    assert evaluate_asr.paired_bootstrap(refs, worse, refs) == every, "seeded"
+    assert evaluate_asr.paired_bootstrap(["", ""], ["a", "b"], ["", ""]) is None
 
 
 def test_a_clip_that_cannot_be_read_names_its_line(split, tmp_path):

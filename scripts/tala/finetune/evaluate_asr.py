@@ -45,6 +45,12 @@ end of its last (the spoken heading before them is not part of the official text
 with the chapter's official text, normalized (``text/<rec>.json``). ``--wavs``, ``--texts`` and
 ``--aligned`` list the language's files (matched by file stem); only the split's are read.
 
+With two systems or more, each split also has the ``change`` from the first to the last: the pooled
+CER and WER differences (last minus first) with their 95 % intervals and how often the last reads
+better, by a paired bootstrap over the clips (:func:`paired_bootstrap`; Bisani & Ney 2004). A
+held-out split of a chapter or two has a few clips, and a difference of a few edits in one of them
+is not a finding: the interval says which differences are.
+
 Outputs: ``OUT.json`` — language, kind, the systems (model, adapter), and per split the number of
 clips and hours and, per system, pooled WER and CER with the edit and reference counts behind them;
 ``OUT.tsv`` — every clip, worst first (by the last system's CER, then the first's): split, id,
@@ -502,6 +508,12 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
                 plain = error_rates(refs, [once[system.name][i] for i in index])
                 splits[split][system.name]["reread"] = sum(reread[system.name][i] for i in index)
                 splits[split][system.name]["read_once"] = {key: round(plain[key], 4) for key in ("wer", "cer")}
+        if len(systems) > 1:
+            first, last = systems[0].name, systems[-1].name
+            change = paired_bootstrap(refs, [hypotheses[first][i] for i in index],
+                                      [hypotheses[last][i] for i in index])  # fmt: skip
+            if change is not None:
+                splits[split]["change"] = {"from": first, "to": last, **change}
     if chapters:
         refs = [c.reference for c in chapters]
         entry = {"split": chapters[0].split, "recordings": [c.recording for c in chapters],
@@ -514,6 +526,41 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
                 c.recording: round(cer(c.reference, hyp), 4) for c, hyp in zip(chapters, chapter_hyps[system.name])}
         splits["chapters"] = entry
     return splits, hypotheses
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def paired_bootstrap(refs: list[str], first: list[str], last: list[str], draws: int = BOOTSTRAP_DRAWS,
+                     seed: int = 0) -> dict | None:
+    """How the pooled CER and WER change from the ``first`` system's transcripts to the ``last``'s
+    on these clips, and how sure that is: the clips drawn with replacement ``draws`` times (the
+    same draws for both systems: a paired bootstrap, Bisani & Ney 2004, "Bootstrap estimates for
+    confidence intervals in ASR performance evaluation"), each draw's pooled difference; the 95 %
+    interval of those (``cer_95``, ``wer_95``) and the share of draws in which the last system made
+    fewer edits (``last_better_cer``, ``last_better_wer``; ties count half). Seeded: two runs give
+    the same numbers. None when no clip has a reference."""
+    kept = [i for i, r in enumerate(refs) if normalize_for_scoring(r)]
+    if not kept:
+        return None
+    scored = [[error_rates([refs[i]], [hyp[i]]) for i in kept] for hyp in (first, last)]
+    counts = np.array([[[r["char_edits"], r["word_edits"]] for r in system] for system in scored])  # (system, clip, unit)
+    sizes = np.array([[r["ref_chars"], r["ref_words"]] for r in scored[0]])  # (clip, unit)
+    rng = np.random.default_rng(seed)
+    edits, refs_drawn = np.zeros((2, draws, 2), dtype=np.int64), np.zeros((draws, 2), dtype=np.int64)
+    for lo in range(0, draws, 64):  # 64 draws at a time: memory of 64 x clips, however many clips
+        drawn = rng.integers(0, len(kept), size=(min(64, draws - lo), len(kept)))
+        edits[:, lo:lo + len(drawn)] = counts[:, drawn].sum(axis=2)
+        refs_drawn[lo:lo + len(drawn)] = sizes[drawn].sum(axis=1)
+    out = {"clips": len(kept), "draws": draws}
+    for k, unit in enumerate(("cer", "wer")):
+        change = (counts[1, :, k].sum() - counts[0, :, k].sum()) / max(int(sizes[:, k].sum()), 1)
+        differences = (edits[1, :, k] - edits[0, :, k]) / np.maximum(refs_drawn[:, k], 1)
+        low, high = np.percentile(differences, [2.5, 97.5])
+        better = float(np.mean((edits[1, :, k] < edits[0, :, k]) + 0.5 * (edits[1, :, k] == edits[0, :, k])))
+        out |= {unit: round(float(change), 4), f"{unit}_95": [round(float(low), 4), round(float(high), 4)],
+                f"last_better_{unit}": round(better, 3)}
+    return out
 
 
 def worst_first_tsv(clips: list[Clip], systems: list[System], hypotheses: dict[str, list[str]]) -> str:
@@ -558,8 +605,15 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
         label += "chapters, aligned span)" if split == "chapters" else "clips)"
         cells = "".join(f"<td>{_pct(result[n]['wer'])}</td><td>{_pct(result[n]['cer'])}</td>" for n in names)
         change = ""
-        if len(names) > 1 and result[names[0]]["cer"]:
-            change = f"<td>× {result[names[-1]]['cer'] / result[names[0]]['cer']:.2f}</td>"
+        if len(names) > 1:
+            ratio = f"× {result[names[-1]]['cer'] / result[names[0]]['cer']:.2f}" if result[names[0]]["cer"] else "–"
+            sure = result.get("change")
+            if sure:
+                low, high = (100 * v for v in sure["cer_95"])
+                ratio += (f"; {100 * sure['cer']:+.1f} points, 95 % interval [{low:+.1f}, {high:+.1f}] over "
+                          f"{sure['clips']} clips; {escape(names[-1])} better in {100 * sure['last_better_cer']:.0f} % "
+                          "of resamples")  # fmt: skip
+            change = f"<td>{ratio}</td>"
         rows.append(f"<tr><td>{escape(label)}</td>{cells}{change}</tr>")
     systems_list = "".join(f"<li><b>{escape(s.name)}</b>: {escape(s.model)}, adapter {escape(s.adapter or '-')}</li>"
                            for s in systems)  # fmt: skip
@@ -578,9 +632,11 @@ td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:
 <h1>{escape(language)}: speech recognition before and after fine-tuning ({escape(kind)})</h1>
 <ul>{systems_list}</ul>
 {f"<p><b>{escape(note)}</b></p>" if note else ""}
-<table><tr><th>held out</th>{head}{"<th>CER after / before</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
+<table><tr><th>held out</th>{head}{"<th>CER after / before; the change</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
 <p>{decoding}, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
-transcribed whole, the words within its aligned verses against the official text.</p>
+transcribed whole, the words within its aligned verses against the official text. The change's
+interval: the clips drawn with replacement {BOOTSTRAP_DRAWS} times, the same draws for every system
+(a paired bootstrap); an interval that holds 0 is a difference these clips cannot tell from chance.</p>
 {reread}
 <h2>Worst clips</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>{clip_rows}</table>
@@ -675,6 +731,9 @@ def main(argv: list[str] | None = None) -> int:
     for split, result in splits.items():
         scores = ", ".join(f"{s.name} WER {_pct(result[s.name]['wer'])} CER {_pct(result[s.name]['cer'])}"
                            for s in systems)
+        if change := result.get("change"):
+            low, high = (100 * v for v in change["cer_95"])
+            scores += f"; CER {100 * change['cer']:+.1f} points, 95 % interval [{low:+.1f}, {high:+.1f}]"
         print(f"evaluate_asr: {args.language} {split}: {scores}", file=sys.stderr)
     return 0
 
