@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from tala.errors import InputError
-from tala.finetune.parts import cut_between_words, training_parts
+from tala.finetune.parts import cut_between_words, left_out_clips, training_parts
 from tala.finetune.train_ctc import Example, load_audio, read_manifest
 
 WORDS = "o le amataga na faia ai e le atua o le lagi"
@@ -70,6 +70,16 @@ def test_clips_that_fit_lack_word_times_or_have_no_gap_to_cut_stay_whole(tmp_pat
     assert log.getvalue() == (f"part_seconds 8: 1 training clips cut between words into parts of at most 8 s where a"
                               f" gap allows ({len(out)} examples from 3); 1 longer ones trained whole (no word times,"
                               " or no gap between words to cut)\n")
+
+
+def test_a_clip_with_parts_left_out_counts_once_among_the_clips_left_out(tmp_path):
+    cut = _example(tmp_path, {3: 0.4, 5: 0.3, 8: 0.5})
+    whole = Example(cut.audio, cut.text, cut.duration, "train.jsonl:2")
+    parts = training_parts([cut, whole], 8.0, log=io.StringIO())
+    assert len(parts) == 5 and left_out_clips(parts, parts) == 0
+    assert left_out_clips(parts, [p for p in parts if p.where != "train.jsonl:1 (part 2)"]) == 1
+    assert left_out_clips(parts, parts[2:4]) == 2, "two parts of the first clip and the second clip"
+    assert left_out_clips(parts, []) == 2
 
 
 def test_word_times_of_the_normalized_words_are_not_taken_for_another_texts(tmp_path):

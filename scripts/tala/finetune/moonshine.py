@@ -47,7 +47,7 @@ from tala.finetune.card import recognizer_card, split_of  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
-from tala.finetune.parts import training_parts  # noqa: E402
+from tala.finetune.parts import left_out_clips, training_parts  # noqa: E402
 from tala.finetune.tokens import report_unwritable  # noqa: E402
 from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
                                      read_manifest)
@@ -415,8 +415,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     limit = decoder_positions(base_of(model))
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
-    train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
-                                                              tokenizer, limit, settings.max_clip_s)
+    train_parts = training_parts(train_all, settings.part_seconds)
+    train_examples, train_targets, left_out = usable_examples(train_parts, tokenizer, limit, settings.max_clip_s)
     valid_all = read_held_out(valid_manifests, settings.text_field, NO_VALIDATION)
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, limit, settings.max_clip_s)
     test_examples = read_held_out(test_manifests, settings.text_field, "no artifact test")
@@ -552,7 +552,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             what=(f"`{began.config.base}` with LoRA adapters on its {stacks}: a speech recognizer of the clips below."
                   if lora else f"`{began.source}` fine-tuned ({settings.train}): a speech recognizer of the clips below."),
             base=began.config.base if lora else began.source, generator="tala.finetune.moonshine",
-            settings=asdict(settings), train=split_of(train_manifests, train_all, len(left_out)),
+            settings=asdict(settings), train=split_of(train_manifests, train_all, left_out_clips(train_parts, train_examples)),
             valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
             start=baseline, final=final_eval, best=position.get("best"), steps=position["step"], artifact=tested,
             start_name=f"`{began.source}`", lora=lora, unwritable=unwritable, tags=("moonshine",),

@@ -71,3 +71,11 @@ def training_parts(examples: list[Example], part_seconds: float | None, log=sys.
               f" {part_seconds:g} s where a gap allows ({len(out)} examples from {len(examples)}){without}",
               file=log)
     return out
+
+
+def left_out_clips(examples: list[Example], kept: list[Example]) -> int:
+    """How many clips were not learned whole: ``examples`` are the clips or the parts cut from them
+    (:func:`training_parts`), ``kept`` those learned; a clip counts once however many of its parts
+    were left out."""
+    learned = {id(e) for e in kept}
+    return len({e.where.split(" (part ", 1)[0] for e in examples if id(e) not in learned})

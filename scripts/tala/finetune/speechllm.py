@@ -49,7 +49,7 @@ from tala.finetune.card import recognizer_card, split_of, start_evaluation  # no
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
 from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
-from tala.finetune.parts import training_parts  # noqa: E402
+from tala.finetune.parts import left_out_clips, training_parts  # noqa: E402
 from tala.finetune.tokens import report_unwritable  # noqa: E402
 from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
                                      read_manifest)
@@ -359,8 +359,8 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
     valid_all = read_held_out(valid_manifests, settings.text_field, NO_VALIDATION)
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'
-    train_examples, train_targets, left_out = usable_examples(training_parts(train_all, settings.part_seconds),
-                                                              tokenizer, model, window)
+    train_parts = training_parts(train_all, settings.part_seconds)
+    train_examples, train_targets, left_out = usable_examples(train_parts, tokenizer, model, window)
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, model, window)
     pace = train_pace(train_all) if settings.reread else None
     unwritable = {split: report_unwritable(tokenizer, examples, manifests, began.config.decoder)
@@ -459,7 +459,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
                   f"causal LM `{config.decoder}`" + (" with LoRA adapters" if lora else f", trained ({settings.train})")
                   + f" (the start: `{began.source}`): a speech recognizer of the clips below."),
             base=config.decoder, generator="tala.finetune.speechllm", settings=asdict(settings),
-            train=split_of(train_manifests, train_all, len(left_out)),
+            train=split_of(train_manifests, train_all, left_out_clips(train_parts, train_examples)),
             valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
             start=start_evaluation(root / CORE_LOG), final=final_eval, best=position.get("best"),
             steps=position["step"], start_name=f"`{began.source}`", lora=lora, unwritable=unwritable,
