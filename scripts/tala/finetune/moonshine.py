@@ -446,10 +446,11 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                    "device": str(device), "left_out": len(left_out)}  # fmt: skip
     torch.manual_seed(settings.seed)  # the data order and dropout; a resumed run restores its own state
     resumed = resume(root, fresh, modules, states, start=start_event, match=("settings", "data"))
-    baseline = resumed.position.get("baseline")
+    baseline, start_read = resumed.position.get("baseline"), None
     if baseline is None and valid_examples:  # greedy and in eval mode: draws no random numbers
-        baseline = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings, pace)
-        baseline = {k: baseline[k] for k in ("loss", "cer", "wer")}
+        start_read = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings,
+                              pace)  # fmt: skip
+        baseline = {k: start_read[k] for k in ("loss", "cer", "wer")}
     position = {**resumed.position, "baseline": baseline}
     model.train()
 
@@ -508,7 +509,11 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
                           audio_s=sum(durations[i] for i in index), skipped=not stepping)  # fmt: skip
 
     def run_eval(step: int) -> Evaluation:
-        result = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings, pace)
+        if step == 0 and start_read is not None:  # evaluate_start: the start was read above (the baseline)
+            result = start_read
+        else:
+            result = evaluate(model, feature_extractor, tokenizer, valid_examples, valid_targets, device, settings,
+                              pace)  # fmt: skip
         return Evaluation({k: result[k] for k in ("loss", "cer", "wer")},
                           {"reread": result["reread"], "examples": result["examples"]})
 
