@@ -77,7 +77,7 @@ def test_the_paired_bootstrap_tells_a_change_of_every_clip_from_one_of_a_single_
     assert one["cer"] < 0 and one["cer_95"][0] < 0 == one["cer_95"][1], "the interval holds 0: not a finding"
     assert 0.5 < one["last_better_cer"] < 1.0
     assert evaluate_asr.paired_bootstrap(refs, worse, refs) == every, "seeded"
-    assert evaluate_asr.paired_bootstrap(["", ""], ["a", "b"], ["", ""]) is None
+    assert evaluate_asr.paired_bootstrap(["", "a b"], ["a", "b"], ["", "a b"]) is None, "one clip says nothing"
 
 
 def test_a_clip_that_cannot_be_read_names_its_line(split, tmp_path):

@@ -64,8 +64,9 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
              "## Data", "", "| split | manifests | clips | minutes | left out |", "|---|---|---:|---:|---:|",
              _split_row("train", train), _split_row("validation", valid), ""]  # fmt: skip
     if train.left_out or (valid and valid.left_out):
-        lines += ["Left-out clips (too long for the model, or their transcript for its decoder; a clip counts once "
-                  "when some of the parts it is learned in were left out) are named in `training.json`.", ""]  # fmt: skip
+        lines += ["Left-out clips (too long for the model, or their transcript for its decoder; a clip counts "
+                  "once when some of the parts it is learned in were left out) are named in `training.json`.",
+                  ""]  # fmt: skip
     for split, found in (unwritable or {}).items():
         if found["clips"]:
             chars = ", ".join(f"`{ch}` ({n})" for ch, n in list(found["characters"].items())[:12])

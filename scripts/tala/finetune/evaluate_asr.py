@@ -539,12 +539,13 @@ def paired_bootstrap(refs: list[str], first: list[str], last: list[str], draws: 
     confidence intervals in ASR performance evaluation"), each draw's pooled difference; the 95 %
     interval of those (``cer_95``, ``wer_95``) and the share of draws in which the last system made
     fewer edits (``last_better_cer``, ``last_better_wer``; ties count half). Seeded: two runs give
-    the same numbers. None when no clip has a reference."""
+    the same numbers. None with fewer than two clips that have a reference: one clip drawn again
+    and again says nothing of chance."""
     kept = [i for i, r in enumerate(refs) if normalize_for_scoring(r)]
-    if not kept:
+    if len(kept) < 2:
         return None
     scored = [[error_rates([refs[i]], [hyp[i]]) for i in kept] for hyp in (first, last)]
-    counts = np.array([[[r["char_edits"], r["word_edits"]] for r in system] for system in scored])  # (system, clip, unit)
+    counts = np.array([[[r["char_edits"], r["word_edits"]] for r in clips] for clips in scored])  # system, clip, unit
     sizes = np.array([[r["ref_chars"], r["ref_words"]] for r in scored[0]])  # (clip, unit)
     rng = np.random.default_rng(seed)
     edits, refs_drawn = np.zeros((2, draws, 2), dtype=np.int64), np.zeros((draws, 2), dtype=np.int64)

@@ -557,7 +557,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
             what=(f"`{began.config.base}` with LoRA adapters on its {stacks}: a speech recognizer of the clips below."
                   if lora else f"`{began.source}` fine-tuned ({settings.train}): a speech recognizer of the clips below."),
             base=began.config.base if lora else began.source, generator="tala.finetune.moonshine",
-            settings=asdict(settings), train=split_of(train_manifests, train_all, left_out_clips(train_parts, train_examples)),
+            settings=asdict(settings),
+            train=split_of(train_manifests, train_all, left_out_clips(train_parts, train_examples)),
             valid=split_of(valid_manifests, valid_all, len(valid_left_out)) if valid_manifests else None,
             start=baseline, final=final_eval, best=position.get("best"), steps=position["step"], artifact=tested,
             start_name=f"`{began.source}`", lora=lora, unwritable=unwritable, tags=("moonshine",),

@@ -3,8 +3,8 @@
 A tokenizer without byte fallback (a vocabulary learned from some languages' text, as the demo's
 stand-ins have) turns a letter it lacks into ``<unk>``: the decoder learns ``<unk>`` for that
 sound, and ``<unk>`` decodes to nothing, so the tuned model can never write the letter. Byte-level
-tokenizers (Whisper's, SmolLM2's, Qwen's) and SentencePiece with byte fallback write every
-character and have nothing to report. The Moonshine and speech-LLM trainers name such characters
+tokenizers (SmolLM2's, Qwen's) and SentencePiece with byte fallback write every character and have
+nothing to report. The Moonshine and speech-LLM trainers name such characters
 once per split and record them in ``training.json``; the clips stay in (the rest of their words
 are worth learning) and the evaluation counts what cannot be written as errors. The text step's
 normalization (``tala.align.read_text``) is where a letter can be mapped to one the model has.
@@ -38,8 +38,8 @@ def unwritable_characters(tokenizer, texts) -> tuple[Counter, int]:
 
 
 def report_unwritable(tokenizer, examples, manifests, model: str, log=None) -> dict:
-    """One line on ``log`` when the examples' transcripts (``.text``) hold characters the
-    tokenizer cannot write, naming the manifests, the characters and their clips (``log``: stderr); what
+    """One line on ``log`` (stderr) when the examples' transcripts (``.text``) hold characters the
+    tokenizer cannot write, naming the manifests, the characters and their clips; what
     ``training.json`` records of it (``clips``, ``characters`` with counts)."""
     counts, holding = unwritable_characters(tokenizer, (e.text for e in examples))
     if counts:
