@@ -4,6 +4,7 @@ validation over it (tala.finetune.chapter_folds)."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -236,6 +237,27 @@ def test_characters_the_tokenizer_cannot_write_are_named_once_and_recorded(corpu
         return train([manifest], tmp_path / name, _settings(max_steps=1), str(corpus / "start"), progress=False)
 
     assert_unwritable_characters_are_named(run, corpus / "train.jsonl", tmp_path, capsys)
+
+
+def test_evaluate_asr_says_the_cer_a_tokenizer_cannot_go_below(corpus, tmp_path, one_torch_thread):
+    from tala.finetune.evaluate_asr import main as evaluate_asr
+
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()][:3]
+    rows[0]["normalized"] = "ŋ " + rows[0]["normalized"]
+    rows[2]["normalized"] = rows[2]["normalized"] + " ŋŋ q"
+    split = tmp_path / "test.jsonl"
+    split.write_text("".join(json.dumps({**r, "audio": str(corpus / r["audio"])}, ensure_ascii=False) + "\n"
+                             for r in rows), encoding="utf-8")  # fmt: skip
+    out = tmp_path / "eval.json"
+    assert evaluate_asr([str(out), str(tmp_path / "eval.tsv"), "--html", str(tmp_path / "eval.html"), "--language",
+                         "samoan", "--kind", "moonshine", "--split", "test", str(split), "--system", "start",
+                         str(corpus / "start"), "-", "--device", "cpu"]) == 0  # fmt: skip
+    score = json.loads(out.read_text())["splits"]["test"]["start"]
+    assert score["unwritable"] == {"letters": 4, "floor_cer": round(4 / score["ref_chars"], 4),
+                                   "characters": {"ŋ": 3, "q": 1}}  # fmt: skip
+    assert score["cer"] >= score["unwritable"]["floor_cer"]
+    page = html.unescape((tmp_path / "eval.html").read_text())
+    assert "start cannot write 4 letters of the test references ('ŋ' x3, 'q' x1: its tokenizer has no token" in page
 
 
 def test_lora_parts_put_the_adapters_in_the_named_stack_only(corpus, tmp_path, one_torch_thread):

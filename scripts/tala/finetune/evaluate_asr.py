@@ -51,6 +51,11 @@ better, by a paired bootstrap over the clips (:func:`paired_bootstrap`; Bisani &
 held-out split of a chapter or two has a few clips, and a difference of a few edits in one of them
 is not a finding: the interval says which differences are.
 
+A speech-LLM's or Moonshine's tokenizer without byte fallback cannot write a letter it lacks
+(:mod:`tala.finetune.tokens`): a system's score on a split whose references hold such letters has
+``unwritable`` (their count, the ``floor_cer`` that no reading of the clips can go below, and the
+letters), said on the page and in the log.
+
 Outputs: ``OUT.json`` — language, kind, the systems (model, adapter), and per split the number of
 clips and hours and, per system, pooled WER and CER with the edit and reference counts behind them;
 ``OUT.tsv`` — every clip, worst first (by the last system's CER, then the first's): split, id,
@@ -68,6 +73,7 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +89,7 @@ from tala.audio_io import SAMPLE_RATE, frame_levels_db  # noqa: E402
 from tala.ctc_text import cer, error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from tala.finetune.tokens import unwritable_characters  # noqa: E402
 
 KINDS = ("ctc", "speechllm", "moonshine")
 CLIPS_ONLY = ("speechllm", "moonshine")  # no word times: clips, never whole chapters
@@ -478,9 +485,12 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
     once: dict[str, list[str]] = {}  # with a pace: each clip read once, as if without it
     reread: dict[str, list[bool]] = {}
     chapter_hyps: dict[str, list[str]] = {}
+    unwritable: dict[str, set[str]] = {}  # per system: the reference letters its tokenizer cannot write
     for system in systems:
         started = time.perf_counter()
         model = recognizer(kind, system, models_dir, device, dtype, pace, num_beams, part_seconds)
+        if getattr(model, "tokenizer", None) is not None:
+            unwritable[system.name] = set(unwritable_characters(model.tokenizer, (c.reference for c in clips))[0])
         hypotheses[system.name], once[system.name], reread[system.name] = [], [], []
         for clip in clips:
             parts_before = getattr(model, "rereads", 0)
@@ -504,6 +514,12 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
             rates = error_rates(refs, [hypotheses[system.name][i] for i in index])
             splits[split][system.name] = {key: round(value, 4) if isinstance(value, float) else value
                                           for key, value in rates.items()}
+            if unwritable.get(system.name) and rates["ref_chars"]:
+                letters = Counter(ch for ref in refs for ch in normalize_for_scoring(ref) if ch in unwritable[system.name])
+                if letters:  # each is at least one edit: the CER no reading of these clips can go below
+                    splits[split][system.name]["unwritable"] = {
+                        "letters": sum(letters.values()), "floor_cer": round(sum(letters.values()) / rates["ref_chars"], 4),
+                        "characters": dict(sorted(letters.items(), key=lambda kv: (-kv[1], kv[0])))}  # fmt: skip
             if pace:
                 plain = error_rates(refs, [once[system.name][i] for i in index])
                 splits[split][system.name]["reread"] = sum(reread[system.name][i] for i in index)
@@ -618,6 +634,10 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
         rows.append(f"<tr><td>{escape(label)}</td>{cells}{change}</tr>")
     systems_list = "".join(f"<li><b>{escape(s.name)}</b>: {escape(s.model)}, adapter {escape(s.adapter or '-')}</li>"
                            for s in systems)  # fmt: skip
+    floors = "".join(f"<p>{escape(n)} cannot write {r[n]['unwritable']['letters']} letters of the {escape(split)} "
+                     f"references ({escape(_letters_listed(r[n]['unwritable']))}: its tokenizer has no token for "
+                     f"them): its CER there cannot go below {_pct(r[n]['unwritable']['floor_cer'])}.</p>"
+                     for split, r in splits.items() for n in names if "unwritable" in r.get(n, {}))  # fmt: skip
     decoding = "Greedy decoding" if num_beams == 1 else f"Beam search of {num_beams} (every system alike)"
     if part_seconds:
         decoding += (f"; a clip longer than {part_seconds:g} s read in parts of at most {part_seconds:g} s,"
@@ -639,6 +659,7 @@ transcribed whole, the words within its aligned verses against the official text
 interval: the clips drawn with replacement {BOOTSTRAP_DRAWS} times, the same draws for every system
 (a paired bootstrap); an interval that holds 0 is a difference these clips cannot tell from chance.</p>
 {reread}
+{floors}
 <h2>Worst clips</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>{clip_rows}</table>
 </body></html>
@@ -732,6 +753,11 @@ def main(argv: list[str] | None = None) -> int:
     for split, result in splits.items():
         scores = ", ".join(f"{s.name} WER {_pct(result[s.name]['wer'])} CER {_pct(result[s.name]['cer'])}"
                            for s in systems)
+        for s in systems:
+            if found := result.get(s.name, {}).get("unwritable"):
+                print(f"evaluate_asr: {args.language} {split}: {s.name} ({s.model}) cannot write {found['letters']} "
+                      f"letters of the references ({_letters_listed(found)}): its CER cannot go below "
+                      f"{_pct(found['floor_cer'])}", file=sys.stderr)  # fmt: skip
         if change := result.get("change"):
             low, high = (100 * v for v in change["cer_95"])
             scores += f"; CER {100 * change['cer']:+.1f} points, 95 % interval [{low:+.1f}, {high:+.1f}]"
@@ -741,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _letters_listed(found: dict) -> str:
+    return ", ".join(f"{ch!r} x{n}" for ch, n in list(found["characters"].items())[:12])
 
 
 if __name__ == "__main__":

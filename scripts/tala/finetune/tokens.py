@@ -4,10 +4,11 @@ A tokenizer without byte fallback (a vocabulary learned from some languages' tex
 stand-ins have) turns a letter it lacks into ``<unk>``: the decoder learns ``<unk>`` for that
 sound, and ``<unk>`` decodes to nothing, so the tuned model can never write the letter. Byte-level
 tokenizers (SmolLM2's, Qwen's) and SentencePiece with byte fallback write every character and have
-nothing to report. The Moonshine and speech-LLM trainers name such characters
-once per split and record them in ``training.json``; the clips stay in (the rest of their words
-are worth learning) and the evaluation counts what cannot be written as errors. The text step's
-normalization (``tala.align.read_text``) is where a letter can be mapped to one the model has.
+nothing to report. The Moonshine and speech-LLM trainers name such characters once per split and
+record them in ``training.json``; the clips stay in (the rest of their words are worth learning),
+and ``evaluate_asr`` counts what cannot be written as errors and says the CER the model cannot go
+below (``unwritable``, ``floor_cer``). The text step's normalization (``tala.align.read_text``) is
+where a letter can be mapped to one the model has.
 """
 
 from __future__ import annotations
