@@ -514,12 +514,8 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
             rates = error_rates(refs, [hypotheses[system.name][i] for i in index])
             splits[split][system.name] = {key: round(value, 4) if isinstance(value, float) else value
                                           for key, value in rates.items()}
-            if unwritable.get(system.name) and rates["ref_chars"]:
-                letters = Counter(ch for ref in refs for ch in normalize_for_scoring(ref) if ch in unwritable[system.name])
-                if letters:  # each is at least one edit: the CER no reading of these clips can go below
-                    splits[split][system.name]["unwritable"] = {
-                        "letters": sum(letters.values()), "floor_cer": round(sum(letters.values()) / rates["ref_chars"], 4),
-                        "characters": dict(sorted(letters.items(), key=lambda kv: (-kv[1], kv[0])))}  # fmt: skip
+            if floor := cer_floor(refs, unwritable.get(system.name), rates["ref_chars"]):
+                splits[split][system.name]["unwritable"] = floor
             if pace:
                 plain = error_rates(refs, [once[system.name][i] for i in index])
                 splits[split][system.name]["reread"] = sum(reread[system.name][i] for i in index)
@@ -542,6 +538,16 @@ def evaluate(clips: list[Clip], systems: list[System], *, kind: str = "ctc", mod
                 c.recording: round(cer(c.reference, hyp), 4) for c, hyp in zip(chapters, chapter_hyps[system.name])}
         splits["chapters"] = entry
     return splits, hypotheses
+
+
+def cer_floor(refs: list[str], unwritable: set[str] | None, ref_chars: int) -> dict | None:
+    """The references' letters a system cannot write (``unwritable``), each at least one edit: their
+    count, the CER no reading of these clips can go below (of ``ref_chars``), and the letters."""
+    letters = Counter(ch for ref in refs for ch in normalize_for_scoring(ref) if ch in (unwritable or ()))
+    if not letters or not ref_chars:
+        return None
+    return {"letters": sum(letters.values()), "floor_cer": round(sum(letters.values()) / ref_chars, 4),
+            "characters": dict(sorted(letters.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
 BOOTSTRAP_DRAWS = 2000
