@@ -421,9 +421,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, limit, settings.max_clip_s)
     test_examples = read_held_out(test_manifests, settings.text_field, "no artifact test")
     pace = train_pace(train_all) if settings.reread else None
-    unwritable = {split: report_unwritable(tokenizer, examples, manifests, began.source)
-                  for split, examples, manifests in (("train", train_all, train_manifests),
-                                                     ("valid", valid_all, valid_manifests)) if examples}  # fmt: skip
+    unwritable = report_unwritable(tokenizer, began.source, {"train": (train_all, train_manifests),
+                                                        "valid": (valid_all, valid_manifests)})
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits Moonshine's length and the decoder's positions")
     durations = [e.duration for e in train_examples]

@@ -20,6 +20,8 @@ from dataclasses import replace
 
 from tala.finetune.train_ctc import Example
 
+PART_MARK = " (part "  # a part's ``where``: its clip's, then this and its number (from 1) and ")"
+
 
 def cut_between_words(example: Example, part_seconds: float | None) -> list[Example]:
     """``example`` as parts of at most ``part_seconds`` cut between its words (each part's text its
@@ -49,7 +51,7 @@ def cut_between_words(example: Example, part_seconds: float | None) -> list[Exam
     base = example.span[0] if example.span else 0.0
     return [replace(example, text=" ".join(words[lo:hi]), duration=round(t1 - t0, 6),
                     word_times=tuple((round(a - t0, 6), round(b - t0, 6)) for a, b in times[lo:hi]),
-                    span=(round(base + t0, 6), round(base + t1, 6)), where=f"{example.where} (part {n + 1})")
+                    span=(round(base + t0, 6), round(base + t1, 6)), where=f"{example.where}{PART_MARK}{n + 1})")
             for n, (lo, hi, t0, t1) in enumerate(cuts)]  # fmt: skip
 
 
@@ -78,4 +80,4 @@ def left_out_clips(examples: list[Example], kept: list[Example]) -> int:
     (:func:`training_parts`), ``kept`` those learned; a clip counts once however many of its parts
     were left out."""
     learned = {id(e) for e in kept}
-    return len({e.where.split(" (part ", 1)[0] for e in examples if id(e) not in learned})
+    return len({e.where.split(PART_MARK, 1)[0] for e in examples if id(e) not in learned})

@@ -363,9 +363,8 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     train_examples, train_targets, left_out = usable_examples(train_parts, tokenizer, model, window)
     valid_examples, valid_targets, valid_left_out = usable_examples(valid_all, tokenizer, model, window)
     pace = train_pace(train_all) if settings.reread else None
-    unwritable = {split: report_unwritable(tokenizer, examples, manifests, began.config.decoder)
-                  for split, examples, manifests in (("train", train_all, train_manifests),
-                                                     ("valid", valid_all, valid_manifests)) if examples}  # fmt: skip
+    unwritable = report_unwritable(tokenizer, began.config.decoder, {"train": (train_all, train_manifests),
+                                                                      "valid": (valid_all, valid_manifests)})
     if not train_examples:
         raise InputError(train_manifests[0], "no clip fits the encoder's window and the decoder's positions")
     durations = [e.duration for e in train_examples]

@@ -38,16 +38,22 @@ def unwritable_characters(tokenizer, texts) -> tuple[Counter, int]:
     return counts, holding
 
 
-def report_unwritable(tokenizer, examples, manifests, model: str, log=None) -> dict:
-    """One line on ``log`` (stderr) when the examples' transcripts (``.text``) hold characters the
-    tokenizer cannot write, naming the manifests, the characters and their clips; what
-    ``training.json`` records of it (``clips``, ``characters`` with counts)."""
-    counts, holding = unwritable_characters(tokenizer, (e.text for e in examples))
-    if counts:
-        named = ", ".join(f"{ch!r} x{n}" for ch, n in counts.most_common(12))
-        more = f" and {len(counts) - 12} more" if len(counts) > 12 else ""
-        print(f"{', '.join(map(str, manifests))}: {holding} of {len(examples)} clips hold characters the tokenizer "
-              f"of {model} cannot write ({named}{more}): they are learned and read as <unk>, which writes nothing; "
-              "map them to letters it has in the text step, or start from a model whose tokenizer has byte "
-              "fallback", file=log or sys.stderr)  # fmt: skip
-    return {"clips": holding, "characters": dict(counts.most_common())}
+def report_unwritable(tokenizer, model: str, splits: dict[str, tuple[list, list]], log=None) -> dict:
+    """For each split ``name: (examples, manifests)`` that has examples, one line on ``log``
+    (stderr) when its transcripts (``.text``) hold characters the tokenizer of ``model`` cannot
+    write, naming the manifests, the characters and their clips; what ``training.json`` records of
+    it, by split (``clips``, ``characters`` with counts)."""
+    found = {}
+    for name, (examples, manifests) in splits.items():
+        if not examples:
+            continue
+        counts, holding = unwritable_characters(tokenizer, (e.text for e in examples))
+        if counts:
+            named = ", ".join(f"{ch!r} x{n}" for ch, n in counts.most_common(12))
+            more = f" and {len(counts) - 12} more" if len(counts) > 12 else ""
+            print(f"{', '.join(map(str, manifests))}: {holding} of {len(examples)} clips hold characters the "
+                  f"tokenizer of {model} cannot write ({named}{more}): they are learned and read as <unk>, which "
+                  "writes nothing; map them to letters it has in the text step, or start from a model whose "
+                  "tokenizer has byte fallback", file=log or sys.stderr)  # fmt: skip
+        found[name] = {"clips": holding, "characters": dict(counts.most_common())}
+    return found
