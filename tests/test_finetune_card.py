@@ -22,6 +22,9 @@ def test_the_card_gives_the_data_settings_and_both_validations():
     assert "| the start (`org/base`) | 0.700 | 5.2 % | 9.9 % |" in card
     assert "| fine-tuned (step 60, the best validation CER) | 0.440 | 1.9 % | 3.3 % |" in card
     assert "```python\nmodel = load('.')\n```" in card and "Artifact test" not in card
+    off = _card(settings={"learning_rate": 3e-4, "guided_attention": 0.0})
+    on = _card(settings={"learning_rate": 3e-4, "guided_attention": 1.0})
+    assert "guided_attention" not in off and "learning_rate 0.0003, guided_attention 1.0." in on
 
 
 def test_the_card_says_when_the_start_was_kept_or_nothing_was_validated():

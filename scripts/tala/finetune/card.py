@@ -13,8 +13,9 @@ from tala.fileio import read_jsonl
 # the settings a card lists, as the trainers name them (those a trainer lacks are skipped)
 CARD_SETTINGS = ("train", "max_steps", "learning_rate", "schedule", "warmup_steps", "batch_seconds", "max_batch_size",
                  "accumulate", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "lora_parts", "label_smoothing",
-                 "start_kl", "part_seconds", "num_beams", "eval_every", "seed",
+                 "start_kl", "guided_attention", "part_seconds", "num_beams", "eval_every", "seed",
                  "lm_head_epochs", "lm_head_lr", "epochs", "lr", "warmup_epochs")  # fmt: skip
+OFF_AT_ZERO = ("guided_attention",)  # listed only when on
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
             lines += [f"{found['clips']} {split} clips hold characters the tokenizer cannot write: {chars}. The "
                       "model writes nothing for them (`<unk>`); `training.json` lists them all.", ""]  # fmt: skip
     listed = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                       for k in CARD_SETTINGS if (v := settings.get(k)) is not None)  # fmt: skip
+                       for k in CARD_SETTINGS if (v := settings.get(k)) is not None and (v or k not in OFF_AT_ZERO))
     lines += ["## Training", "", f"`python -m {generator}` (tala {tala.__version__}), {steps} steps"
               + (f": {listed}." if listed else "."),
               "The log of every step and validation is `training_log.jsonl`; all settings are in `training.json`.", ""]

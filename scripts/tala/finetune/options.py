@@ -42,6 +42,12 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
                         help="validation reads a clip longer than S seconds in parts of at most S, cut at quiet"
                              " points (as evaluate_asr --part-seconds), and a training clip that long is cut"
                              " between its words (the manifest's word_times) into such parts; default: whole clips")
+    parser.add_argument("--guided-attention", type=float, default=d.guided_attention, metavar="W",
+                        help="weight of guided attention (tala.finetune.guided): half the heads that read the audio"
+                             " are rewarded for reading each token where the manifest's word_times put its word"
+                             " (else the clip's diagonal); default: none")
+    parser.add_argument("--guided-attention-width", type=float, default=d.guided_attention_width, metavar="F",
+                        help="its prior's width, a fraction of the clip (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     parser.add_argument("--log-every", type=int, default=d.log_every)
@@ -63,4 +69,5 @@ def shared_settings(args: argparse.Namespace) -> dict:
                 patience=args.patience, evaluate_start=args.evaluate_start, reread=args.reread,
                 num_beams=args.num_beams, part_seconds=args.part_seconds, checkpoint_every=args.checkpoint_every,
                 keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, cache_frames=args.cache_frames,
+                guided_attention=args.guided_attention, guided_attention_width=args.guided_attention_width,
                 device=args.device)  # fmt: skip
