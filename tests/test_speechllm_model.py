@@ -209,3 +209,6 @@ def test_refused_inputs_say_what_and_why():
     with pytest.raises(SpeechLLMError, match=r"c_attn not found in the llama decoder; its linear layers are: "
                                              r"down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj"):
         check_lora_targets(decoder, ["q_proj", "c_attn"])
+    check_lora_targets(decoder, ["self_attn.q_proj", "mlp.up_proj"])  # a dotted end of a name, as peft matches
+    with pytest.raises(SpeechLLMError, match=r"mlp.q_proj not found .* \(or a dotted end of a layer's name"):
+        check_lora_targets(decoder, ["mlp.q_proj"])

@@ -301,15 +301,17 @@ def linear_layer_names(model: nn.Module) -> list[str]:
 
 
 def check_lora_targets(model: nn.Module, targets: Sequence[str], part: str = "decoder") -> None:
-    """Every LoRA target must name linear layers of the model (the recognizer's ``part``);
-    otherwise one error listing them."""
-    names = linear_layer_names(model)
-    missing = [t for t in targets if t not in names]
+    """Every LoRA target must name linear layers of the model (the recognizer's ``part``) as peft
+    matches them: a layer's last name (``q_proj``) or a dotted end of its name (``encoder_attn.q_proj``:
+    the cross-attention's only); otherwise one error listing them."""
+    full = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    missing = [t for t in targets if not any(name == t or name.endswith("." + t) for name in full)]
     if missing:
         kind = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
         raise SpeechLLMError(
             f"LoRA target module(s) {', '.join(missing)} not found in the {kind} {part}; its linear layers"
-            f" are: {', '.join(names)}"
+            f" are: {', '.join(linear_layer_names(model))} (or a dotted end of a layer's name, as"
+            " self_attn.q_proj)"
         )
 
 
