@@ -16,7 +16,10 @@ prior of token n is instead a Gaussian at the token's own time (its place inside
 characters), as wide as half the token (at least ``MIN_SIGMA_S``): the attention is then taught
 where to read, not only which way to go. Half of each layer's heads are guided (at least one);
 the others stay free to read the text written so far. The cross-entropy still decides the exact
-place. Off by default: a pretrained decoder already knows where to read.
+place. Off by default: a pretrained decoder already knows where to read. A start pre-trained with
+it (the demo's stand-ins) keeps it while its LoRA adapters learn (``guided_attention`` of the
+``speechllm`` and ``moonshine`` settings): on the demo's chapter folds the tuned recognizers then
+read the held-out chapters better (mean CER 7.87 -> 7.10 %, 14.32 -> 13.36 %).
 """
 
 from __future__ import annotations
