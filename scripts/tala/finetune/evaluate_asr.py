@@ -89,7 +89,7 @@ from tala.audio_io import SAMPLE_RATE, frame_levels_db  # noqa: E402
 from tala.ctc_text import cer, error_rates, normalize_for_scoring  # noqa: E402
 from tala.errors import InputError, run_cli  # noqa: E402
 from tala.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from tala.finetune.tokens import unwritable_characters  # noqa: E402
+from tala.finetune.tokens import listed_characters, unwritable_characters  # noqa: E402
 
 KINDS = ("ctc", "speechllm", "moonshine")
 CLIPS_ONLY = ("speechllm", "moonshine")  # no word times: clips, never whole chapters
@@ -640,10 +640,10 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
         rows.append(f"<tr><td>{escape(label)}</td>{cells}{change}</tr>")
     systems_list = "".join(f"<li><b>{escape(s.name)}</b>: {escape(s.model)}, adapter {escape(s.adapter or '-')}</li>"
                            for s in systems)  # fmt: skip
-    floors = "".join(f"<p>{escape(n)} cannot write {r[n]['unwritable']['letters']} letters of the {escape(split)} "
-                     f"references ({escape(_letters_listed(r[n]['unwritable']))}: its tokenizer has no token for "
-                     f"them): its CER there cannot go below {_pct(r[n]['unwritable']['floor_cer'])}.</p>"
-                     for split, r in splits.items() for n in names if "unwritable" in r.get(n, {}))  # fmt: skip
+    floors = "".join(f"<p>{escape(n)} cannot write {f['letters']} letters of the {escape(split)} references "
+                     f"({escape(listed_characters(f['characters']))}: its tokenizer has no token for them): its CER "
+                     f"there cannot go below {_pct(f['floor_cer'])}.</p>"
+                     for split, r in splits.items() for n in names if (f := r.get(n, {}).get("unwritable")))
     decoding = "Greedy decoding" if num_beams == 1 else f"Beam search of {num_beams} (every system alike)"
     if part_seconds:
         decoding += (f"; a clip longer than {part_seconds:g} s read in parts of at most {part_seconds:g} s,"
@@ -762,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in systems:
             if found := result.get(s.name, {}).get("unwritable"):
                 print(f"evaluate_asr: {args.language} {split}: {s.name} ({s.model}) cannot write {found['letters']} "
-                      f"letters of the references ({_letters_listed(found)}): its CER cannot go below "
+                      f"letters of the references ({listed_characters(found['characters'])}): its CER cannot go below "
                       f"{_pct(found['floor_cer'])}", file=sys.stderr)  # fmt: skip
         if change := result.get("change"):
             low, high = (100 * v for v in change["cer_95"])
@@ -773,10 +773,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _letters_listed(found: dict) -> str:
-    return ", ".join(f"{ch!r} x{n}" for ch, n in list(found["characters"].items())[:12])
 
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ def unwritable_characters(tokenizer, texts) -> tuple[Counter, int]:
     return counts, holding
 
 
+def listed_characters(counts, limit: int = 12) -> str:
+    """``'ŋ' x2, 'q' x1``: characters with their counts, the most frequent first (ties by character),
+    at most ``limit`` of them and how many more."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    more = f" and {len(ranked) - limit} more" if len(ranked) > limit else ""
+    return ", ".join(f"{ch!r} x{n}" for ch, n in ranked[:limit]) + more
+
+
 def report_unwritable(tokenizer, model: str, splits: dict[str, tuple[list, list]], log=None) -> dict:
     """For each split ``name: (examples, manifests)`` that has examples, one line on ``log``
     (stderr) when its transcripts (``.text``) hold characters the tokenizer of ``model`` cannot
@@ -49,11 +57,9 @@ def report_unwritable(tokenizer, model: str, splits: dict[str, tuple[list, list]
             continue
         counts, holding = unwritable_characters(tokenizer, (e.text for e in examples))
         if counts:
-            named = ", ".join(f"{ch!r} x{n}" for ch, n in counts.most_common(12))
-            more = f" and {len(counts) - 12} more" if len(counts) > 12 else ""
             print(f"{', '.join(map(str, manifests))}: {holding} of {len(examples)} clips hold characters the "
-                  f"tokenizer of {model} cannot write ({named}{more}): they are learned and read as <unk>, which "
-                  "writes nothing; map them to letters it has in the text step, or start from a model whose "
-                  "tokenizer has byte fallback", file=log or sys.stderr)  # fmt: skip
+                  f"tokenizer of {model} cannot write ({listed_characters(counts)}): they are learned and read as "
+                  "<unk>, which writes nothing; map them to letters it has in the text step, or start from a model "
+                  "whose tokenizer has byte fallback", file=log or sys.stderr)  # fmt: skip
         found[name] = {"clips": holding, "characters": dict(counts.most_common())}
     return found
