@@ -559,6 +559,22 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool = True):
                 mininterval=2.0, dynamic_ncols=True)  # fmt: skip
 
 
+def quiet_libraries() -> None:
+    """For a run whose output is a log (``--no-progress``, a workflow job): no Hugging Face progress
+    bars (transformers' "Loading weights", "Writing model shards": carriage returns that make one
+    long line of each bar in a log file) and not the FutureWarning peft 0.18 raises by reading
+    transformers 5's deprecated ``is_gradient_checkpointing`` (nothing a user can change). Our own
+    lines and every other warning stay."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # a run without transformers (the vocoder's) has no such bars
+        return
+    hf_logging.disable_progress_bar()
+
+
 def eval_line(step: int, evaluation: Evaluation) -> str:
     return f"step {step}: " + ", ".join(f"eval {name} {value:.4f}" for name, value in evaluation.metrics.items())
 

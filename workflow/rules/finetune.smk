@@ -223,7 +223,7 @@ rule evaluate_asr:
         " --html {output.html:q} --language {wildcards.lang:q} --kind {params.kind}"
         " --split test {input.test:q} --split valid {input.valid:q} {params.chapters} {params.pace} {params.before}"
         " --system after {input.after:q} {params.after_adapter:q}"
-        " --models-dir {params.models_dir:q} {params.options} {params.decoding} > {log:q} 2>&1"
+        " --models-dir {params.models_dir:q} {params.options} {params.decoding} --no-progress > {log:q} 2>&1"
 
 
 for _model in MODEL_KINDS:

@@ -702,7 +702,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part-seconds", type=float, metavar="S",
                         help="speechllm, moonshine: a clip longer than S seconds is read in parts of at most S"
                              " seconds, cut at quiet points (every system alike); default: whole clips")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no Hugging Face progress bars while models load (for a log)")
     args = parser.parse_args(argv)
+    if args.no_progress:
+        from tala.training import quiet_libraries
+
+        quiet_libraries()
     if args.num_beams < 1:
         parser.error(f"--num-beams must be >= 1, not {args.num_beams}")
     if args.num_beams > 1 and args.kind not in CLIPS_ONLY:

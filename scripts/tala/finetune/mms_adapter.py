@@ -248,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from tala.training import quiet_libraries
+
+    if args.no_progress:
+        quiet_libraries()
+
     if args.threads:
         torch.set_num_threads(args.threads)
     from tala.hub import resolve_model

@@ -80,6 +80,7 @@ from tala.training import (  # noqa: E402
     new_position,
     optimizer_step,
     pack_batches,
+    quiet_libraries,
     resume,
     run_keeping_best,
     warmup_decay_schedule,
@@ -624,6 +625,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.no_progress:
+        quiet_libraries()
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = MoonshineSettings(**shared_settings(args), accumulate=args.accumulate, max_clip_s=args.max_clip_s,

@@ -75,6 +75,7 @@ from tala.training import (  # noqa: E402
     new_position,
     optimizer_step,
     pack_batches,
+    quiet_libraries,
     resume,
     run_keeping_best,
     warmup_decay_factor,
@@ -770,6 +771,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.no_progress:
+        quiet_libraries()
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = settings_from_args(args)
