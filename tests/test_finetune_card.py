@@ -21,6 +21,7 @@ def test_the_card_gives_the_data_settings_and_both_validations():
     assert "120 steps: learning_rate 0.0003, lora_targets q_proj/v_proj." in card and "unlisted" not in card
     assert "| the start (`org/base`) | 0.700 | 5.2 % | 9.9 % |" in card
     assert "| fine-tuned (step 60, the best validation CER) | 0.440 | 1.9 % | 3.3 % |" in card
+    assert "(step 60, the best validation WER)" in _card(best={"step": 60, "wer": 0.033}), "what picked it"
     assert "```python\nmodel = load('.')\n```" in card and "Artifact test" not in card
     off = _card(settings={"learning_rate": 3e-4, "guided_attention": 0.0})
     on = _card(settings={"learning_rate": 3e-4, "guided_attention": 1.0})

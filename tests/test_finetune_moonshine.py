@@ -231,6 +231,33 @@ def test_an_empty_validation_or_test_split_is_said_and_the_last_step_kept(corpus
     assert "No validation clips" in (out / "README.md").read_text()
 
 
+def test_the_weights_kept_are_picked_by_the_best_metric_asked(corpus, tmp_path, one_torch_thread):
+    """--best-metric picks among the validations, the start's included: WER by default (the
+    issue's "best model by validation WER", Hugging Face's metric_for_best_model), CER or the loss;
+    training.json and the card say which."""
+    from tala.finetune.moonshine import main
+
+    kept = {}
+    for metric in ("loss", None):
+        out = tmp_path / f"out-{metric}"
+        command = _command(corpus, out, max_steps=6)[3:]  # without python -m tala.finetune.moonshine
+        command[command.index("--eval-every") + 1] = "3"
+        command += ["--valid", str(corpus / "train.jsonl"), "--evaluate-start"]
+        assert main(command + (["--best-metric", metric] if metric else [])) == 0
+        key = metric or "wer"
+        info = json.loads((out / "training.json").read_text())
+        evals = [r for r in map(json.loads, (out / "training_log.jsonl").read_text().splitlines())
+                 if f"eval_{key}" in r and "event" not in r]
+        assert [r["step"] for r in evals] == [0, 3, 6] and info["settings"]["best_metric"] == key
+        assert set(info["best"]) == {"step", key}, info["best"]
+        assert info["best"][key] == pytest.approx(min(r[f"eval_{key}"] for r in evals), abs=1e-5)
+        kept[key] = info["best"]["step"]
+        said = "the start read best" if kept[key] == 0 else f"the best validation {dict(wer='WER').get(key, key)}"
+        assert said in (out / "README.md").read_text()
+    # the untrained start reads nothing (WER 1.0); 6 steps lower the loss and write "o o o ..." (WER > 1)
+    assert kept == {"loss": 6, "wer": 0}, kept
+
+
 def test_characters_the_tokenizer_cannot_write_are_named_once_and_recorded(corpus, tmp_path, capsys,
                                                                            one_torch_thread):
     def run(name, manifest):

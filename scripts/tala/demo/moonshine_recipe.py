@@ -223,6 +223,7 @@ def moonshine_settings(recipe: MoonshineRecipe, seed: int, stage: str = "full"):
                              eval_every=250 if stage == "easy" else 500,
                              checkpoint_every=50 if joint else 100, log_every=25, cache_frames=not joint,
                              reread=False,  # each clip read once, as the shipped run
+                             best_metric="cer",  # the weights kept by validation CER, as the shipped run
                              guided_attention=0.0 if stage == "easy" else recipe.guided_attention,
                              guided_attention_width=recipe.guided_width)  # fmt: skip
 

@@ -85,7 +85,9 @@ def recognizer_card(*, title: str, what: str, base: str, generator: str, setting
     else:
         kept = ""
         if best is not None:
-            kept = best.get("label") or f"step {best['step']}, the best validation CER"
+            metric = next((k for k in best if k not in ("step", "label")), "cer")  # what picked it
+            metric = {"cer": "CER", "wer": "WER"}.get(metric, metric)
+            kept = best.get("label") or f"step {best['step']}, the best validation {metric}"
             if best["step"] == 0 and "label" not in best:
                 kept = "step 0: the start read best and is what was kept"
             kept = f" ({kept})"

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# What picks the weights a run keeps among its validations (and what early stopping watches), each
+# the lower the better: the validation clips' WER, CER, or the loss of their transcripts.
+BEST_METRICS = ("wer", "cer", "loss")
+
 
 def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, ...]) -> argparse.ArgumentParser:
     """A parser with the shared options; ``defaults`` is the trainer's settings dataclass."""
@@ -30,7 +34,10 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
     parser.add_argument("--lora-targets", nargs="+", default=list(d.lora_targets))
     parser.add_argument("--text-field", default=d.text_field)
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
-    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help="validations without a better --best-metric before stopping; 0 = never")
+    parser.add_argument("--best-metric", choices=BEST_METRICS, default=d.best_metric,
+                        help="the validation metric that picks the weights kept (default: %(default)s)")
     parser.add_argument("--evaluate-start", action=argparse.BooleanOptionalAction, default=d.evaluate_start,
                         help="evaluate the start first, so that it competes for the weights kept")
     parser.add_argument("--reread", action=argparse.BooleanOptionalAction, default=d.reread,
@@ -66,7 +73,7 @@ def shared_settings(args: argparse.Namespace) -> dict:
                 batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed,
                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                 lora_targets=tuple(args.lora_targets), text_field=args.text_field, eval_every=args.eval_every,
-                patience=args.patience, evaluate_start=args.evaluate_start, reread=args.reread,
+                patience=args.patience, best_metric=args.best_metric, evaluate_start=args.evaluate_start, reread=args.reread,
                 num_beams=args.num_beams, part_seconds=args.part_seconds, checkpoint_every=args.checkpoint_every,
                 keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, cache_frames=args.cache_frames,
                 guided_attention=args.guided_attention, guided_attention_width=args.guided_attention_width,

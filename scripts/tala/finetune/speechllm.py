@@ -48,7 +48,7 @@ from tala.fileio import atomic_dir, atomic_path, write_json_atomic, write_text_a
 from tala.finetune.card import recognizer_card, split_of, start_evaluation  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
-from tala.finetune.options import recognizer_parser, shared_settings  # noqa: E402
+from tala.finetune.options import BEST_METRICS, recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.parts import left_out_clips, training_parts  # noqa: E402
 from tala.finetune.tokens import report_unwritable  # noqa: E402
 from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
@@ -98,7 +98,7 @@ INFO_FILE = "training.json"
 LOG_FILE = "training_log.jsonl"
 RESUME_KEYS = ("train", "max_steps", "learning_rate", "warmup_steps", "batch_seconds", "max_batch_size", "seed",
                "lora_r", "lora_alpha", "lora_targets", "stack", "instruction", "text_field", "guided_attention",
-               "guided_attention_width", "part_seconds")  # fmt: skip
+               "guided_attention_width", "part_seconds", "best_metric")  # fmt: skip
 # (a setting left at None is not recorded: checkpoints made before it existed still resume)
 
 
@@ -124,6 +124,8 @@ class SpeechLLMSettings:
     text_field: str = "normalized"
     eval_every: int = 200
     patience: int = 0
+    # the validation metric that picks the weights kept and that patience watches (HF's metric_for_best_model)
+    best_metric: str = "wer"
     min_delta: float = 0.0
     evaluate_start: bool = False
     # validation reads each clip as evaluate_asr does with --pace (the train split's): a part that
@@ -153,6 +155,8 @@ class SpeechLLMSettings:
     def check(self) -> None:
         if self.train not in TRAIN_MODES:
             raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
+        if self.best_metric not in BEST_METRICS:
+            raise ValueError(f"best_metric must be one of {BEST_METRICS}, not {self.best_metric!r}")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
         if self.part_seconds is not None and not self.part_seconds > 0:
@@ -442,7 +446,8 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
                       settings.keep_checkpoints)  # fmt: skip
     position, final = run_keeping_best(root, resumed.position, cadence, batches_of_epoch, train_step,
                                        run_eval if valid_examples else None, modules, states,
-                                       patience=settings.patience, min_delta=settings.min_delta, on_step=after_step,
+                                       metric=settings.best_metric, patience=settings.patience,
+                                       min_delta=settings.min_delta, on_step=after_step,
                                        progress=progress, desc=f"speechllm ({settings.train})",
                                        evaluate_start=settings.evaluate_start)  # fmt: skip
     final_eval = None if final is None else {**final.metrics, **final.details}
