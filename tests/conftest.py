@@ -358,3 +358,37 @@ def assert_unwritable_characters_are_named(run, manifest, tmp_path, capsys) -> N
     assert "cannot write" not in capsys.readouterr().err
     assert json.loads((tmp_path / "plain" / "training.json").read_text())["unwritable"] == \
         {"train": {"clips": 0, "characters": {}}}  # fmt: skip
+
+
+def assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, adapter: str, capsys) -> None:
+    """``run(name, gradient_checkpointing, on_step)`` trains a recognizer a few LoRA steps (with
+    dropout and guided attention, which reads the checkpointed layers' attention weights):
+    checkpointing runs each layer's MLP again in the backward pass, and the run takes the steps the
+    run without it takes (the same losses, the same adapters up to rounding), so that it may be
+    switched on to resume a run; the log says how many layers it covers."""
+    import torch
+    from safetensors.torch import load_file
+
+    runs = {}
+    for checkpointed in (False, True):
+        calls, losses = [0], []
+
+        # an MLP is inside a checkpointed layer, so called again when it is recomputed (a pre-hook:
+        # the recomputation stops as soon as it has what the backward pass needs, inside the MLP)
+        def count(module, args):
+            if module.training and type(module).__name__.endswith("MLP"):
+                calls[0] += 1
+
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(count)
+        try:
+            folder = run(f"run-{checkpointed}", checkpointed, lambda step, loss: losses.append(loss))
+        finally:
+            hook.remove()
+        runs[checkpointed] = (losses, calls[0], load_file(str(folder / adapter)))
+        said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("activation checkpointing:")]
+        assert len(said) == checkpointed and (not said or said[0].endswith(" layers")), said
+    (plain, plain_calls, plain_weights), (ckpt, ckpt_calls, ckpt_weights) = runs[False], runs[True]
+    assert plain_calls > 0 and ckpt_calls == 2 * plain_calls, (plain_calls, ckpt_calls)
+    assert ckpt == pytest.approx(plain, rel=1e-5), "the same losses, step by step"
+    assert plain_weights.keys() == ckpt_weights.keys()
+    assert all(torch.allclose(plain_weights[k], ckpt_weights[k], atol=1e-6) for k in plain_weights)

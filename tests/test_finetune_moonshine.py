@@ -17,7 +17,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import (REPO, assert_long_training_clips_are_learned_in_parts,
+from conftest import (REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps,
+                      assert_long_training_clips_are_learned_in_parts,
                       assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
@@ -155,6 +156,17 @@ def test_long_training_clips_are_learned_in_the_parts_they_are_read_in(corpus, t
                      valid_manifests=[manifest], progress=False)
 
     assert_long_training_clips_are_learned_in_parts(trainer, run, corpus / "train.jsonl", tmp_path, monkeypatch)
+
+
+def test_gradient_checkpointing_recomputes_the_layers_and_takes_the_same_steps(corpus, tmp_path, capsys,
+                                                                               one_torch_thread):
+    def run(name, checkpointed, on_step):
+        train([corpus / "train.jsonl"], tmp_path / name,
+              _settings(max_steps=4, lora_dropout=0.1, guided_attention=1.0, gradient_checkpointing=checkpointed),
+              str(corpus / "start"), progress=False, on_step=on_step)  # fmt: skip
+        return tmp_path / name
+
+    assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, "adapter_model.safetensors", capsys)
 
 
 def _command(corpus, out, max_steps=24):

@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import (REPO, assert_long_training_clips_are_learned_in_parts,
+from conftest import (REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps,
+                      assert_long_training_clips_are_learned_in_parts,
                       assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
@@ -233,6 +234,18 @@ def test_cached_encoder_frames_train_as_the_encoder_does(corpus, tmp_path, one_t
     assert cache[False] == set()
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4), "the same losses, step by step"
     assert all(torch.allclose(runs[True][1][k], runs[False][1][k], atol=1e-5) for k in runs[True][1])
+
+
+def test_gradient_checkpointing_recomputes_the_layers_and_takes_the_same_steps(corpus, tmp_path, capsys,
+                                                                               one_torch_thread):
+    def run(name, checkpointed, on_step):
+        train([corpus / "train.jsonl"], tmp_path / name,
+              _settings(max_steps=4, lora_dropout=0.1, guided_attention=1.0, gradient_checkpointing=checkpointed,
+                        batch_seconds=4.0, max_batch_size=3),
+              start=corpus / "start", progress=False, on_step=on_step)  # fmt: skip
+        return tmp_path / name
+
+    assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, "lora/adapter_model.safetensors", capsys)
 
 
 def test_guided_attention_pulls_the_transcript_to_the_diagonal_of_its_audio(corpus, tmp_path, one_torch_thread):

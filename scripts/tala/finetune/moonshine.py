@@ -79,6 +79,7 @@ from tala.training import (  # noqa: E402
     grad_scaler,
     new_position,
     optimizer_step,
+    checkpoint_activations,
     pack_batches,
     quiet_libraries,
     resume,
@@ -154,6 +155,9 @@ class MoonshineSettings:
     label_smoothing: float | None = None
     start_kl: float | None = None
     device: str = "auto"
+    # activation checkpointing of every layer (tala.training.checkpoint_activations): less memory, more
+    # compute, the same steps (so not a resume key: switch it on to resume after running out of memory)
+    gradient_checkpointing: bool = False
 
     def check(self) -> None:
         if self.train not in TRAIN_MODES:
@@ -302,7 +306,7 @@ def batch_loss(model, feature_extractor, audio, targets, device, encoder_outputs
     hidden, mask = encoder_outputs if encoder_outputs is not None else encode_alone(model, feature_extractor, audio,
                                                                                     device)  # fmt: skip
     out = model(encoder_outputs=MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask),
-                labels=labels, output_attentions=guide is not None)  # fmt: skip
+                labels=labels, output_attentions=guide is not None, use_cache=False)  # fmt: skip
     guided = None
     if guide is not None:
         frames = mask.sum(-1).tolist() if mask is not None else [hidden.shape[1]] * hidden.shape[0]
@@ -417,6 +421,8 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     guide = settings.guide
     if guide is not None:
         eager_attention(base_of(model))
+    if settings.gradient_checkpointing:
+        print(f"activation checkpointing: {checkpoint_activations(model)} layers", file=sys.stderr)
     limit = decoder_positions(base_of(model))
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'

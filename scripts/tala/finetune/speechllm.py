@@ -85,6 +85,7 @@ from tala.training import (  # noqa: E402
     grad_scaler,
     new_position,
     optimizer_step,
+    checkpoint_activations,
     pack_batches,
     quiet_libraries,
     resume,
@@ -142,6 +143,9 @@ class SpeechLLMSettings:
     keep_checkpoints: int = 2
     log_every: int = 25
     device: str = "auto"
+    # activation checkpointing of every layer (tala.training.checkpoint_activations): less memory, more
+    # compute, the same steps (so not a resume key: switch it on to resume after running out of memory)
+    gradient_checkpointing: bool = False
     # Keep each training clip's encoder frames after its first batch (the encoder is frozen, so they
     # never change): later epochs, and a run resumed after a kill, skip the encoder. Disk, in the
     # checkpoint folder (removed at the end): frames x d_model x 4 bytes (whisper-small: 154 kB per
@@ -359,6 +363,8 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     guided = settings.guided_attention > 0
     if guided:
         eager_attention(model.decoder)
+    if settings.gradient_checkpointing:
+        print(f"activation checkpointing: {checkpoint_activations(model.decoder)} layers", file=sys.stderr)
     window = encoder_window_samples(model.encoder.config)
     feature_extractor = feature_extractor_for(model.encoder.config)
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]

@@ -85,7 +85,9 @@ def encode_each(model, feature_extractor, audio: Sequence[np.ndarray], device) -
     generation and the evaluation read it: a decoder trained on the batch's version learns features
     it never meets when it reads."""
     encoder = base_of(model).get_encoder()
-    return [encoder(**audio_inputs(feature_extractor, [clip], device)).last_hidden_state[0] for clip in audio]
+    # use_cache=False: an encoder keeps no cache (else, checkpointed, transformers warns it turns one off)
+    return [encoder(**audio_inputs(feature_extractor, [clip], device), use_cache=False).last_hidden_state[0]
+            for clip in audio]  # fmt: skip
 
 
 def encode_alone(model, feature_extractor, audio: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -200,7 +200,7 @@ class SpeechLLMV1(nn.Module):
         audio = self.audio_tokens(frames)
         batch = build_batch(audio, self.embed, self.prompt, targets)
         out = self.decoder(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels,
-                           output_attentions=output_attentions)  # fmt: skip
+                           output_attentions=output_attentions, use_cache=False)  # fmt: skip
         instruction = len(self.prompt.instruction)
         # [bos] [audio] [instruction] [target] [eos]: the instruction's last position predicts the first token
         spans = [(a.shape[0] + instruction, len(t) + 1, 1, a.shape[0]) for a, t in zip(audio, targets)]
