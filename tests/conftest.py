@@ -361,11 +361,12 @@ def assert_unwritable_characters_are_named(run, manifest, tmp_path, capsys) -> N
 
 
 def assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, adapter: str, capsys) -> None:
-    """``run(name, gradient_checkpointing, on_step)`` trains a recognizer a few LoRA steps (with
-    dropout and guided attention, which reads the checkpointed layers' attention weights):
-    checkpointing runs each layer's MLP again in the backward pass, and the run takes the steps the
-    run without it takes (the same losses, the same adapters up to rounding), so that it may be
-    switched on to resume a run; the log says how many layers it covers."""
+    """``run(name, gradient_checkpointing, on_step)`` trains a recognizer a few steps and returns
+    its output folder, where ``adapter`` is the file of what it trained (the recognizers' runs: LoRA
+    with dropout and guided attention, which reads the checkpointed layers' attention weights):
+    checkpointing runs each layer's feed-forward block again in the backward pass, and the run
+    takes the steps the run without it takes (the same losses, the same weights up to rounding),
+    so that it may be switched on to resume a run; the log says how many layers it covers."""
     import torch
     from safetensors.torch import load_file
 
@@ -373,10 +374,10 @@ def assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, adapt
     for checkpointed in (False, True):
         calls, losses = [0], []
 
-        # an MLP is inside a checkpointed layer, so called again when it is recomputed (a pre-hook:
-        # the recomputation stops as soon as it has what the backward pass needs, inside the MLP)
+        # a feed-forward block is inside a checkpointed layer, so called again when it is recomputed
+        # (a pre-hook: the recomputation stops as soon as it has what the backward pass needs)
         def count(module, args):
-            if module.training and type(module).__name__.endswith("MLP"):
+            if module.training and type(module).__name__.endswith(("MLP", "FeedForward")):
                 calls[0] += 1
 
         hook = torch.nn.modules.module.register_module_forward_pre_hook(count)

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, sigkill_when
+from conftest import REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps, sigkill_when
 from tala.ctc_text import CtcVocabulary, greedy_batch
 from tala.errors import InputError
 from tala.finetune.train_ctc import (
@@ -133,6 +133,18 @@ def test_training_lowers_the_loss(data, tmp_path):
     assert info["tala_version"] and info["final_eval"]["cer"] <= 1.0
     log = [json.loads(line) for line in (tmp_path / "out" / "training_log.jsonl").read_text().splitlines()]
     assert {"loss", "lr", "steps_per_s"} <= set(log[1]) and "eval_cer" in log[-1]
+
+
+def test_gradient_checkpointing_recomputes_the_layers_and_takes_the_same_steps(data, tmp_path, capsys):
+    config = tmp_path / "config_random.json"  # dropout, LayerDrop and SpecAugment: drawn alike in both runs
+    config.write_text(json.dumps(tiny_config(**RANDOM_DRAWS)), encoding="utf-8")
+
+    def go(name, checkpointed, on_step):
+        run({**data, "config": config}, tmp_path / name, on_step=on_step,
+            settings=settings(max_steps=4, gradient_checkpointing=checkpointed))
+        return tmp_path / name
+
+    assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(go, "model.safetensors", capsys)
 
 
 def test_output_folder_is_a_loadable_mms_model(data, tmp_path):

@@ -31,8 +31,8 @@ thread count, each in a fresh interpreter of its own (ours first, then the Train
   ``per_device_train_batch_size`` B, ``train_sampling_strategy="group_by_length"`` (what
   ``--group_by_length`` became: LengthGroupedSampler) with ``length_column_name="input_length"``,
   lr 1e-3, warm-up 100, save_steps 200, one epoch; then ``trainer.save_model()``. No fp16 (CPU)
-  and no gradient checkpointing (``--gradient-checkpointing`` turns it on for the Trainer only:
-  it trades time for memory, and train_ctc has no such switch). Its up-front mapping is timed
+  and no gradient checkpointing (``--gradient-checkpointing`` turns it on on both sides: the
+  Trainer's ``gradient_checkpointing``, train_ctc's; it trades time for memory). Its up-front mapping is timed
   apart (printed), not counted in its training time.
   Both feature extractors normalize and return an attention mask (as MMS's does).
 
@@ -211,16 +211,17 @@ def summarize(timing: dict, batches: list, extra: dict) -> dict:
             **extra}  # fmt: skip
 
 
-def child_ours(work: Path, batch_size: int, threads: int) -> dict:
+def child_ours(work: Path, batch_size: int, threads: int, checkpointing: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     import tala.finetune.train_ctc as tc
+    import tala.training as core
 
     batches: list = []
     record_batches(batches)
     timing: dict = {"start": None, "ends": [], "cpu_start": 0.0, "cpu_end": 0.0}
-    real_run_loop = tc.run_loop
+    real_run_loop = core.run_loop  # the core's step loop, which run_keeping_best (train_ctc's) calls
 
     def timed_run_loop(root, position, cadence, batches_of_epoch, train_step, *args, **kwargs):
         def step(indices):
@@ -233,7 +234,7 @@ def child_ours(work: Path, batch_size: int, threads: int) -> dict:
 
         return real_run_loop(root, position, cadence, batches_of_epoch, step, *args, **kwargs)
 
-    tc.run_loop = timed_run_loop
+    core.run_loop = timed_run_loop
     manifest = work / "manifest.jsonl"
     durations = [e.duration for e in tc.read_manifest(manifest)]
     target = math.ceil(len(durations) / batch_size)
@@ -242,7 +243,8 @@ def child_ours(work: Path, batch_size: int, threads: int) -> dict:
     def settings_for(batch_seconds: float, steps: int = 1):
         return tc.TrainSettings(phase="adapter", max_steps=steps, learning_rate=LR, warmup_steps=WARMUP,
                                 batch_seconds=batch_seconds, max_batch_size=cap, seed=0, eval_every=0,
-                                checkpoint_every=SAVE_STEPS, device="cpu")  # fmt: skip
+                                checkpoint_every=SAVE_STEPS, device="cpu",
+                                gradient_checkpointing=checkpointing)  # fmt: skip
 
     # The smallest padded-audio budget that packs epoch 0 into the Trainer's number of batches.
     candidates = sorted({k * d for d in durations for k in range(1, cap + 1)})
@@ -356,7 +358,7 @@ def run_child(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     work = Path(args.workdir)
     if args.child == "ours":
-        result = child_ours(work, args.batch_size, args.threads)
+        result = child_ours(work, args.batch_size, args.threads, args.gradient_checkpointing)
     else:
         result = child_trainer(work, args.batch_size, args.threads, args.gradient_checkpointing,
                                args.child == "trainer_frozen_cnn")  # fmt: skip
@@ -395,7 +397,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads on both sides")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="a toy model instead of the base-sized one")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="on the Trainer's side")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
     parser.add_argument("--what-if", action="store_true",
                         help="also run the Trainer with freeze_feature_encoder() added (not in the example)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1,

@@ -43,6 +43,7 @@ rule finetune_mms_adapter:
             "patience",
             "min_delta",
             "checkpoint_every",
+            "gradient_checkpointing",
             "seed",
             "device",
         ),

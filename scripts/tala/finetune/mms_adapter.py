@@ -120,7 +120,7 @@ def finetune(args: argparse.Namespace) -> dict:
         max_duration_s=args.max_duration, batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size,
         seed=args.seed, weight_decay=args.weight_decay, text_field=TEXT_FIELD, patience=args.patience,
         min_delta=args.min_delta, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-        device=args.device, schedule="linear", evaluate_start=True,
+        device=args.device, schedule="linear", evaluate_start=True, gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
     durations = [e.duration for e in train_examples]
     steps_per_epoch = len(epoch_batches(durations, base, 0))
@@ -239,6 +239,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=25, help="steps (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cuda, mps or cpu")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=False,
+                        help="recompute each layer's activations in the backward pass: less GPU memory (MMS-1B's"
+                             " 48 layers), more compute, the same steps")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return parser.parse_args(argv)

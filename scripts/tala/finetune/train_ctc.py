@@ -69,6 +69,7 @@ from tala.training import (  # noqa: E402
     Evaluation,
     StepResult,
     autocast,
+    checkpoint_activations,
     checkpoint_root,
     duration_batches,
     grad_scaler,
@@ -128,6 +129,9 @@ class TrainSettings:
     log_every: int = 25
     eval_batch_seconds: float = 240.0
     device: str = "auto"
+    # activation checkpointing of the transformer layers (tala.training.checkpoint_activations): less
+    # memory, more compute, the same steps (not a resume key: switch it on to resume after an OOM)
+    gradient_checkpointing: bool = False
 
     def check(self) -> None:
         if self.phase not in PHASES:
@@ -602,6 +606,8 @@ def train(
     net.to(device)
     net.train()
     named_trainable = dict(set_trainable(net, settings))
+    if settings.gradient_checkpointing:
+        print(f"activation checkpointing: {checkpoint_activations(net)} layers", file=sys.stderr)
     trainable = list(named_trainable.values())
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,
@@ -751,6 +757,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="default: %(default)s")
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="default: %(default)s")
     parser.add_argument("--device", default=defaults.device, help="auto (cuda, mps, cpu), cuda, mps or cpu")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
+                        default=defaults.gradient_checkpointing,
+                        help="recompute each layer's activations in the backward pass: less memory, more compute,"
+                             " the same steps")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return parser.parse_args(argv)
@@ -765,7 +775,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         freeze_feature_encoder=args.freeze_feature_encoder, eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
         device=args.device, text_field=args.text_field, patience=args.patience, min_delta=args.min_delta,
-        evaluate_start=args.evaluate_start,
+        evaluate_start=args.evaluate_start, gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
 
 
