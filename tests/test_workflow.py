@@ -464,7 +464,8 @@ def test_demo_finetuned_adapters_load_reproduce_their_scores_and_beat_the_start(
         tsv = (results / "eval" / "mms_adapter.tsv").read_text().splitlines()
         assert tsv[0].split("\t")[:6] == ["split", "id", "recording", "duration", "cer_before", "cer_after"]
         assert len(tsv) == 1 + test["clips"] + evaluation["splits"]["valid"]["clips"]
-        assert "CER after / before" in (results / "eval" / "mms_adapter.html").read_text()
+        page = (results / "eval" / "mms_adapter.html").read_text()
+        assert "CER after / before" in page and "phase adapter begins" in page, "its two phases' curves"
         if lang == "tuvaluan":
             # The seed's case: a voice the smo adapter serves badly, a new tvl adapter.
             assert test["before"]["cer"] >= 0.15
@@ -590,7 +591,8 @@ def test_demo_speech_llm_and_moonshine_are_fine_tuned_judged_and_load_with_plain
             assert part_seconds == demo[model].get("part_seconds"), "and its parts"
             plain = plain_wer(folder, results / "dataset" / "test.jsonl", beams, part_seconds)
             assert plain == pytest.approx(once["wer"], abs=2e-3), (lang, model)
-            assert "CER after / before" in (results / "eval" / f"{model}.html").read_text()
+            page = (results / "eval" / f"{model}.html").read_text()
+            assert "CER after / before" in page and "<h2>Training of after</h2>" in page and "<svg" in page
         for model in ("speechllm", "moonshine"):  # the config's guided attention reaches the trainer
             log = (results / "models" / model / "training_log.jsonl").read_text()
             assert ('"guided_loss"' in log) == bool(demo[model].get("guided_attention")), (lang, model)

@@ -603,10 +603,27 @@ def worst_first_tsv(clips: list[Clip], systems: list[System], hypotheses: dict[s
     return out.getvalue()
 
 
+def training_section(system: System) -> str:
+    """The learning curves of the system's model folder (its training_log.jsonl), as a section of
+    the page; '' for a model that is not a folder with a training log (a hub id, a start)."""
+    from html import escape
+
+    from tala.report.curves import curves_svg, read_log
+
+    log = Path(system.model) / "training_log.jsonl"
+    svg = curves_svg(read_log(log)) if log.is_file() else ""
+    if not svg:
+        return ""
+    return (f"<h2>Training of {escape(system.name)}</h2><p>From <code>{escape(str(log))}</code>: the training loss "
+            "and the validation clips' loss and error rates by optimizer step (several phases end to end, a dotted "
+            f"line where each begins); dashed: the step whose weights were kept.</p>{svg}")  # fmt: skip
+
+
 def report_html(language: str, kind: str, systems: list[System], splits: dict, tsv: str, worst: int = 10,
                 note: str = "", pace: Pace | None = None, num_beams: int = 1,
                 part_seconds: float | None = None) -> str:
-    """The before -> after table (WER and CER per split, and whole chapters) and the worst clips."""
+    """The before -> after table (WER and CER per split, and whole chapters), the worst clips, and
+    the learning curves of the last system (the fine-tuned one) where its folder has them."""
     from html import escape
 
     names = [s.name for s in systems]
@@ -624,8 +641,9 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
     head = "".join(f"<th>WER {escape(n)}</th><th>CER {escape(n)}</th>" for n in names)
     rows = []
     for split, result in splits.items():
-        label = f"{split} ({result.get('clips', len(result.get('recordings', [])))} "
-        label += "chapters, aligned span)" if split == "chapters" else "clips)"
+        count = result.get("clips", len(result.get("recordings", [])))
+        label = f"{split} ({count} " + ("chapter" if split == "chapters" else "clip") + "s" * (count != 1)
+        label += ", aligned span)" if split == "chapters" else ")"
         cells = "".join(f"<td>{_pct(result[n]['wer'])}</td><td>{_pct(result[n]['cer'])}</td>" for n in names)
         change = ""
         if len(names) > 1:
@@ -666,6 +684,7 @@ interval: the clips drawn with replacement {BOOTSTRAP_DRAWS} times, the same dra
 (a paired bootstrap); an interval that holds 0 is a difference these clips cannot tell from chance.</p>
 {reread}
 {floors}
+{training_section(systems[-1]) if systems else ""}
 <h2>Worst clips</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>{clip_rows}</table>
 </body></html>
