@@ -378,9 +378,11 @@ def checkpoint_activations(model: torch.nn.Module) -> int:
     the Hugging Face models inside another module: each layer keeps only its input in training
     and recomputes the rest in the backward pass, trading compute for activation memory that no
     longer grows with the layers (the speech-LLM with a SmolLM2-135M-shaped decoder, 4 clips of 20 s
-    a step: 0.60x the peak memory at 1.14x the step time, ``tests/bench/bench_checkpointing.py``). Non-reentrant, with the RNG state kept, so that a step's
-    loss and gradients are those of a run without it (and a run may resume with it switched, e.g.
-    after running out of GPU memory). Returns the number of layers checkpointed; none is an error."""
+    a step: 0.60-0.62x the peak memory at 1.14-1.30x the step time in two runs on 2 CPU cores,
+    ``tests/bench/bench_checkpointing.py``). Non-reentrant, with the RNG state kept, so that a
+    step's loss and gradients are those of a run without it (and a run may resume with it
+    switched, e.g. after running out of GPU memory). Returns the number of layers checkpointed;
+    none is an error."""
     from transformers import PreTrainedModel
     from transformers.modeling_layers import GradientCheckpointingLayer
 

@@ -22,8 +22,9 @@ allocations), and the child's peak RSS (VmHWM): on a CPU the activations live in
 the peak is where checkpointing shows; on a GPU the same layers' activations are what it frees
 from device memory. Goal (the setting's promise in config/config.yaml): less peak memory, the
 same losses, and a time cost of the order of one more forward pass (HF's docs: ~20-30 %).
-Measured here (2 CPU cores, the defaults): 5,219 -> 3,124 MB peak (0.60x), 8.58 -> 9.77 s a step
-(1.14x), the same losses.
+Measured here (2 CPU cores, the defaults, two runs): 5,219 -> 3,124 and 5,156 -> 3,178 MB peak
+(0.60x, 0.62x), 8.58 -> 9.77 and 10.08 -> 13.06 s a step (1.14x, 1.30x; the second beside other
+work), the same losses.
 Prints a table; writes the numbers as JSON with ``--json``; exits 0 always.
 """
 

@@ -64,7 +64,7 @@ def recognizer_parser(prog: str, description: str, defaults, modes: tuple[str, .
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
                         default=d.gradient_checkpointing,
                         help="recompute each layer's activations in the backward pass: less memory, more compute"
-                             " (make bench: 0.60x the peak at 1.14x the step time), the same steps (a run may"
+                             " (make bench: ~0.6x the peak at 1.1-1.3x the step time), the same steps (a run may"
                              " resume with it switched)")
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--threads", type=int)
