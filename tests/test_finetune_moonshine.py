@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,31 @@ def test_gradient_checkpointing_recomputes_the_layers_and_takes_the_same_steps(c
         return tmp_path / name
 
     assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, "adapter_model.safetensors", capsys)
+
+
+def test_a_run_stopped_for_memory_resumes_with_gradient_checkpointing_on(corpus, tmp_path, one_torch_thread):
+    """What a user does after a CUDA out-of-memory: the same run again with gradient_checkpointing
+    on. It is not a setting a checkpoint must match, so the run resumes and ends as one that never
+    stopped."""
+
+    class OutOfMemory(RuntimeError):
+        pass
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise OutOfMemory
+
+    settings = _settings(max_steps=6, checkpoint_every=2, lora_dropout=0.1)
+    with pytest.raises(OutOfMemory):
+        train([corpus / "train.jsonl"], tmp_path / "run", settings, str(corpus / "start"), progress=False,
+              on_step=stop_at_3)  # fmt: skip
+    train([corpus / "train.jsonl"], tmp_path / "run", replace(settings, gradient_checkpointing=True),
+          str(corpus / "start"), progress=False)  # fmt: skip
+    log = [json.loads(line) for line in (tmp_path / "run" / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r.get("event") == "resume"] == [2], "resumed from the step-2 checkpoint"
+    train([corpus / "train.jsonl"], tmp_path / "whole", settings, str(corpus / "start"), progress=False)
+    a, b = (load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("run", "whole"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "the same adapters as a run never stopped"
 
 
 def _command(corpus, out, max_steps=24):
