@@ -187,6 +187,7 @@ def test_the_config_says_which_recognizers_a_language_trains(tmp_path):
             " --train results/xx/dataset/train.jsonl --valid results/xx/dataset/valid.jsonl"
             " --out results/xx/models/speechllm") in out
     assert "--max-steps 30" in out and "--lora-targets q_proj v_proj" in out
+    assert "--best-metric wer" in out and "--no-gradient-checkpointing" in out, "config.yaml's defaults reach it"
     evaluation = next(line for line in out.splitlines() if "--kind speechllm" in line)
     assert f"--system before '{start}' - --system after results/xx/models/speechllm -" in evaluation
     assert "--chapters" not in evaluation, "the speech-LLM is scored on clips"
