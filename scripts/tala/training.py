@@ -588,7 +588,7 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool = True):
 def quiet_libraries() -> None:
     """For a run whose output is a log (``--no-progress``, a workflow job): no Hugging Face progress
     bars (transformers' "Loading weights", "Writing model shards": carriage returns that make one
-    long line of each bar in a log file) and not the FutureWarning peft 0.18 raises by reading
+    long line of each bar in a log file) and not the FutureWarning peft (0.21) raises by reading
     transformers 5's deprecated ``is_gradient_checkpointing`` (nothing a user can change). Our own
     lines and every other warning stay."""
     import warnings

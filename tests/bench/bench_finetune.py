@@ -32,8 +32,8 @@ thread count, each in a fresh interpreter of its own (ours first, then the Train
   ``--group_by_length`` became: LengthGroupedSampler) with ``length_column_name="input_length"``,
   lr 1e-3, warm-up 100, save_steps 200, one epoch; then ``trainer.save_model()``. No fp16 (CPU)
   and no gradient checkpointing (``--gradient-checkpointing`` turns it on on both sides: the
-  Trainer's ``gradient_checkpointing``, train_ctc's; it trades time for memory). Its up-front mapping is timed
-  apart (printed), not counted in its training time.
+  Trainer's ``gradient_checkpointing``, train_ctc's; it trades time for memory). Its up-front
+  mapping is timed apart (printed), not counted in its training time.
   Both feature extractors normalize and return an attention mask (as MMS's does).
 
 Measured for each side: training throughput from the start of the epoch (Trainer:

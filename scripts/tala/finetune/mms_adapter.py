@@ -120,7 +120,8 @@ def finetune(args: argparse.Namespace) -> dict:
         max_duration_s=args.max_duration, batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size,
         seed=args.seed, weight_decay=args.weight_decay, text_field=TEXT_FIELD, patience=args.patience,
         min_delta=args.min_delta, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-        device=args.device, schedule="linear", evaluate_start=True, gradient_checkpointing=args.gradient_checkpointing,
+        device=args.device, schedule="linear", evaluate_start=True,
+        gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
     durations = [e.duration for e in train_examples]
     steps_per_epoch = len(epoch_batches(durations, base, 0))

@@ -78,8 +78,9 @@ def shared_settings(args: argparse.Namespace) -> dict:
                 batch_seconds=args.batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed,
                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                 lora_targets=tuple(args.lora_targets), text_field=args.text_field, eval_every=args.eval_every,
-                patience=args.patience, best_metric=args.best_metric, evaluate_start=args.evaluate_start, reread=args.reread,
-                num_beams=args.num_beams, part_seconds=args.part_seconds, checkpoint_every=args.checkpoint_every,
-                keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, cache_frames=args.cache_frames,
+                patience=args.patience, best_metric=args.best_metric, evaluate_start=args.evaluate_start,
+                reread=args.reread, num_beams=args.num_beams, part_seconds=args.part_seconds,
+                checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                log_every=args.log_every, cache_frames=args.cache_frames,
                 guided_attention=args.guided_attention, guided_attention_width=args.guided_attention_width,
                 gradient_checkpointing=args.gradient_checkpointing, device=args.device)  # fmt: skip
