@@ -663,6 +663,8 @@ def report_html(language: str, kind: str, systems: list[System], splits: dict, t
                      f"there cannot go below {_pct(f['floor_cer'])}.</p>"
                      for split, r in splits.items() for n in names if (f := r.get(n, {}).get("unwritable")))
     decoding = "Greedy decoding" if num_beams == 1 else f"Beam search of {num_beams} (every system alike)"
+    chapters = (" Chapters: each test recording transcribed whole, the words within its aligned verses against"
+                " the official text." if "chapters" in splits else "")  # fmt: skip
     if part_seconds:
         decoding += (f"; a clip longer than {part_seconds:g} s read in parts of at most {part_seconds:g} s,"
                      " each cut at the quietest point of its middle third")
@@ -678,8 +680,7 @@ td,th{{border:1px solid #bbb;padding:.25em .5em;text-align:left}}th{{background:
 <ul>{systems_list}</ul>
 {f"<p><b>{escape(note)}</b></p>" if note else ""}
 <table><tr><th>held out</th>{head}{"<th>CER after / before; the change</th>" if len(names) > 1 else ""}</tr>{"".join(rows)}</table>
-<p>{decoding}, WER and CER with jiwer on the dataset's normalized text. Chapters: each test recording
-transcribed whole, the words within its aligned verses against the official text. The change's
+<p>{decoding}, WER and CER with jiwer on the dataset's normalized text.{chapters} The change's
 interval: the clips drawn with replacement {BOOTSTRAP_DRAWS} times, the same draws for every system
 (a paired bootstrap); an interval that holds 0 is a difference these clips cannot tell from chance.</p>
 {reread}
