@@ -25,7 +25,8 @@ same losses, and a time cost of the order of one more forward pass (HF's docs: ~
 Measured here (2 CPU cores, the defaults, two runs): 5,219 -> 3,124 and 5,156 -> 3,178 MB peak
 (0.60x, 0.62x), 8.58 -> 9.77 and 10.08 -> 13.06 s a step (1.14x, 1.30x; the second beside other
 work), the same losses.
-Prints a table; writes the numbers as JSON with ``--json``; exits 0 always.
+Prints a table; writes the numbers as JSON with ``--json``; exits 0 whether or not the goal is
+met, 1 when a run could not train (so that ``make bench`` stops there).
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def main() -> None:
                 code, result, stderr, _ = run_measured(command, env)
                 if result is None:
                     print(f"run with checkpointing={checkpointing} failed ({code}):\n{stderr[-2000:]}")
-                    return
+                    sys.exit(1)
                 results[bool(checkpointing)].append(result)
     best = {k: min(v, key=lambda r: r["s_per_step"]) for k, v in results.items()}
     peak = {k: min(r["peak_rss_mb"] for r in v) for k, v in results.items()}

@@ -67,7 +67,8 @@ train_ctc's ``set_trainable`` calls ``freeze_feature_encoder()`` for the adapter
 phases. The what-if separates that from the rest (batching, the loop itself).
 
 Goal stated by the issue: ours >= 1.2x the Trainer's utterances/s, peak RSS no higher.
-Prints a table; writes the numbers as JSON with ``--json``; exits 0 always.
+Prints a table; writes the numbers as JSON with ``--json``; exits 0 whether or not the goals are
+met, 1 when a side could not run (so that ``make bench`` stops there).
 """
 
 from __future__ import annotations
@@ -448,7 +449,7 @@ def main() -> int:
     if "error" in ours or "error" in hf:
         print("FAILED: " + "; ".join(f"{k}: {v['error'][-300:]}" for k, v in (("ours", ours), ("trainer", hf))
                                      if "error" in v))  # fmt: skip
-        return 0
+        return 1
     rows = [("measure", "ours", "Trainer", "ratio", "goal", "")]
 
     def rate_row(label: str, key: str, part: str, goal: float | None) -> None:
