@@ -163,7 +163,7 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return 0 if all(job_counts for *_, job_counts, _, _ in rows) else 1  # a dry run that failed: 1
 
 
 if __name__ == "__main__":
