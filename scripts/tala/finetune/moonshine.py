@@ -422,7 +422,7 @@ def train(train_manifests, out: str | Path, settings: MoonshineSettings, start: 
     if guide is not None:
         eager_attention(base_of(model))
     if settings.gradient_checkpointing:
-        print(f"activation checkpointing: {checkpoint_activations(model)} layers", file=sys.stderr)
+        checkpoint_activations(model)
     limit = decoder_positions(base_of(model))
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]
     # a long clip is learned in the parts it is read in (part_seconds); the pace is the whole clips'

@@ -364,7 +364,7 @@ def train(train_manifests, out: str | Path, settings: SpeechLLMSettings, valid_m
     if guided:
         eager_attention(model.decoder)
     if settings.gradient_checkpointing:
-        print(f"activation checkpointing: {checkpoint_activations(model.decoder)} layers", file=sys.stderr)
+        checkpoint_activations(model.decoder)
     window = encoder_window_samples(model.encoder.config)
     feature_extractor = feature_extractor_for(model.encoder.config)
     train_all = [e for m in train_manifests for e in read_manifest(m, settings.text_field)]

@@ -607,7 +607,7 @@ def train(
     net.train()
     named_trainable = dict(set_trainable(net, settings))
     if settings.gradient_checkpointing:
-        print(f"activation checkpointing: {checkpoint_activations(net)} layers", file=sys.stderr)
+        checkpoint_activations(net)
     trainable = list(named_trainable.values())
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = warmup_decay_schedule(optimizer, settings.warmup_steps, settings.max_steps, settings.schedule,

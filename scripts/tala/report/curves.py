@@ -31,7 +31,7 @@ class Curves:
     losses: dict[str, list[tuple[int, float, int]]] = field(default_factory=dict)
     rates: dict[str, list[tuple[int, float, int]]] = field(default_factory=dict)
     phases: list[tuple[int, str]] = field(default_factory=list)  # (first x, name) of each phase after the first
-    kept: int | None = None
+    kept: int = 0  # the step whose weights were kept
     last: int = 0
 
     @property
@@ -153,13 +153,11 @@ def curves_svg(records: Iterable[dict]) -> str:
     if curves.empty:
         return ""
     marks = [(x, "1,3", f"phase {name} begins") for x, name in curves.phases]
-    if curves.kept is not None:
-        marks.append((curves.kept, "5,3", f"step {curves.kept}: the weights kept"))
+    marks.append((curves.kept, "5,3", f"step {curves.kept}: the weights kept"))
     panels = [("loss", curves.losses, None), ("validation error rate, %", curves.rates, 100.0)]
     panels = [(t, s, c) for t, s, c in panels if any(s.values())]
     body = "".join(_panel(i * PANEL_W, title, series, curves.last, marks, clip)
                    for i, (title, series, clip) in enumerate(panels))  # fmt: skip
-    note = f"the weights kept: step {curves.kept}" if curves.kept is not None else ""
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{PANEL_W * len(panels)}" height="{PANEL_H}" '
-            f'font-family="sans-serif" font-size="10" role="img" aria-label="learning curves; {escape(note)}">'
-            f"{body}</svg>")  # fmt: skip
+            f'font-family="sans-serif" font-size="10" role="img" aria-label="learning curves; the weights kept: '
+            f'step {curves.kept}">{body}</svg>')  # fmt: skip
