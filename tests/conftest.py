@@ -393,3 +393,36 @@ def assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, adapt
     assert ckpt == pytest.approx(plain, rel=1e-5), "the same losses, step by step"
     assert plain_weights.keys() == ckpt_weights.keys()
     assert all(torch.allclose(plain_weights[k], ckpt_weights[k], atol=1e-6) for k in plain_weights)
+
+
+def assert_trains_under_bf16_autocast(trainer, run, weights: str, monkeypatch) -> None:
+    """What a CUDA run does (``tala.training.autocast``: bf16 on Ampere or newer), on the CPU: the
+    trainer module's autocast swapped for the CPU's bf16 one. ``run(name, on_step)`` trains and
+    validates a few steps and returns its result and output folder, ``weights`` the file of what it
+    trained. The linear layers really compute in bf16 (else the swap proves nothing), every loss is
+    finite, the validation scores its clips, and what is saved is float32 (bf16 is only how the
+    steps were computed)."""
+    import math
+
+    import torch
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(trainer, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    dtypes, losses = set(), []
+
+    def record(module, args, output):
+        if module.training and isinstance(output, torch.Tensor):
+            dtypes.add(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: record(module, args, output) if isinstance(module, torch.nn.Linear) else None)
+    try:
+        result, folder = run("bf16", lambda step, loss: losses.append(loss))
+    finally:
+        hook.remove()
+    assert torch.bfloat16 in dtypes, f"the training steps' linear layers computed in {dtypes}, not bf16"
+    assert losses and all(math.isfinite(loss) for loss in losses), losses
+    scores = result.final_eval
+    assert scores["examples"] and all(math.isfinite(scores[k]) and scores[k] >= 0 for k in ("loss", "cer")), scores
+    saved = load_file(str(folder / weights))
+    assert saved and {t.dtype for t in saved.values()} == {torch.float32}

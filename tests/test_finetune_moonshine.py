@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import (REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps,
-                      assert_long_training_clips_are_learned_in_parts,
+                      assert_long_training_clips_are_learned_in_parts, assert_trains_under_bf16_autocast,
                       assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
 from test_guided_attention import guided_losses
@@ -168,6 +168,20 @@ def test_gradient_checkpointing_recomputes_the_layers_and_takes_the_same_steps(c
         return tmp_path / name
 
     assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(run, "adapter_model.safetensors", capsys)
+
+
+def test_trains_and_validates_under_cudas_bf16_autocast(corpus, tmp_path, monkeypatch, one_torch_thread):
+    import tala.finetune.moonshine as trainer
+
+    def run(name, on_step):
+        result = train([corpus / "train.jsonl"], tmp_path / name,
+                       _settings(max_steps=3, eval_every=3, lora_dropout=0.1, guided_attention=1.0, start_kl=0.5,
+                                 label_smoothing=0.1),
+                       str(corpus / "start"), valid_manifests=[corpus / "train.jsonl"], progress=False,
+                       on_step=on_step)  # fmt: skip
+        return result, tmp_path / name
+
+    assert_trains_under_bf16_autocast(trainer, run, "adapter_model.safetensors", monkeypatch)
 
 
 def test_a_run_stopped_for_memory_resumes_with_gradient_checkpointing_on(corpus, tmp_path, one_torch_thread):

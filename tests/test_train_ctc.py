@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps, sigkill_when
+from conftest import (REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps,
+                      assert_trains_under_bf16_autocast, sigkill_when)
 from tala.ctc_text import CtcVocabulary, greedy_batch
 from tala.errors import InputError
 from tala.finetune.train_ctc import (
@@ -145,6 +146,20 @@ def test_gradient_checkpointing_recomputes_the_layers_and_takes_the_same_steps(d
         return tmp_path / name
 
     assert_checkpointed_layers_are_recomputed_and_take_the_same_steps(go, "model.safetensors", capsys)
+
+
+def test_trains_and_validates_under_cudas_bf16_autocast(data, tmp_path, monkeypatch):
+    import tala.finetune.train_ctc as trainer
+
+    config = tmp_path / "config_random.json"  # with dropout, LayerDrop and SpecAugment
+    config.write_text(json.dumps(tiny_config(**RANDOM_DRAWS)), encoding="utf-8")
+
+    def go(name, on_step):
+        result = run({**data, "config": config}, tmp_path / name, on_step=on_step,
+                     settings=settings(max_steps=3, eval_every=3))
+        return result, tmp_path / name
+
+    assert_trains_under_bf16_autocast(trainer, go, "model.safetensors", monkeypatch)
 
 
 def test_output_folder_is_a_loadable_mms_model(data, tmp_path):

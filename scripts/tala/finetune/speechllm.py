@@ -70,6 +70,7 @@ from tala.models.speechllm import (  # noqa: E402
     generation_budget,
     load_speechllm,
     load_whisper_encoder,
+    log_mel,
     prompt_for,
     read_clip,
     write_speechllm,
@@ -286,8 +287,7 @@ def encode_clips(model: SpeechLLMV1, feature_extractor, examples: list[Example],
 
 
 def encode_audio(model: SpeechLLMV1, feature_extractor, audio: list[np.ndarray], device) -> list[torch.Tensor]:
-    features = feature_extractor(audio, sampling_rate=16_000, return_tensors="pt").input_features
-    return model.encode(features.to(device), [len(a) for a in audio])
+    return model.encode(log_mel(feature_extractor, audio).to(device), [len(a) for a in audio])
 
 
 def evaluate(model: SpeechLLMV1, tokenizer, feature_extractor, examples: list[Example], targets: list[list[int]],

@@ -257,13 +257,20 @@ def decoder_limit(model: SpeechLLMV1) -> int:
     return int(getattr(model.decoder.config, "max_position_embeddings", 4096))
 
 
+def log_mel(feature_extractor, audio: list) -> torch.Tensor:
+    """Whisper's log-mel input features of 16 kHz clips, always in float32: the feature extractor
+    runs on the CPU, outside any autocast the encoder runs under (a CPU bf16 autocast would give it
+    bf16 spectrograms, which it cannot turn into numpy)."""
+    with torch.autocast("cpu", enabled=False):
+        return feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+
+
 def read_clip(model: SpeechLLMV1, tokenizer, feature_extractor, samples, device, max_new_tokens: int | None = None,
               num_beams: int = 1) -> str:
     """The transcript of one clip that fits the encoder's window (greedy, or a beam search of
     ``num_beams``), within its :func:`generation_budget` (and ``max_new_tokens`` when given): how
     ``evaluate_asr`` reads a part and the trainer's validation reads a part again."""
-    features = feature_extractor([samples], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-    (frames,) = model.encode(features.to(device), [len(samples)])
+    (frames,) = model.encode(log_mel(feature_extractor, [samples]).to(device), [len(samples)])
     budget = generation_budget(len(samples), model.prefix_positions(frames.shape[0]), decoder_limit(model))
     if max_new_tokens:
         budget = min(budget, max_new_tokens)
