@@ -46,7 +46,7 @@ from tala.fileio import atomic_dir, write_json_atomic, write_text_atomic  # noqa
 from tala.finetune.card import recognizer_card, split_of  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import Guide, aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
-from tala.finetune.options import BEST_METRICS, recognizer_parser, shared_settings  # noqa: E402
+from tala.finetune.options import check_shared_settings, recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.parts import left_out_clips, training_parts  # noqa: E402
 from tala.finetune.tokens import report_unwritable  # noqa: E402
 from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
@@ -160,22 +160,13 @@ class MoonshineSettings:
     gradient_checkpointing: bool = False
 
     def check(self) -> None:
-        if self.train not in TRAIN_MODES:
-            raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
-        if self.best_metric not in BEST_METRICS:
-            raise ValueError(f"best_metric must be one of {BEST_METRICS}, not {self.best_metric!r}")
-        if self.num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
-        if self.part_seconds is not None and not self.part_seconds > 0:
-            raise ValueError(f"part_seconds must be > 0, not {self.part_seconds}")
+        check_shared_settings(self, TRAIN_MODES)
         if min(self.max_steps, self.max_batch_size, self.accumulate, self.lora_r) < 1 or self.warmup_steps < 0:
             raise ValueError("max_steps, max_batch_size, accumulate and lora_r >= 1 and warmup_steps >= 0 are required")
         if self.learning_rate <= 0 or self.batch_seconds <= 0 or self.max_clip_s <= 0:
             raise ValueError("learning_rate, batch_seconds and max_clip_s must be positive")
         if self.cache_frames and self.train != "decoder":
             raise ValueError("cache_frames needs train=decoder (a frozen encoder)")
-        if self.guided_attention < 0 or self.guided_attention_width <= 0:
-            raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.start_kl is not None and (self.start_kl < 0 or (self.start_kl > 0 and self.train != "lora")):

@@ -84,3 +84,18 @@ def shared_settings(args: argparse.Namespace) -> dict:
                 log_every=args.log_every, cache_frames=args.cache_frames,
                 guided_attention=args.guided_attention, guided_attention_width=args.guided_attention_width,
                 gradient_checkpointing=args.gradient_checkpointing, device=args.device)  # fmt: skip
+
+
+def check_shared_settings(settings, modes: tuple[str, ...]) -> None:
+    """The checks of the fields :func:`shared_settings` gives that both trainers' settings make
+    alike (each trainer's ``check`` adds its own); a ValueError names the field."""
+    if settings.train not in modes:
+        raise ValueError(f"train must be one of {modes}, not {settings.train!r}")
+    if settings.best_metric not in BEST_METRICS:
+        raise ValueError(f"best_metric must be one of {BEST_METRICS}, not {settings.best_metric!r}")
+    if settings.num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, not {settings.num_beams}")
+    if settings.part_seconds is not None and not settings.part_seconds > 0:
+        raise ValueError(f"part_seconds must be > 0, not {settings.part_seconds}")
+    if settings.guided_attention < 0 or settings.guided_attention_width <= 0:
+        raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")

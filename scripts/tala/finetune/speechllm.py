@@ -48,7 +48,7 @@ from tala.fileio import atomic_dir, atomic_path, write_json_atomic, write_text_a
 from tala.finetune.card import recognizer_card, split_of, start_evaluation  # noqa: E402
 from tala.finetune.evaluate_asr import read_in_parts, train_pace  # noqa: E402
 from tala.finetune.guided import aligned_span, eager_attention, guided_attention_loss, token_times  # noqa: E402
-from tala.finetune.options import BEST_METRICS, recognizer_parser, shared_settings  # noqa: E402
+from tala.finetune.options import check_shared_settings, recognizer_parser, shared_settings  # noqa: E402
 from tala.finetune.parts import left_out_clips, training_parts  # noqa: E402
 from tala.finetune.tokens import report_unwritable  # noqa: E402
 from tala.finetune.train_ctc import (NO_VALIDATION, Example, TrainedTensors, load_audio, read_held_out,  # noqa: E402
@@ -158,20 +158,11 @@ class SpeechLLMSettings:
     guided_attention_width: float = 0.1
 
     def check(self) -> None:
-        if self.train not in TRAIN_MODES:
-            raise ValueError(f"train must be one of {TRAIN_MODES}, not {self.train!r}")
-        if self.best_metric not in BEST_METRICS:
-            raise ValueError(f"best_metric must be one of {BEST_METRICS}, not {self.best_metric!r}")
-        if self.num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, not {self.num_beams}")
-        if self.part_seconds is not None and not self.part_seconds > 0:
-            raise ValueError(f"part_seconds must be > 0, not {self.part_seconds}")
+        check_shared_settings(self, TRAIN_MODES)
         if self.max_steps < 1 or self.warmup_steps < 0 or self.max_batch_size < 1 or self.batch_seconds <= 0:
             raise ValueError("max_steps >= 1, warmup_steps >= 0, max_batch_size >= 1 and batch_seconds > 0 are required")
         if self.learning_rate <= 0 or self.lora_r < 1 or self.stack < 1:
             raise ValueError("learning_rate, lora_r and stack must be positive")
-        if self.guided_attention < 0 or self.guided_attention_width <= 0:
-            raise ValueError("guided_attention must be >= 0 and guided_attention_width positive")
 
 
 @dataclass
