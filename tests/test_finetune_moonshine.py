@@ -571,3 +571,31 @@ def test_chapter_folds_hold_out_each_chapter_and_pool_their_cer_without_rerunnin
         chapter_folds.main([*argv[:argv.index("--setting")], "--setting", "no-options", "--"])
     with pytest.raises(InputError, match=r"the trainer failed .*its log: "):
         chapter_folds.main([*argv[:argv.index("--setting")], "--setting", "bad=--lr -1", *argv[argv.index("--"):]])
+
+
+def test_lora_on_the_hub_model_download_models_put_in_models_dir(corpus, tmp_path, one_torch_thread):
+    """What a user with the real model does: --start UsefulSensors/moonshine-tiny, read offline from
+    download_models' folder. The adapters learn, the saved folder names the hub id as its base (in
+    peft's adapter_config.json too, so that it can be shared) and loads with plain transformers +
+    peft from the same folder, the base as it was."""
+    import shutil
+
+    from tala.hub import model_dir_name
+
+    hub_id = "UsefulSensors/moonshine-tiny"
+    models = tmp_path / "models"
+    shutil.copytree(corpus / "start", models / model_dir_name(hub_id))
+    losses = []
+    train([corpus / "train.jsonl"], tmp_path / "tuned", _settings(max_steps=30), hub_id, models_dir=models,
+          progress=False, on_step=lambda step, loss: losses.append(loss))  # fmt: skip
+    adapter = json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == hub_id, "peft's config names the hub id, not this machine's copy"
+    # every clip in each step: a smooth fall from log(60) = 4.09 (thirty steps on a random base: ~3.8)
+    assert np.mean(losses[-5:]) < 0.97 * np.mean(losses[:5]), losses
+    model, _, _, config = load_moonshine_lora(tmp_path / "tuned", models_dir=models)
+    assert config.base == hub_id
+    base = load_file(str(corpus / "start" / "model.safetensors"))
+    untouched = {k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items()
+                 if "lora_" not in k}  # fmt: skip
+    assert all(torch.equal(v, untouched[k]) for k, v in base.items() if k != "proj_out.weight"), "the base unchanged"
+    assert any("lora_" in k for k in model.state_dict()), "the adapters are loaded"

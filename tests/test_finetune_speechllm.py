@@ -334,3 +334,71 @@ def test_an_empty_validation_split_is_said_and_the_last_step_kept(corpus, tmp_pa
     assert f"{empty}: no clips: no validation, the last step's weights are kept" in capsys.readouterr().err
     assert result.steps == 2 and result.final_eval is None
     assert "No validation clips" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_new_recognizer_from_the_hub_bases_download_models_put_in_models_dir(family, corpus, tmp_path,
+                                                                                one_torch_thread):
+    """What a user with the real models does first: --encoder openai/whisper-small and --decoder
+    SmolLM2-135M (Llama) or the documented Qwen2.5-0.5B (Qwen2: biased q/k/v projections, a
+    tokenizer without a beginning-of-sequence token), read from download_models' folder offline. A
+    new projector and new adapters learn, the bases do not change, the saved folder names the hub
+    ids and loads with plain transformers + peft from the same folder, reading as the validation did.
+    (Sixty steps of adapters on a random decoder lower the loss but do not yet read the clips.)"""
+    from transformers import WhisperConfig, WhisperModel
+
+    from tala.ctc_text import normalize_for_scoring
+    from tala.hub import model_dir_name
+    from tala.models.speechllm import feature_extractor_for, read_clip
+
+    models = tmp_path / "models"
+    encoder_id = "openai/whisper-small"
+    decoder_id = {"llama": "HuggingFaceTB/SmolLM2-135M", "qwen2": "Qwen/Qwen2.5-0.5B"}[family]
+    torch.manual_seed(0)
+    WhisperModel(WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128,
+                               decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80,
+                               max_source_positions=WINDOW_POSITIONS, vocab_size=64, pad_token_id=0,
+                               bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+                 ).save_pretrained(models / model_dir_name(encoder_id))  # fmt: skip
+    tokenizer = _tokenizer(SAMOAN)
+    shape = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256, eos_token_id=2,
+                 tie_word_embeddings=True)  # fmt: skip
+    if family == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        decoder = LlamaForCausalLM(LlamaConfig(**shape, bos_token_id=1, pad_token_id=0))
+    else:  # Qwen2.5's tokenizer: no bos; its end-of-text token pads
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        decoder = Qwen2ForCausalLM(Qwen2Config(**shape, bos_token_id=None))
+        tokenizer.bos_token, tokenizer.pad_token = None, "</s>"
+    decoder.save_pretrained(models / model_dir_name(decoder_id))
+    tokenizer.save_pretrained(models / model_dir_name(decoder_id))
+    base = {k: v.clone() for k, v in decoder.state_dict().items()}
+
+    losses = []
+    result = train([corpus / "train.jsonl"], tmp_path / "tuned",
+                   _settings(max_steps=60, eval_every=60, learning_rate=1e-2, reread=False, batch_seconds=4.0,
+                             max_batch_size=3),
+                   valid_manifests=[corpus / "train.jsonl"], encoder=encoder_id, decoder=decoder_id,
+                   models_dir=models, progress=False, on_step=lambda step, loss: losses.append(loss))  # fmt: skip
+    saved = json.loads((tmp_path / "tuned" / "speechllm.json").read_text())
+    assert (saved["encoder"], saved["decoder"]) == (encoder_id, decoder_id), "the bases by hub id"
+    adapter = json.loads((tmp_path / "tuned" / "lora" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == decoder_id, "peft's config names the hub id, not this machine's copy"
+    model, loaded_tokenizer, _ = load_speechllm(tmp_path / "tuned", models_dir=models)
+    assert model.prompt.bos == (1 if family == "llama" else 2) and model.prompt.pad == (0 if family == "llama" else 2)
+    untouched = {k.replace(".base_layer", ""): v for k, v in model.decoder.get_base_model().state_dict().items()
+                 if "lora_" not in k}  # fmt: skip
+    assert untouched.keys() == base.keys() and all(torch.equal(v, untouched[k]) for k, v in base.items()), \
+        "the base decoder unchanged"
+    features = feature_extractor_for(model.encoder.config)
+    clips = {r["audio"]: r for r in map(json.loads, (corpus / "train.jsonl").read_text().splitlines())}
+    for example in result.final_eval["examples"]:
+        (record,) = [r for r in clips.values() if normalize_for_scoring(r["normalized"]) == example["ref"]]
+        samples, _ = sf.read(corpus / record["audio"], dtype="float32")
+        hyp = read_clip(model, loaded_tokenizer, features, samples, "cpu", max_new_tokens=30)
+        assert normalize_for_scoring(hyp) == example["hyp"], "the saved recognizer reads as the validation did"
+    # from the uniform distribution's log(60) = 4.09 to ~3.7
+    assert np.mean(losses[-5:]) < 0.93 * np.mean(losses[:5]), losses

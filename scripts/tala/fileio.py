@@ -139,13 +139,17 @@ def replace_dir(tmp_dir: str | Path, final: str | Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def sort_adapter_targets(folder: str | Path) -> None:
-    """peft writes ``target_modules`` from a set, in the process's hash order: sorted, two runs give
-    the same ``adapter_config.json``."""
+def tidy_adapter_config(folder: str | Path, base: str | None = None) -> None:
+    """peft's ``adapter_config.json`` as a user can share it: ``target_modules`` sorted (peft writes
+    them from a set, in the process's hash order: two runs give the same file), and with ``base``
+    the base model named as the recognizer's own config names it (a hub id stays a hub id, where
+    peft writes the folder it was loaded from: download_models' copy on this machine)."""
     path = Path(folder) / "adapter_config.json"
     if not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if base is not None:
+        config["base_model_name_or_path"] = base
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tala.fileio import sort_adapter_targets
+from tala.fileio import tidy_adapter_config
 
 SAMPLE_RATE = 16_000
 MAX_CLIP_S = 30.0  # the longest clip Moonshine was trained on
@@ -185,7 +185,7 @@ def write_moonshine(folder: Path, model, feature_extractor, tokenizer, config: M
     whole Moonshine model, a folder like the hub's."""
     folder = Path(folder)
     model.save_pretrained(str(folder))
-    sort_adapter_targets(folder)
+    tidy_adapter_config(folder, config.base)  # only a LoRA recognizer has an adapter_config.json
     feature_extractor.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     if hasattr(model, "peft_config"):

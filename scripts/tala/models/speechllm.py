@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tala.fileio import sort_adapter_targets
+from tala.fileio import tidy_adapter_config
 
 SAMPLE_RATE = 16_000
 ENCODER_HOP = 320  # samples per encoder frame: mel hop 160, then the encoder's stride-2 convolution
@@ -394,7 +394,7 @@ def write_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, t
     save_file(projector, str(folder / PROJECTOR_NAME))
     if hasattr(model.decoder, "peft_config"):
         model.decoder.save_pretrained(str(folder / LORA_DIR))
-        sort_adapter_targets(folder / LORA_DIR)
+        tidy_adapter_config(folder / LORA_DIR, config.decoder)
     else:
         model.decoder.save_pretrained(str(folder / DECODER_DIR))
         if tokenizer is not None:
