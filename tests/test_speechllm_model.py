@@ -146,7 +146,7 @@ def test_eight_clips_are_learned_exactly_and_the_saved_model_says_the_same(tmp_p
     save_speechllm(tmp_path / "model", model, config, tokenizer)
     loaded, loaded_tokenizer, loaded_config = load_speechllm(tmp_path / "model")
     assert json.loads((tmp_path / "model" / "speechllm.json").read_text())["decoder"] == "decoder"
-    assert loaded_config.decoder == str((tmp_path / "model" / "decoder").resolve()) and loaded.prompt == model.prompt
+    assert loaded_config.decoder == str(tmp_path / "model" / "decoder") and loaded.prompt == model.prompt
     again = loaded.encode(features.input_features, [len(w) for w in wavs])
     reloaded = [loaded_tokenizer.decode(ids, skip_special_tokens=True) for ids in loaded.generate(again, 30)]
     assert reloaded == hyps

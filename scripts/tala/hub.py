@@ -59,6 +59,15 @@ def looks_like_path(model: str) -> bool:
     return "/" in model and Path(head).exists()
 
 
+def beside(folder: str | Path, name: str) -> str:
+    """A base model a saved recognizer's config names: a folder beside the config (``name``
+    relative to ``folder``, as a stand-in names its parts) when there is one, else ``name`` as
+    written (a hub id, or a path from the working directory). Not made absolute, so that a results
+    folder still loads after the project is moved."""
+    candidate = Path(folder) / name
+    return str(candidate) if not Path(name).is_absolute() and candidate.is_dir() else name
+
+
 def resolve_model(model: str, models_dir: str | Path | None = None) -> str:
     """Where to load ``model`` from: a local folder, the download_models copy, or the hub id itself.
 

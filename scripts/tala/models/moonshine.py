@@ -192,11 +192,6 @@ def write_moonshine(folder: Path, model, feature_extractor, tokenizer, config: M
         config.write(folder / CONFIG_NAME)
 
 
-def _resolve(folder: Path, name: str) -> str:
-    candidate = Path(folder) / name
-    return str(candidate) if not Path(name).is_absolute() and candidate.is_dir() else name
-
-
 def load_moonshine_lora(model: str | Path, device: str = "cpu", trainable: bool = False, models_dir=None):
     """(model, feature_extractor, tokenizer, config) of a Moonshine recognizer, with plain
     transformers and peft. ``model``: a saved LoRA recognizer (a folder with ``moonshine.json``: its
@@ -206,7 +201,7 @@ def load_moonshine_lora(model: str | Path, device: str = "cpu", trainable: bool 
     from peft import PeftModel
     from transformers import AutoFeatureExtractor, AutoTokenizer
 
-    from tala.hub import ModelError, resolve_model
+    from tala.hub import ModelError, beside, resolve_model
 
     folder = Path(model)
     try:
@@ -214,7 +209,7 @@ def load_moonshine_lora(model: str | Path, device: str = "cpu", trainable: bool 
             whole, feature_extractor, tokenizer = load_moonshine(resolve_model(str(model), models_dir))
             return whole.to(device).eval(), feature_extractor, tokenizer, MoonshineLoRAConfig(base=str(model))
         config = MoonshineLoRAConfig.read(folder / CONFIG_NAME)
-        base, _, _ = load_moonshine(resolve_model(_resolve(folder, config.base), models_dir))
+        base, _, _ = load_moonshine(resolve_model(beside(folder, config.base), models_dir))
     except ModelError as err:
         raise MoonshineError(str(err)) from None
     feature_extractor = AutoFeatureExtractor.from_pretrained(str(folder))

@@ -379,10 +379,6 @@ def prompt_for(tokenizer, instruction: str) -> Prompt:
     return Prompt(bos=bos, eos=eos, pad=pad, instruction=tuple(ids))
 
 
-def _resolve(folder: Path, name: str) -> str:
-    return str((folder / name).resolve()) if not Path(name).is_absolute() and (folder / name).exists() else name
-
-
 def write_speechllm(folder: Path, model: SpeechLLMV1, config: SpeechLLMConfig, tokenizer=None) -> None:
     """Write the recognizer into the existing ``folder``: the config, the projector (safetensors)
     and the decoder: its LoRA adapter (peft) when it has one, else the whole decoder and its
@@ -419,14 +415,14 @@ def load_speechllm(folder: Path, device: str = "cpu", trainable_lora: bool = Fal
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tala.hub import resolve_model
+    from tala.hub import beside, resolve_model
 
     folder = Path(folder)
     if not (folder / CONFIG_NAME).is_file():
         raise SpeechLLMError(f"{folder}: no {CONFIG_NAME}: not a saved speech-LLM recognizer")
     config = SpeechLLMConfig.read(folder / CONFIG_NAME)
-    # Parts saved inside the folder are named relative to it: from here on, by their full path.
-    config = replace(config, encoder=_resolve(folder, config.encoder), decoder=_resolve(folder, config.decoder))
+    # Parts saved inside the folder are named relative to it: from here on, joined to the folder's path.
+    config = replace(config, encoder=beside(folder, config.encoder), decoder=beside(folder, config.decoder))
     encoder = load_whisper_encoder(resolve_model(config.encoder, models_dir))
     decoder_path = resolve_model(config.decoder, models_dir)
     decoder = AutoModelForCausalLM.from_pretrained(decoder_path)
