@@ -716,7 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", choices=KINDS, default="ctc")
     parser.add_argument("--models-dir", default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dtype", default="auto",
+                        help="ctc: the inference dtype (tala.device.pick_dtype; auto: float16 on CUDA); speechllm and"
+                             " moonshine always read in float32")
     parser.add_argument("--num-beams", type=int, default=1,
                         help="speechllm, moonshine: 1 reads greedily, more by beam search (every system alike)")
     parser.add_argument("--part-seconds", type=float, metavar="S",
