@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -402,3 +403,29 @@ def test_a_new_recognizer_from_the_hub_bases_download_models_put_in_models_dir(f
         assert normalize_for_scoring(hyp) == example["hyp"], "the saved recognizer reads as the validation did"
     # from the uniform distribution's log(60) = 4.09 to ~3.7
     assert np.mean(losses[-5:]) < 0.93 * np.mean(losses[:5]), losses
+
+
+def test_a_recognizer_tuned_in_a_project_still_loads_after_the_project_moves(corpus, tmp_path, monkeypatch,
+                                                                              one_torch_thread):
+    """As the workflow runs it: from the project folder, the start a path in it (a stand-in naming
+    its encoder and decoder beside itself). The tuned folder names them from the project folder, not
+    by this machine's absolute paths, so the project may be moved (or synced to another machine)."""
+    import shutil
+
+    project = tmp_path / "project"
+    start = project / "resources" / "start"
+    shutil.copytree(corpus / "start", start)
+    shutil.copytree(corpus / "encoder", start / "encoder")
+    config = json.loads((start / "speechllm.json").read_text())
+    (start / "speechllm.json").write_text(json.dumps({**config, "encoder": "encoder"}))
+    shutil.copytree(corpus / "clips", project / "data" / "clips")
+    shutil.copy(corpus / "train.jsonl", project / "data" / "train.jsonl")
+    monkeypatch.chdir(project)
+    train([Path("data/train.jsonl")], "results/tuned", _settings(max_steps=2), start=Path("resources/start"),
+          progress=False)  # fmt: skip
+    saved = json.loads((project / "results" / "tuned" / "speechllm.json").read_text())
+    assert (saved["encoder"], saved["decoder"]) == ("resources/start/encoder", "resources/start/decoder"), saved
+    shutil.move(project, tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    model, _, config = load_speechllm(Path("results/tuned"))
+    assert config.encoder == "resources/start/encoder" and hasattr(model.decoder, "peft_config")
