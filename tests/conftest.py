@@ -426,3 +426,34 @@ def assert_trains_under_bf16_autocast(trainer, run, weights: str, monkeypatch) -
     assert scores["examples"] and all(math.isfinite(scores[k]) and scores[k] >= 0 for k in ("loss", "cer")), scores
     saved = load_file(str(folder / weights))
     assert saved and {t.dtype for t in saved.values()} == {torch.float32}
+
+
+def assert_damaged_recognizer_folders_are_named(kind: str, folder: Path, manifest: Path, damages: dict,
+                                                tmp_path: Path, capsys) -> None:
+    """A saved ``kind`` recognizer ``folder`` copied and damaged as a copy or a sync cut short
+    leaves it: for each ``damages[name] = (file, how)`` (``how``: "cut" to half its bytes, "gone",
+    "not json", or a dict of fields added to the JSON) evaluate_asr on ``manifest`` ends with one
+    line ``error: ...`` that names the damaged file, and no traceback."""
+    import shutil
+
+    from tala.errors import run_cli
+    from tala.finetune.evaluate_asr import main as evaluate_asr
+
+    for name, (file, how) in damages.items():
+        copy = tmp_path / f"damaged-{name}"
+        shutil.copytree(folder, copy)
+        target = copy / file
+        if how == "cut":
+            target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        elif how == "gone":
+            target.unlink()
+        elif how == "not json":
+            target.write_text("{", encoding="utf-8")
+        else:
+            target.write_text(json.dumps({**json.loads(target.read_text()), **how}), encoding="utf-8")
+        status = run_cli(evaluate_asr, [str(tmp_path / f"{name}.json"), str(tmp_path / f"{name}.tsv"),
+                                        "--language", "samoan", "--kind", kind, "--split", "test", str(manifest),
+                                        "--system", "after", str(copy), "-", "--no-progress"])  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 1 and err and err[-1].startswith("error: ") and str(target) in err[-1], (name, err)
+        assert not any("Traceback" in line for line in err), (name, err)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 import tala.asr.download_models as dm
 from tala.errors import InputError, run_cli
@@ -40,7 +42,10 @@ def fake_hub(monkeypatch, files=HUB_FILES, calls=None):
         folder.mkdir(parents=True, exist_ok=True)
         for name in files:
             if allow_patterns is None or any(fnmatch.fnmatch(name, p) for p in allow_patterns):
-                (folder / name).write_text(name)
+                if name.endswith(".safetensors"):  # whole files: loaders check that they open
+                    save_file({"weight": torch.zeros(2)}, str(folder / name))
+                else:
+                    (folder / name).write_text(name)
         return str(folder)
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)

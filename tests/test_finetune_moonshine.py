@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import (REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps,
+                      assert_damaged_recognizer_folders_are_named,
                       assert_long_training_clips_are_learned_in_parts, assert_trains_under_bf16_autocast,
                       assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
@@ -599,3 +600,16 @@ def test_lora_on_the_hub_model_download_models_put_in_models_dir(corpus, tmp_pat
                  if "lora_" not in k}  # fmt: skip
     assert all(torch.equal(v, untouched[k]) for k, v in base.items() if k != "proj_out.weight"), "the base unchanged"
     assert any("lora_" in k for k in model.state_dict()), "the adapters are loaded"
+
+
+def test_a_damaged_recognizer_folder_is_one_line_naming_the_file(corpus, tmp_path, capsys, one_torch_thread):
+    """A tuned folder, and a whole model, as a copy or a sync cut short leaves them: evaluate_asr
+    says which file and why, in one line."""
+    manifest = corpus / "train.jsonl"
+    train([manifest], tmp_path / "tuned", _settings(max_steps=1), str(corpus / "start"), progress=False)
+    assert_damaged_recognizer_folders_are_named("moonshine", tmp_path / "tuned", manifest, {
+        "adapter": ("adapter_model.safetensors", "cut"), "config": ("moonshine.json", "not json"),
+        "field": ("moonshine.json", {"layers_of_a_later_version": 3}),
+    }, tmp_path, capsys)  # fmt: skip
+    assert_damaged_recognizer_folders_are_named("moonshine", corpus / "start", manifest, {
+        "whole": ("model.safetensors", "cut")}, tmp_path, capsys)

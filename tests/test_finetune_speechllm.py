@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import (REPO, assert_checkpointed_layers_are_recomputed_and_take_the_same_steps,
+                      assert_damaged_recognizer_folders_are_named,
                       assert_long_training_clips_are_learned_in_parts, assert_trains_under_bf16_autocast,
                       assert_unwritable_characters_are_named, assert_validation_and_evaluation_search_the_beams_asked,
                       assert_validation_reads_as_evaluate_asr, sigkill_when)
@@ -429,3 +430,17 @@ def test_a_recognizer_tuned_in_a_project_still_loads_after_the_project_moves(cor
     monkeypatch.chdir(tmp_path / "moved")
     model, _, config = load_speechllm(Path("results/tuned"))
     assert config.encoder == "resources/start/encoder" and hasattr(model.decoder, "peft_config")
+
+
+def test_a_damaged_recognizer_folder_is_one_line_naming_the_file(corpus, tmp_path, capsys, one_torch_thread):
+    """A tuned folder (and a whole one) as a copy or a sync cut short leaves it: evaluate_asr says
+    which file and why, in one line."""
+    manifest = corpus / "train.jsonl"
+    train([manifest], tmp_path / "tuned", _settings(max_steps=1), start=corpus / "start", progress=False)
+    train([manifest], tmp_path / "whole", _settings(train="all", max_steps=1), start=corpus / "start", progress=False)
+    assert_damaged_recognizer_folders_are_named("speechllm", tmp_path / "tuned", manifest, {
+        "adapter": ("lora/adapter_model.safetensors", "cut"), "projector": ("projector.safetensors", "gone"),
+        "config": ("speechllm.json", "not json"), "field": ("speechllm.json", {"layers_of_a_later_version": 3}),
+    }, tmp_path, capsys)  # fmt: skip
+    assert_damaged_recognizer_folders_are_named("speechllm", tmp_path / "whole", manifest, {
+        "decoder": ("decoder/model.safetensors", "cut")}, tmp_path, capsys)

@@ -483,6 +483,31 @@ def test_folder_without_config_is_named(tmp_path, wav20):
         run(tmp_path, wav20, tmp_path / "empty")
 
 
+def test_a_weights_file_cut_short_is_named_and_other_languages_are_not_read(tmp_path, wav20, tiny_model):
+    """A copy or download cut short: the model's weights or the language's adapter file is one
+    ModelError naming the file (not a traceback from safetensors, nor "no adapter on the hub"), in a
+    model folder given by path as in download_models' folder; another language's damaged adapter
+    is never read."""
+    import shutil
+
+    def cut(folder: Path, name: str) -> Path:
+        shutil.copytree(tiny_model, folder)
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 2])
+        return folder / name
+
+    for name in ("model.safetensors", "adapter.smo.safetensors"):
+        damaged = cut(tmp_path / name, name)
+        with pytest.raises(ModelError, match=re.escape(f"{damaged}: damaged weights file (")):
+            run(tmp_path, wav20, tmp_path / name)
+    cut(tmp_path / "models" / "facebook__mms-1b-all", "model.safetensors")
+    with pytest.raises(ModelError, match=r"facebook__mms-1b-all/model\.safetensors: damaged weights file"):
+        resolve_model("facebook/mms-1b-all", tmp_path / "models")
+    cut(tmp_path / "por-cut", "adapter.por.safetensors")
+    result, _ = run(tmp_path, wav20, tmp_path / "por-cut", name="smo-read")
+    assert result["adapter"] == "smo"
+
+
 def test_hub_id_offline_and_not_downloaded(tmp_path, monkeypatch):
     import huggingface_hub
 

@@ -92,6 +92,7 @@ def resolve_model(model: str, models_dir: str | Path | None = None) -> str:
             if not (downloaded / CONFIG_FILE).is_file():
                 raise ModelError(downloaded, "incomplete download (no config.json): run `snakemake download_models` "
                                              "again on a machine with internet")
+            check_weights(downloaded)
             return str(downloaded)
     if _hub_is_offline() and _cached_snapshot(model) is None:
         where = f"neither {Path(models_dir) / model_dir_name(model)} nor " if models_dir is not None else ""
@@ -115,7 +116,34 @@ def _check_model_folder(path: Path) -> Path:
         raise ModelError(path, "not a model folder: a file, expected a Hugging Face model folder with config.json")
     if not (path / CONFIG_FILE).is_file():
         raise ModelError(path, "not a Hugging Face model folder: no config.json")
+    check_weights(path)
     return path
+
+
+MODEL_WEIGHTS = "model*.safetensors"  # a model's own weights: model.safetensors, or its shards
+
+
+def check_weights(folder: str | Path, *files: str, required: tuple[str, ...] = ()) -> None:
+    """The safetensors files a loader is about to read from a local ``folder`` are whole: each
+    opens and its header covers the file. A copy or download cut short (or, for ``required``, a
+    file missing) is one ModelError naming the file and the reason, not a traceback from inside
+    transformers or peft. ``files``: names or glob patterns in the folder, by default the model's
+    own weights (:data:`MODEL_WEIGHTS`; not every adapter file of a multilingual model); one that
+    matches nothing is left to the loader (a .bin checkpoint, an optional part)."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    for name in required:
+        if not (folder / name).is_file():
+            raise ModelError(folder / name, "missing: the model folder is incomplete (copy or save it again)")
+    for pattern in (*(files or (MODEL_WEIGHTS,)), *required):
+        for path in sorted(folder.glob(pattern)):
+            try:
+                with safe_open(str(path), framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as err:
+                raise ModelError(path, f"damaged weights file ({_first_line(err)}): "
+                                       "copy or download it again") from None
 
 
 def _hub_is_offline() -> bool:
@@ -240,6 +268,7 @@ def load_ctc_model(model: str, adapter: str | None, device, dtype=None):
                                 f"so adapter {adapter!r} cannot be loaded")
     if adapter and folder is not None:
         check_adapter(folder, adapter, label)
+        check_weights(folder, f"adapter.{adapter}.safetensors")
 
     processor = _load_processor(source, label)
     tokenizer = processor.tokenizer

@@ -336,13 +336,16 @@ class SpeechLLMRecognizer(ClipRecognizer):
     def __init__(self, system: System, models_dir, device: str, dtype: str, pace: Pace | None = None,
                  num_beams: int = 1, part_seconds: float | None = None):
         from tala.device import pick_device
-        from tala.models.speechllm import encoder_window_samples, feature_extractor_for, load_speechllm
+        from tala.models.speechllm import SpeechLLMError, encoder_window_samples, feature_extractor_for, load_speechllm
 
         if system.adapter is not None:
             raise InputError("--system", f"{system.name}: a speechllm folder carries its own adapter; give '-'")
         self.device = pick_device(device)
-        self.model, self.tokenizer, _ = load_speechllm(Path(system.model), device=str(self.device),
-                                                       models_dir=models_dir)
+        try:
+            self.model, self.tokenizer, _ = load_speechllm(Path(system.model), device=str(self.device),
+                                                           models_dir=models_dir)  # fmt: skip
+        except SpeechLLMError as err:
+            raise InputError("--system", f"{system.name}: {err}") from None
         self.features = feature_extractor_for(self.model.encoder.config)
         self.window = encoder_window_samples(self.model.encoder.config)
         self.name = system.name

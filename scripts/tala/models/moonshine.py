@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tala.fileio import tidy_adapter_config
+from tala.fileio import read_config_json, tidy_adapter_config
 
 SAMPLE_RATE = 16_000
 MAX_CLIP_S = 30.0  # the longest clip Moonshine was trained on
@@ -156,12 +156,15 @@ class MoonshineLoRAConfig:
 
     @classmethod
     def read(cls, path: Path) -> MoonshineLoRAConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_config_json(path, MoonshineError)
         data.pop("class_name", None)
         data["lora_targets"] = tuple(data.get("lora_targets", ()))
         if data.get("lora_parts") is not None:
             data["lora_parts"] = tuple(data["lora_parts"])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as err:  # a field this version does not know, or one missing
+            raise MoonshineError(f"{path}: unreadable model config ({err})") from None
 
     def write(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
@@ -201,7 +204,7 @@ def load_moonshine_lora(model: str | Path, device: str = "cpu", trainable: bool 
     from peft import PeftModel
     from transformers import AutoFeatureExtractor, AutoTokenizer
 
-    from tala.hub import ModelError, beside, resolve_model
+    from tala.hub import ModelError, beside, check_weights, resolve_model
 
     folder = Path(model)
     try:
@@ -209,6 +212,7 @@ def load_moonshine_lora(model: str | Path, device: str = "cpu", trainable: bool 
             whole, feature_extractor, tokenizer = load_moonshine(resolve_model(str(model), models_dir))
             return whole.to(device).eval(), feature_extractor, tokenizer, MoonshineLoRAConfig(base=str(model))
         config = MoonshineLoRAConfig.read(folder / CONFIG_NAME)
+        check_weights(folder, "adapter_model.safetensors")
         base, _, _ = load_moonshine(resolve_model(beside(folder, config.base), models_dir))
     except ModelError as err:
         raise MoonshineError(str(err)) from None

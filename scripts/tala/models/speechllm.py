@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tala.fileio import tidy_adapter_config
+from tala.fileio import read_config_json, tidy_adapter_config
 
 SAMPLE_RATE = 16_000
 ENCODER_HOP = 320  # samples per encoder frame: mel hop 160, then the encoder's stride-2 convolution
@@ -349,11 +349,14 @@ class SpeechLLMConfig:
 
     @classmethod
     def read(cls, path: Path) -> SpeechLLMConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_config_json(path, SpeechLLMError)
         if data.pop("class_name", "SpeechLLMV1") != "SpeechLLMV1":
             raise SpeechLLMError(f"{path}: not a SpeechLLMV1 model")
         data["lora_targets"] = tuple(data.get("lora_targets", ()))
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as err:  # a field this version does not know, or one missing
+            raise SpeechLLMError(f"{path}: unreadable model config ({err})") from None
 
 
 def load_whisper_encoder(id_or_path: str) -> nn.Module:
@@ -415,12 +418,13 @@ def load_speechllm(folder: Path, device: str = "cpu", trainable_lora: bool = Fal
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tala.hub import beside, resolve_model
+    from tala.hub import beside, check_weights, resolve_model
 
     folder = Path(folder)
     if not (folder / CONFIG_NAME).is_file():
         raise SpeechLLMError(f"{folder}: no {CONFIG_NAME}: not a saved speech-LLM recognizer")
     config = SpeechLLMConfig.read(folder / CONFIG_NAME)
+    check_weights(folder, f"{LORA_DIR}/adapter_model.safetensors", required=(PROJECTOR_NAME,))
     # Parts saved inside the folder are named relative to it: from here on, joined to the folder's path.
     config = replace(config, encoder=beside(folder, config.encoder), decoder=beside(folder, config.decoder))
     encoder = load_whisper_encoder(resolve_model(config.encoder, models_dir))
