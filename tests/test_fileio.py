@@ -2,6 +2,7 @@
 Readers: bad JSON and JSONL inputs are one error naming the file (and the line)."""
 
 import os
+import re
 
 import pytest
 
@@ -45,3 +46,15 @@ def test_read_jsonl_numbers_lines_and_names_the_bad_one(tmp_path):
         read_jsonl(path)
     with pytest.raises(InputError, match=r"missing\.jsonl: no such file"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_a_model_config_that_is_not_a_json_object_is_one_error_naming_it(tmp_path):
+    from tala.fileio import read_config_json
+
+    path = tmp_path / "speechllm.json"
+    for text, reason in (("{", "unreadable model config (Expecting"), ("[1, 2]", "(a JSON list, not an object)")):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(LookupError, match=re.escape(f"{path}: ") + ".*" + re.escape(reason)):
+            read_config_json(path, LookupError)
+    path.write_text('{"encoder": "e"}', encoding="utf-8")
+    assert read_config_json(path, LookupError) == {"encoder": "e"}

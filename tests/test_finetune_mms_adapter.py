@@ -173,6 +173,20 @@ def test_a_start_adapter_the_model_lacks_lists_those_it_has(base, dataset, tmp_p
     assert "no language adapter 'xyz'" in last and "adapters available: toy" in last
 
 
+def test_a_damaged_start_model_is_named(base, dataset, tmp_path):
+    """A start model copied or downloaded cut short: one line naming its weights file, not a
+    traceback (its adapter files: tests/test_transcribe.py, the same check)."""
+    import shutil
+
+    copy = tmp_path / "cut"
+    shutil.copytree(base, copy)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])
+    done = run_cli(command(copy, dataset, tmp_path / "out"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {copy / 'model.safetensors'}: damaged weights file ("), last
+
+
 def test_a_training_letter_the_vocabulary_lacks_is_named_with_file_and_line(base, dataset, tmp_path):
     rows = dataset["train"].read_text(encoding="utf-8").splitlines()
     row = json.loads(rows[2])

@@ -200,11 +200,15 @@ def _language_list(languages: list[str]) -> str:
 
 
 def check_adapter(folder: str | Path, adapter: str, label: str | None = None) -> None:
-    """Raise one ModelError listing the available languages unless ``adapter`` has weights and vocabulary."""
-    weights = sorted(adapter_files(folder))
+    """Raise one ModelError listing the available languages unless ``adapter`` has weights and
+    vocabulary, or naming its weights file when that is damaged (:func:`check_weights`)."""
+    files = adapter_files(folder)
+    weights = sorted(files)
     vocab = vocab_languages(folder)
     usable = [lang for lang in weights if vocab is None or lang in vocab]
     if adapter in usable:
+        if files[adapter].suffix == ".safetensors":
+            check_weights(folder, files[adapter].name)
         return
     label = label or str(folder)
     if vocab is not None and adapter in vocab:
@@ -268,7 +272,6 @@ def load_ctc_model(model: str, adapter: str | None, device, dtype=None):
                                 f"so adapter {adapter!r} cannot be loaded")
     if adapter and folder is not None:
         check_adapter(folder, adapter, label)
-        check_weights(folder, f"adapter.{adapter}.safetensors")
 
     processor = _load_processor(source, label)
     tokenizer = processor.tokenizer

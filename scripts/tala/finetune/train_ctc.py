@@ -381,7 +381,7 @@ def load_start_model(
         processor = build_processor(vocab_all, lang, scratch / "tokenizer")
         return StartModel(net, processor, vocab, f"config:{config}", notes)
 
-    from tala.hub import adapter_files, resolve_model
+    from tala.hub import adapter_files, check_weights, resolve_model
 
     source = resolve_model(model)
     processor = Wav2Vec2Processor.from_pretrained(source)
@@ -427,6 +427,8 @@ def load_start_model(
     elif has_adapters and lang != head_lang and not settings.init_adapter:
         folder = Path(source)
         if not folder.is_dir() or lang in adapter_files(folder):
+            if folder.is_dir():
+                check_weights(folder, ADAPTER_FILE.format(lang))
             try:
                 net.load_adapter(lang)
                 head_lang, head_vocab = lang, vocab
