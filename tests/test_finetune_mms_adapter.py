@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,8 +175,8 @@ def test_a_start_adapter_the_model_lacks_lists_those_it_has(base, dataset, tmp_p
 
 
 def test_a_damaged_start_model_is_named(base, dataset, tmp_path):
-    """A start model copied or downloaded cut short: one line naming its weights file, not a
-    traceback (its adapter files: tests/test_transcribe.py, the same check)."""
+    """A start model copied or downloaded cut short: one line naming its weights file, or the
+    adapter of the language it is about to load, not a traceback."""
     import shutil
 
     copy = tmp_path / "cut"
@@ -185,6 +186,25 @@ def test_a_damaged_start_model_is_named(base, dataset, tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {copy / 'model.safetensors'}: damaged weights file ("), last
+
+    # a language whose adapter the model has (no --start-adapter: the trainer loads it), cut short
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    (other / "adapter.other.safetensors").write_bytes((base / "adapter.toy.safetensors").read_bytes()[:1000])
+    vocab = json.loads((other / "vocab.json").read_text())
+    (other / "vocab.json").write_text(json.dumps({**vocab, "other": vocab["toy"]}))
+    args = command(other, dataset, tmp_path / "out-other", lang="other")
+    at = args.index("--start-adapter")
+    done = run_cli(args[:at] + args[at + 2:])
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {other / 'adapter.other.safetensors'}: damaged weights file ("), last
+    # the trainer's own default (no start adapter): the language's adapter if the model has one
+    from tala.finetune.train_ctc import load_start_model
+    from tala.hub import ModelError
+
+    with pytest.raises(ModelError, match=re.escape(f"{other / 'adapter.other.safetensors'}: damaged weights file")):
+        load_start_model("other", TrainSettings(device="cpu"), TEXTS, tmp_path / "scratch", model=str(other))
 
 
 def test_a_training_letter_the_vocabulary_lacks_is_named_with_file_and_line(base, dataset, tmp_path):
