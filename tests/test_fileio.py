@@ -48,13 +48,13 @@ def test_read_jsonl_numbers_lines_and_names_the_bad_one(tmp_path):
         read_jsonl(tmp_path / "missing.jsonl")
 
 
-def test_a_model_config_that_is_not_a_json_object_is_one_error_naming_it(tmp_path):
-    from tala.fileio import read_config_json
+def test_a_json_file_that_is_not_an_object_is_one_error_naming_it(tmp_path):
+    from tala.fileio import read_json_object
 
     path = tmp_path / "speechllm.json"
-    for text, reason in (("{", "unreadable model config (Expecting"), ("[1, 2]", "(a JSON list, not an object)")):
+    for text, reason in (("{", "not valid JSON: Expecting"), ("[1, 2]", "expected a JSON object")):
         path.write_text(text, encoding="utf-8")
-        with pytest.raises(LookupError, match=re.escape(f"{path}: ") + ".*" + re.escape(reason)):
-            read_config_json(path, LookupError)
+        with pytest.raises(InputError, match=re.escape(f"{path}: {reason}")):
+            read_json_object(path)
     path.write_text('{"encoder": "e"}', encoding="utf-8")
-    assert read_config_json(path, LookupError) == {"encoder": "e"}
+    assert read_json_object(path) == {"encoder": "e"}

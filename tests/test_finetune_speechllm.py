@@ -396,9 +396,9 @@ def test_a_new_recognizer_from_the_hub_bases_download_models_put_in_models_dir(f
     assert untouched.keys() == base.keys() and all(torch.equal(v, untouched[k]) for k, v in base.items()), \
         "the base decoder unchanged"
     features = feature_extractor_for(model.encoder.config)
-    clips = {r["audio"]: r for r in map(json.loads, (corpus / "train.jsonl").read_text().splitlines())}
+    records = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()]
     for example in result.final_eval["examples"]:
-        (record,) = [r for r in clips.values() if normalize_for_scoring(r["normalized"]) == example["ref"]]
+        (record,) = [r for r in records if normalize_for_scoring(r["normalized"]) == example["ref"]]
         samples, _ = sf.read(corpus / record["audio"], dtype="float32")
         hyp = read_clip(model, loaded_tokenizer, features, samples, "cpu", max_new_tokens=30)
         assert normalize_for_scoring(hyp) == example["hyp"], "the saved recognizer reads as the validation did"

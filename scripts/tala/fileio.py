@@ -154,14 +154,3 @@ def tidy_adapter_config(folder: str | Path, base: str | None = None) -> None:
         config["base_model_name_or_path"] = base
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
-
-def read_config_json(path: str | Path, error: type[Exception]) -> dict:
-    """A saved model's own config file (a JSON object); unreadable, not JSON or not an object is
-    one ``error`` naming the file and the reason."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise error(f"{path}: unreadable model config ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: unreadable model config (a JSON {type(data).__name__}, not an object)")
-    return data

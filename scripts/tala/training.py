@@ -373,7 +373,7 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
 
 
-def checkpoint_activations(model: torch.nn.Module, log=None) -> int:
+def checkpoint_activations(model: torch.nn.Module) -> int:
     """Activation ("gradient") checkpointing on a Hugging Face model, peft-wrapped or not, and on
     the Hugging Face models inside another module: each layer keeps only its input in training
     and recomputes the rest in the backward pass, trading compute for activation memory that no
@@ -381,8 +381,8 @@ def checkpoint_activations(model: torch.nn.Module, log=None) -> int:
     a step: 0.60-0.62x the peak memory at 1.14-1.30x the step time in two runs on 2 CPU cores,
     ``tests/bench/bench_checkpointing.py``). Non-reentrant, with the RNG state kept, so that a
     step's loss and gradients are those of a run without it (and a run may resume with it
-    switched, e.g. after running out of GPU memory). Says how many layers it covers on ``log``
-    (stderr) and returns that number; none is an error."""
+    switched, e.g. after running out of GPU memory). Says on stderr how many layers it covers and
+    returns that number; none is an error."""
     from transformers import PreTrainedModel
     from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -396,7 +396,7 @@ def checkpoint_activations(model: torch.nn.Module, log=None) -> int:
     if not layers:
         raise InputError(type(model).__name__, "has no layer that supports activation checkpointing "
                                                "(gradient_checkpointing)")  # fmt: skip
-    print(f"activation checkpointing: {layers} layers", file=log or sys.stderr)
+    print(f"activation checkpointing: {layers} layers", file=sys.stderr)
     return layers
 
 

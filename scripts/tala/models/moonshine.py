@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tala.fileio import read_config_json, tidy_adapter_config
+from tala.fileio import read_json_object, tidy_adapter_config
 
 SAMPLE_RATE = 16_000
 MAX_CLIP_S = 30.0  # the longest clip Moonshine was trained on
@@ -156,7 +156,7 @@ class MoonshineLoRAConfig:
 
     @classmethod
     def read(cls, path: Path) -> MoonshineLoRAConfig:
-        data = read_config_json(path, MoonshineError)
+        data = read_json_object(path)  # InputError naming the file: not JSON, not an object
         data.pop("class_name", None)
         data["lora_targets"] = tuple(data.get("lora_targets", ()))
         if data.get("lora_parts") is not None:

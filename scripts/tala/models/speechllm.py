@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tala.fileio import read_config_json, tidy_adapter_config
+from tala.fileio import read_json_object, tidy_adapter_config
 
 SAMPLE_RATE = 16_000
 ENCODER_HOP = 320  # samples per encoder frame: mel hop 160, then the encoder's stride-2 convolution
@@ -349,7 +349,7 @@ class SpeechLLMConfig:
 
     @classmethod
     def read(cls, path: Path) -> SpeechLLMConfig:
-        data = read_config_json(path, SpeechLLMError)
+        data = read_json_object(path)  # InputError naming the file: not JSON, not an object
         if data.pop("class_name", "SpeechLLMV1") != "SpeechLLMV1":
             raise SpeechLLMError(f"{path}: not a SpeechLLMV1 model")
         data["lora_targets"] = tuple(data.get("lora_targets", ()))
